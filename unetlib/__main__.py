@@ -1,0 +1,3 @@
+from unetlib.cli import main
+
+raise SystemExit(main())
