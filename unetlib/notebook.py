@@ -1,0 +1,104 @@
+"""Helpers for the experiment notebooks: parameter validation and output folders.
+
+papermill silently accepts parameter names that a notebook does not declare
+(a typo such as ``ITERATION = 10`` would be ignored). Every notebook therefore
+starts with its ``parameters`` cell (plain assignments only) and, right after
+it and papermill's injected cell, calls :func:`validate_parameters`, which
+reads both cells from the kernel's input history and rejects unknown names.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from unetlib.errors import UnetlibError
+
+__all__ = ["validate_parameters", "project_root", "output_dir", "PROFILES"]
+
+PROFILES = ("smoke", "cpu", "paper")
+_INJECTED_MARKER = "# Parameters"  # first line of the cell papermill injects
+
+
+def _assigned_names(source: str) -> list[str]:
+    names = []
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _parameter_cells(history: Sequence[str]) -> tuple[str, str | None]:
+    """The parameters cell (first code cell) and papermill's injected cell, if any."""
+    cells = [c for c in history[1:] if c.strip()]
+    if not cells:
+        raise UnetlibError("no parameters cell was executed before validate_parameters()")
+    injected = cells[1] if len(cells) > 2 and cells[1].lstrip().startswith(_INJECTED_MARKER) else None
+    return cells[0], injected
+
+
+def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the notebook's parameters and return them as a dict.
+
+    Parameters
+    ----------
+    history : list of str
+        The kernel's input history (IPython's ``In``). The first code cell must
+        be the one tagged ``parameters``.
+    namespace : mapping
+        The notebook's ``globals()``.
+
+    Raises
+    ------
+    UnetlibError
+        For a name set by papermill (``-p`` or ``-f profile.yaml``) that the
+        parameters cell does not declare (listing the accepted names), or a
+        value whose type differs from the default's (ints are accepted for
+        floats, ``None`` where the default is ``None``).
+    """
+    declared_src, injected_src = _parameter_cells(history)
+    declared = _assigned_names(declared_src)
+    defaults = {}
+    exec(compile(declared_src, "<parameters>", "exec"), {}, defaults)  # noqa: S102 - own cell
+    if injected_src is not None:
+        unknown = sorted(set(_assigned_names(injected_src)) - set(declared))
+        if unknown:
+            raise UnetlibError(
+                f"unknown parameter(s) {', '.join(unknown)}; this notebook accepts: "
+                f"{', '.join(declared)} (check the spelling in -p or in the profile file)"
+            )
+    params = {name: namespace[name] for name in declared}
+    for name, value in params.items():
+        default = defaults[name]
+        if default is None or value is None:
+            continue
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if type(value) is not type(default):
+            raise UnetlibError(
+                f"parameter {name}={value!r} has type {type(value).__name__}, "
+                f"expected {type(default).__name__} like the default {default!r}"
+            )
+    if "PROFILE" in params and params["PROFILE"] not in PROFILES:
+        raise UnetlibError(f"PROFILE must be one of {PROFILES}, got {params['PROFILE']!r}")
+    return params
+
+
+def project_root() -> Path:
+    """The checkout that holds the notebooks (the folder above ``unetlib/``), else the cwd."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "notebooks").is_dir():
+        return here
+    return Path.cwd()
+
+
+def output_dir(output: str | os.PathLike, profile: str) -> Path:
+    """Resolve a notebook's OUTPUT_DIR ("" means ``reports/<profile>``) and create it."""
+    path = Path(output) if output else Path("reports") / profile
+    if not path.is_absolute():
+        path = project_root() / path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
