@@ -1,0 +1,258 @@
+"""``unetlib data fetch`` offline: tiny archives served from a local HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from unetlib import data, fetch as fetch_mod
+from unetlib.cli import main
+from unetlib.errors import UnetlibError
+from unetlib.fetch import fetch
+
+U373 = "PhC-C2DH-U373"
+
+
+# --------------------------------------------------------------------------- a local server
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, tuple[bytes, str]] = {}
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body, mode = self.routes.get(self.path, (b"", "missing"))
+        if mode == "missing":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        # "truncate": announce the whole length, send half, then close the connection
+        self.wfile.write(body if mode == "ok" else body[: len(body) // 2])
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """Serve ``routes`` (path -> (bytes, mode)); yields (base URL, routes). Stops after the test."""
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    routes: dict[str, tuple[bytes, str]] = {}
+    handler = type("Handler", (_Handler,), {"routes": routes})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    watchdog = threading.Timer(60, httpd.shutdown)  # stops by itself even if teardown never runs
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", routes
+    finally:
+        watchdog.cancel()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+# --------------------------------------------------------------------------- tiny datasets
+
+
+def write_tiny_ctc(root: Path) -> Path:
+    rng = np.random.default_rng(2)
+    folder = root / U373
+    for seq in data.SEQUENCES:
+        raw, gt = folder / seq, folder / f"{seq}_GT"
+        for sub in (raw, gt / "SEG", gt / "TRA"):
+            sub.mkdir(parents=True)
+        for t in range(3):
+            tifffile.imwrite(raw / f"t{t:03d}.tif", rng.integers(0, 256, (5, 6), dtype=np.uint8), compression="lzw")
+            tifffile.imwrite(gt / "TRA" / f"man_track{t:03d}.tif", np.ones((5, 6), np.uint16), compression="lzw")
+        tifffile.imwrite(gt / "SEG" / "man_seg001.tif", np.full((5, 6), 2, np.uint16), compression="lzw")
+        (gt / "TRA" / "man_track.txt").write_text("1 0 2 0\n")
+    return folder
+
+
+def zip_folder(folder: Path, top: str | None, change: str | None = None) -> bytes:
+    """Zip ``folder`` under the top folder ``top`` (None: flat); flip a byte of file ``change``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(folder).as_posix()
+                payload = path.read_bytes()
+                if rel == change:
+                    payload = payload[:-1] + bytes([payload[-1] ^ 0xFF])
+                zf.writestr(f"{top}/{rel}" if top else rel, payload)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """(manifest, folder) of a tiny CTC dataset named like U373."""
+    source = tmp_path / "source"
+    folder = write_tiny_ctc(source)
+    return data.make_manifest(source, (U373,)), folder
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def test_source_urls(monkeypatch):
+    monkeypatch.delenv("UNETLIB_DATA_URL", raising=False)
+    assert fetch_mod.source_urls(U373) == [f"https://data.celltrackingchallenge.net/training-datasets/{U373}.zip"]
+    isbi = fetch_mod.source_urls("isbi2012")
+    assert [u.rsplit("/", 1)[1] for u in isbi] == list(data.ISBI_FILES)
+    assert all("b45af4d458437d8281cc218a07fd4380818ece4a" in u for u in isbi)
+    monkeypatch.setenv("UNETLIB_DATA_URL", "http://mirror/x/")
+    assert fetch_mod.source_urls(U373) == [f"http://mirror/x/{U373}.zip"]
+    assert fetch_mod.source_urls(U373, "http://other/a.zip") == ["http://other/a.zip"]
+    with pytest.raises(UnetlibError, match="unknown dataset"):
+        fetch_mod.source_urls("mnist")
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+@pytest.mark.parametrize("top", [U373, None])
+def test_fetch_installs_a_verified_dataset(server, tiny, tmp_path, top):
+    base, routes = server
+    manifest, folder = tiny
+    routes[f"/{U373}.zip"] = (zip_folder(folder, top), "ok")
+    root = tmp_path / "root"
+    result = fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert result == fetch_mod.FetchResult(root / U373, fetched=True)
+    assert data.verify(root, [U373], manifest).ok
+    assert leftovers(root) == [U373]  # no temporary files left
+    loaded = data.load_ctc(U373, "02", root)
+    np.testing.assert_array_equal(loaded.frames[1], tifffile.imread(folder / "02" / "t001.tif"))
+
+    # a second fetch leaves the complete dataset as it is
+    mtimes = {p: p.stat().st_mtime_ns for p in (root / U373).rglob("*")}
+    again = fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert again.fetched is False
+    assert {p: p.stat().st_mtime_ns for p in (root / U373).rglob("*")} == mtimes
+
+
+def test_truncated_download_installs_nothing(server, tiny, tmp_path):
+    base, routes = server
+    manifest, folder = tiny
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "truncate")
+    root = tmp_path / "root"
+    with pytest.raises(UnetlibError, match="incomplete") as err:
+        fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert f"{base}/{U373}.zip" in str(err.value)
+    assert leftovers(root) == []
+    assert not data.verify(root, [U373], manifest).ok
+
+
+def test_checksum_mismatch_installs_nothing(server, tiny, tmp_path):
+    base, routes = server
+    manifest, folder = tiny
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373, change="01_GT/SEG/man_seg001.tif"), "ok")
+    root = tmp_path / "root"
+    with pytest.raises(UnetlibError, match="does not match the checksum manifest") as err:
+        fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert f"{U373}/01_GT/SEG/man_seg001.tif" in str(err.value)
+    assert leftovers(root) == []
+    assert not data.verify(root, [U373], manifest).ok
+
+
+def test_not_a_zip_and_http_errors_are_clear(server, tiny, tmp_path):
+    base, routes = server
+    manifest, _ = tiny
+    routes[f"/{U373}.zip"] = (b"<html>not found</html>", "ok")
+    root = tmp_path / "root"
+    with pytest.raises(UnetlibError, match="cannot be unpacked"):
+        fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    with pytest.raises(UnetlibError, match="download of .*nope.zip failed.*HTTP Error 404"):
+        fetch(U373, root, url=f"{base}/nope.zip", manifest=manifest, progress=False, timeout=10)
+    assert leftovers(root) == []
+
+
+def test_unsafe_archive_paths_are_refused(server, tiny, tmp_path):
+    base, routes = server
+    manifest, _ = tiny
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("../evil.txt", b"x")
+    routes[f"/{U373}.zip"] = (buffer.getvalue(), "ok")
+    root = tmp_path / "root"
+    with pytest.raises(UnetlibError, match="unsafe path"):
+        fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert not (tmp_path / "evil.txt").exists() and leftovers(root) == []
+
+
+def test_existing_incomplete_dataset_is_not_touched(server, tiny, tmp_path):
+    base, routes = server
+    manifest, folder = tiny
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "ok")
+    root = tmp_path / "root"
+    fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    (root / U373 / "02" / "t002.tif").unlink()
+    before = sorted(p for p in (root / U373).rglob("*"))
+    with pytest.raises(UnetlibError, match="move it away"):
+        fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert sorted(p for p in (root / U373).rglob("*")) == before
+
+
+def test_fetch_isbi_stacks_checks_pixels(server, tmp_path):
+    base, routes = server
+    source = tmp_path / "source" / "isbi2012"
+    source.mkdir(parents=True)
+    stacks = {}
+    for i, name in enumerate(data.ISBI_FILES):
+        stacks[name] = np.full((2, 4, 4), i * 100, np.uint8)
+        tifffile.imwrite(source / name, stacks[name])
+    manifest = data.make_manifest(source.parent, ("isbi2012",))
+    for name in data.ISBI_FILES:  # the mirror's files: other bytes, same pixels
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, stacks[name], compression="zlib")
+        routes[f"/{name}"] = (buffer.getvalue(), "ok")
+    root = tmp_path / "root"
+    assert fetch("isbi2012", root, url=base, manifest=manifest, progress=True, timeout=10).fetched
+    assert data.verify(root, ["isbi2012"], manifest).ok
+
+    other = tmp_path / "other"
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, stacks["test-volume.tif"] + 1)
+    routes["/test-volume.tif"] = (buffer.getvalue(), "ok")
+    with pytest.raises(UnetlibError, match="isbi2012/test-volume.tif: pixel sha256") as err:
+        fetch("isbi2012", other, url=base, manifest=manifest, progress=False, timeout=10)
+    assert "data/README.md" in str(err.value)
+    assert leftovers(other) == []
+
+
+def test_cli_fetch_uses_env_url_and_reports_errors(server, tiny, tmp_path, monkeypatch, capsys):
+    base, routes = server
+    manifest, folder = tiny
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "truncate")
+    monkeypatch.setenv("UNETLIB_DATA_URL", base)
+    # the CLI checks against the shipped manifest, which the tiny archive cannot match
+    assert main(["data", "fetch", U373, "--root", str(tmp_path / "root"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unetlib data: error:" in err and "incomplete" in err
+    assert leftovers(tmp_path / "root") == []
+
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "ok")
+    monkeypatch.setattr(data, "read_manifest", lambda path=None: manifest)
+    args = ["data", "fetch", U373, "--root", str(tmp_path / "root"), "--no-progress"]
+    assert main(args) == 0
+    assert "fetched and verified" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "already present" in capsys.readouterr().out

@@ -1,0 +1,391 @@
+"""Overlap-tile inference: seamless stitching, mirroring, TTA, bounded memory, errors, CLI."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from torch import nn
+
+from unetlib import tiling
+from unetlib.checkpoint import save_checkpoint
+from unetlib.cli import main as cli_main
+from unetlib.errors import UnetlibError
+from unetlib.model import BORDER, UNet, input_size_for_output, valid_input_size
+from unetlib.tiling import TileLayout, mirror_index, plan_tiles, predict
+
+
+# --------------------------------------------------------------------------- #
+# Slow, obvious references
+# --------------------------------------------------------------------------- #
+def reference_logits(model: nn.Module, image: np.ndarray) -> np.ndarray:
+    """The network once over the whole image, mirror-padded with numpy (92 px top/left).
+
+    ``image`` is ``(C, H, W)`` float; the bottom/right padding makes the padded
+    image a valid size; the output is cropped back to ``(K, H, W)``.
+    """
+    _, height, width = image.shape
+    pad_h = input_size_for_output(height) - height - BORDER
+    pad_w = input_size_for_output(width) - width - BORDER
+    padded = np.pad(image, ((0, 0), (BORDER, pad_h), (BORDER, pad_w)), mode="reflect")
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[None])[0].numpy()
+    return out[:, :height, :width]
+
+
+def fewest_pixels_tile(length: int, cap: int) -> int:
+    """Brute force: the valid tile <= cap whose grid-aligned tiles cover ``length`` with the fewest input pixels."""
+    best = None
+    for tile in range(188, cap + 1):
+        if not valid_input_size(tile):
+            continue
+        out = tile - 2 * BORDER
+        stride = 16 * (out // 16)
+        covered, count = out, 1
+        while covered < length:
+            if stride == 0:
+                count = None
+                break
+            covered += stride
+            count += 1
+        if count is None or (count == 1 and tile > input_size_for_output(length)):
+            continue
+        if best is None or count * tile <= best[0]:
+            best = (count * tile, tile)
+    return best[1]
+
+
+def close(actual, expected, scale=None):
+    scale = np.abs(expected).max() if scale is None else scale
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=2e-5 * max(scale, 1.0))
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(1)
+    return UNet(in_channels=1, num_classes=2, width=2).eval()
+
+
+def run(model, image, **kw):
+    kw.setdefault("device", "cpu")
+    kw.setdefault("amp", False)
+    return predict(model, image, **kw)
+
+
+# --------------------------------------------------------------------------- #
+# Mirroring and layout
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 50])
+def test_mirror_index_is_numpy_reflect_even_far_outside(size):
+    values = np.arange(size) * 10 + 3
+    index = np.arange(-BORDER - 40, size + BORDER + 40)
+    expected = np.pad(values, (BORDER + 40, BORDER + 40), mode="reflect")
+    np.testing.assert_array_equal(values[mirror_index(index, size)], expected)
+
+
+@pytest.mark.parametrize("shape,tile", [((100, 150), 204), ((388, 388), 572), ((1000, 37), (236, 444)), ((4, 3), 188)])
+def test_layout_windows_are_disjoint_grid_aligned_and_cover_the_image(shape, tile):
+    layout = plan_tiles(shape, tile)
+    hits = np.zeros(shape, dtype=int)
+    for y, x in layout.origins():
+        assert y % 16 == 0 and x % 16 == 0
+        rows, cols = layout.write_window(y, x)
+        assert rows.stop - y <= layout.out[0] and cols.stop - x <= layout.out[1]  # inside the tile's output
+        hits[rows, cols] += 1
+    assert (hits == 1).all()
+    assert all((p - 60) % 16 == 0 for p in layout.padded_shape)  # the equivalent whole pass is valid
+
+
+@pytest.mark.parametrize("length", [1, 50, 388, 389, 700, 2048, 5000])
+@pytest.mark.parametrize("cap", [204, 572, 1084])
+def test_auto_tile_feeds_fewest_input_pixels(length, cap):
+    assert tiling._best_tile(length, cap) == fewest_pixels_tile(length, cap)
+
+
+def test_auto_tile_is_one_pass_when_it_fits_and_bounded_by_the_budget():
+    assert plan_tiles((512, 512)).tile == (700, 700)  # 512 + 184 -> 700 (one pass)
+    assert plan_tiles((520, 696)).tile == (716, 892)
+    budget, bpp = 50e6, 64.0
+    layout = plan_tiles((4000, 3000), bytes_per_pixel=bpp, memory_budget=budget)
+    assert layout.tile[0] * layout.tile[1] * bpp <= budget
+    assert layout.n_tiles > 1
+
+
+def test_invalid_tile_names_the_nearest_valid_sizes(net):
+    with pytest.raises(ValueError, match="492 or 508"):
+        run(net, np.zeros((50, 50)), tile=500)
+    with pytest.raises(ValueError, match="at least 204"):
+        run(net, np.zeros((50, 50)), tile=188)  # a 4-px output cannot be tiled on a 16-px grid
+    assert run(net, np.zeros((4, 3)), tile=188).shape == (2, 4, 3)  # ... but covers a tiny image
+
+
+# --------------------------------------------------------------------------- #
+# Seamless by construction
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize(
+    "shape,tile",
+    [
+        ((1, 1), None),
+        ((5, 3), 204),
+        ((37, 120), 204),
+        ((37, 120), (252, 220)),
+        ((130, 90), 236),
+        ((300, 260), 316),
+        ((300, 260), None),
+    ],
+)
+def test_stitched_tiles_equal_one_pass_over_the_mirrored_image(net, shape, tile):
+    image = np.random.default_rng(3).random(shape, dtype=np.float32)
+    expected = reference_logits(net, image[None])
+    actual = run(net, image, tile=tile, output="logits", batch_size=3)
+    assert actual.shape == (2, *shape) and actual.dtype == np.float32
+    close(actual, expected)
+
+
+def test_abutting_tiles_off_the_16_grid_are_not_seamless(net):
+    """The reference above can fail: tiles shifted by 20 px (not 16 m) disagree with it."""
+    image = np.random.default_rng(4).random((40, 20), dtype=np.float32)
+    expected = reference_logits(net, image[None])
+    padded = np.pad(image, ((BORDER, BORDER + 20), (BORDER, BORDER + 20)), mode="reflect")
+    with torch.no_grad():
+        second = net(torch.from_numpy(padded[None, None, 20:224, 0:204]))[0].numpy()[:, :20, :20]
+    assert np.abs(second - expected[:, 20:40, :20]).max() > 1e-3
+
+
+def test_phseg_variant_three_channels_and_stacks(net):
+    torch.manual_seed(2)
+    model = UNet(in_channels=3, num_classes=3, width=2, variant="phseg_v5").eval()
+    stack = np.random.default_rng(5).random((2, 3, 45, 70), dtype=np.float32)
+    actual = run(model, stack, tile=220, output="logits")
+    assert actual.shape == (2, 3, 45, 70)
+    for s in range(2):
+        close(actual[s], reference_logits(model, stack[s]))
+
+
+def test_stack_is_slice_by_slice(net):
+    stack = np.random.default_rng(6).integers(0, 256, (3, 30, 40), dtype=np.uint8)
+    labels = run(net, stack, output="labels", progress=False)
+    assert labels.shape == (3, 30, 40) and labels.dtype == np.uint8
+    for s in range(3):
+        np.testing.assert_array_equal(labels[s], run(net, stack[s], output="labels"))
+
+
+def test_outputs_are_softmax_and_argmax_of_the_logits(net):
+    image = np.random.default_rng(7).random((60, 50), dtype=np.float32)
+    logits = run(net, image, output="logits")
+    probabilities = run(net, image)
+    labels = run(net, image, output="labels")
+    e = np.exp(logits - logits.max(0))
+    close(probabilities, e / e.sum(0), scale=1.0)
+    np.testing.assert_array_equal(labels, logits.argmax(0))
+    assert not np.all(labels == labels.flat[0])  # a random net still separates some pixels
+
+
+# --------------------------------------------------------------------------- #
+# Normalisation
+# --------------------------------------------------------------------------- #
+def test_integer_images_are_scaled_by_their_dtype_maximum(net):
+    rng = np.random.default_rng(8)
+    image8 = rng.integers(0, 256, (40, 30), dtype=np.uint8)
+    close(run(net, image8, output="logits"), reference_logits(net, image8[None] / np.float32(255)))
+    image16 = rng.integers(0, 65536, (40, 30), dtype=np.uint16)
+    close(run(net, image16, output="logits"), reference_logits(net, image16[None] / np.float32(65535)))
+    as_given = run(net, image8, output="logits", normalize="none")
+    close(as_given, reference_logits(net, image8[None].astype(np.float32)))
+
+
+def test_zscore_and_minmax(net):
+    image = np.random.default_rng(9).normal(50.0, 7.0, (40, 30)).astype(np.float32)
+    z = (image - image.mean()) / image.std()
+    close(run(net, image, output="logits", normalize="zscore"), reference_logits(net, z[None]))
+    m = (image - image.min()) / (image.max() - image.min())
+    close(run(net, image, output="logits", normalize="minmax"), reference_logits(net, m[None]))
+
+
+# --------------------------------------------------------------------------- #
+# Test-time averaging
+# --------------------------------------------------------------------------- #
+def test_flips_average_the_four_flipped_logits(net):
+    image = np.random.default_rng(10).random((50, 70), dtype=np.float32)
+    flips = [lambda a: a, lambda a: a[..., ::-1], lambda a: a[..., ::-1, :], lambda a: a[..., ::-1, ::-1]]
+    expected = np.mean([f(reference_logits(net, np.ascontiguousarray(f(image))[None])) for f in flips], axis=0)
+    close(run(net, image, tta="flips", output="logits"), expected)
+    e = np.exp(expected - expected.max(0))
+    close(run(net, image, tta="flips"), e / e.sum(0), scale=1.0)
+    np.testing.assert_array_equal(run(net, image, tta="flips", output="labels"), expected.argmax(0))
+
+
+@pytest.mark.parametrize("tile", [None, (220, 252)])
+def test_d4_average_is_rotation_equivariant(net, tile):
+    image = np.random.default_rng(11).random((40, 65), dtype=np.float32)
+    rotated = np.rot90(image)
+    plain = run(net, image, output="logits", tile=tile)
+    plain_rot = run(net, rotated, output="logits", tile=tile)
+    assert np.abs(np.rot90(plain_rot, -1, axes=(1, 2)) - plain).max() > 1e-3  # the net alone is not
+    d4 = run(net, image, output="logits", tta="d4", tile=tile)
+    d4_rot = run(net, rotated, output="logits", tta="rotations", tile=tile)
+    close(np.rot90(d4_rot, -1, axes=(1, 2)), d4)
+    close(d4[:, :, ::-1], run(net, image[:, ::-1], output="logits", tta="d4", tile=tile))
+
+
+# --------------------------------------------------------------------------- #
+# Bounded memory, batching, model state
+# --------------------------------------------------------------------------- #
+class Recorder(nn.Module):
+    """Wraps a model and records the shape of every batch it sees."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.shapes = model, []
+        self.in_channels, self.num_classes, self.width = model.in_channels, model.num_classes, model.width
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        return self.model(x)
+
+
+class CropNet(nn.Module):
+    """A nearly free stand-in with the U-Net's geometry: crop 92 px, then a 1x1 convolution."""
+
+    in_channels, num_classes, width = 1, 2, 1
+
+    def __init__(self):
+        super().__init__()
+        self.score = nn.Conv2d(1, 2, 1)
+
+    def forward(self, x):
+        return self.score(x[..., BORDER:-BORDER, BORDER:-BORDER])
+
+
+def test_tiles_stream_in_batches_of_the_requested_size(net):
+    recorder = Recorder(net)
+    image = np.random.default_rng(12).random((100, 150), dtype=np.float32)
+    run(recorder, image, tile=236, batch_size=3)
+    layout = plan_tiles(image.shape, 236)
+    assert sum(s[0] for s in recorder.shapes) == layout.n_tiles == 8
+    assert [s[0] for s in recorder.shapes] == [3, 3, 2]
+    assert all(s[1:] == (1, 236, 236) for s in recorder.shapes)
+
+
+def test_auto_batch_follows_the_memory_budget(net):
+    recorder = Recorder(net)
+    image = np.zeros((100, 150), dtype=np.float32)
+    per_tile = tiling._bytes_per_pixel(net) * 236 * 236
+    run(recorder, image, tile=236, memory_budget=2.5 * per_tile)
+    assert max(s[0] for s in recorder.shapes) == 2
+
+
+def test_large_image_needs_no_full_size_buffer_besides_the_output():
+    model = CropNet()
+    image = np.random.default_rng(13).integers(0, 256, (2048, 2048), dtype=np.uint8)
+    batch_bytes = 2 * 572 * 572 * 4
+    output_bytes = 2 * 2048 * 2048 * 4
+    tracemalloc.start()
+    try:
+        out = run(model, image, tile=572, batch_size=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # all 36 tiles at once would add ~47 MB, one padded float image ~20 MB
+    assert peak < output_bytes + 4 * batch_bytes + 2e6
+    with torch.no_grad():
+        w, b = model.score.weight[:, 0, 0].numpy(), model.score.bias.numpy()
+    close(out, w[:, None, None] * (image / np.float32(255)) + b[:, None, None])
+
+
+def test_eval_mode_inside_and_training_flag_restored():
+    torch.manual_seed(3)
+    model = UNet(width=2, dropout=0.5).train()
+    image = np.random.default_rng(14).random((30, 30), dtype=np.float32)
+    first, second = run(model, image, output="logits"), run(model, image, output="logits")
+    assert model.training
+    np.testing.assert_array_equal(first, second)  # dropout would make these differ
+
+
+# --------------------------------------------------------------------------- #
+# Bad input
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize(
+    "image,match",
+    [
+        (np.zeros((0, 10)), "empty"),
+        (np.zeros((3, 10, 0)), "empty"),
+        (np.array([[0.0, np.nan], [1.0, 2.0]]), "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 2.0]]), "NaN or infinite"),
+        (np.zeros((2, 3, 10, 10)), "1 channel"),
+        (np.zeros((10,)), "1 channel"),
+        (np.array([["a"]]), "not numeric"),
+    ],
+)
+def test_bad_images_for_a_single_channel_model(net, image, match):
+    with pytest.raises(UnetlibError, match=match):
+        run(net, image)
+
+
+def test_channel_axis_mismatch_for_a_three_channel_model():
+    model = UNet(in_channels=3, width=2)
+    with pytest.raises(UnetlibError, match=r"3 channels: give \(3, H, W\)"):
+        run(model, np.zeros((20, 20)))
+    with pytest.raises(UnetlibError, match="channels last"):
+        run(model, np.zeros((20, 20, 3)))
+
+
+def test_model_that_does_not_fit_is_refused(net):
+    class Liar(Recorder):
+        pass
+
+    liar = Liar(net)
+    liar.num_classes = 3  # claims 3 classes, returns 2
+    with pytest.raises(UnetlibError, match="expected"):
+        run(liar, np.zeros((20, 20)))
+    with pytest.raises(UnetlibError, match="in_channels"):
+        run(nn.Conv2d(1, 2, 3), np.zeros((20, 20)))
+
+
+@pytest.mark.parametrize("kw", [{"output": "mask"}, {"tta": "rot"}, {"normalize": "std"}, {"batch_size": 0}])
+def test_bad_options(net, kw):
+    with pytest.raises(ValueError):
+        run(net, np.zeros((20, 20)), **kw)
+
+
+# --------------------------------------------------------------------------- #
+# Command line and real data
+# --------------------------------------------------------------------------- #
+def test_cli_writes_probabilities_of_one_class_and_labels(tmp_path, net):
+    checkpoint = save_checkpoint(tmp_path / "net.pt", net)
+    stack = np.random.default_rng(15).integers(0, 256, (2, 30, 50), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", stack)
+    args = ["predict", str(checkpoint), str(tmp_path / "in.tif"), "--probabilities", str(tmp_path / "p.tif"),
+            "--labels", str(tmp_path / "l.tif"), "--class", "1", "--tile", "204", "--device", "cpu", "--no-amp"]
+    assert cli_main(args) == 0
+    probabilities, labels = tifffile.imread(tmp_path / "p.tif"), tifffile.imread(tmp_path / "l.tif")
+    assert probabilities.dtype == np.float32 and probabilities.shape == (2, 30, 50)
+    assert labels.dtype == np.uint8 and labels.shape == (2, 30, 50)
+    expected = run(net, stack)
+    close(probabilities, expected[:, 1], scale=1.0)
+    np.testing.assert_array_equal(labels, expected.argmax(1))
+
+
+def test_cli_errors_exit_2(tmp_path, net, capsys):
+    checkpoint = save_checkpoint(tmp_path / "net.pt", net)
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((20, 20), np.uint8))
+    base = ["predict", str(checkpoint), str(tmp_path / "in.tif")]
+    assert cli_main(base) == 2
+    assert "nothing to write" in capsys.readouterr().err
+    assert cli_main(base + ["--probabilities", str(tmp_path / "p.tif"), "--class", "2"]) == 2
+    assert "classes 0..1" in capsys.readouterr().err
+    assert cli_main(base + ["--labels", str(tmp_path / "l.tif"), "--tile", "500"]) == 2
+    assert "492 or 508" in capsys.readouterr().err
+    assert cli_main(["predict", str(checkpoint), str(tmp_path / "missing.tif"), "--labels", "x.tif"]) == 2
+
+
+def test_real_isbi_slice_is_tile_size_independent(data_root, net):
+    image = tifffile.imread(data_root / "isbi2012" / "train-volume.tif", key=0)
+    assert image.shape == (512, 512) and image.dtype == np.uint8
+    one_pass = run(net, image)  # automatic: one 700 x 700 tile
+    paper_tiles = run(net, image, tile=572)  # 2 x 2 tiles of 572 -> 388, stride 384
+    close(paper_tiles, one_pass, scale=1.0)

@@ -1,0 +1,331 @@
+"""Tests of the training loop (unetlib.train): loss, determinism, resume, errors, learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import unetlib.train as train_module
+from unetlib.checkpoint import load_checkpoint
+from unetlib.errors import UnetlibError
+from unetlib.model import UNet
+from unetlib.train import (
+    TrainConfig,
+    learning_rate,
+    parse_slices,
+    prepare_targets,
+    train,
+    weighted_cross_entropy,
+)
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+def tiny_config(**changes) -> TrainConfig:
+    """A network small enough for a few CPU steps in well under a second."""
+    base = dict(width=2, tile=188, iterations=6, checkpoint_every=3, lr=0.01, device="cpu", seed=3)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def synthetic_data(n: int = 3, shape=(200, 230)):
+    """Blob images with matching 0/1 targets and positive weight maps."""
+    rng = np.random.default_rng(42)
+    images, targets, weights = [], [], []
+    for _ in range(n):
+        target = (rng.random(shape) > 0.6).astype(np.uint8)
+        images.append((80 + 100 * target + rng.integers(0, 40, shape)).astype(np.uint8))
+        targets.append(target)
+        weights.append((1.0 + rng.random(shape)).astype(np.float32))
+    return images, targets, weights
+
+
+def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"parameter {name} differs"
+
+
+@pytest.fixture
+def data():
+    return synthetic_data()
+
+
+# --------------------------------------------------------------------------- #
+# Loss and schedule
+# --------------------------------------------------------------------------- #
+def slow_weighted_cross_entropy(logits: np.ndarray, target: np.ndarray, weight: np.ndarray) -> float:
+    """Eq. 1 pixel by pixel: -w(x) log softmax(a(x))_{l(x)}, averaged over all pixels."""
+    n, c, h, w = logits.shape
+    total = 0.0
+    for b in range(n):
+        for y in range(h):
+            for x in range(w):
+                a = logits[b, :, y, x].astype(np.float64)
+                p = np.exp(a - a.max()) / np.exp(a - a.max()).sum()
+                total += -weight[b, y, x] * np.log(p[target[b, y, x]])
+    return total / (n * h * w)
+
+
+def test_weighted_cross_entropy_matches_pixelwise_reference():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (2, 2, 5, 7)).astype(np.float32)
+    target = rng.integers(0, 2, (2, 5, 7))
+    weight = rng.uniform(0, 11, (2, 5, 7)).astype(np.float32)
+    got = weighted_cross_entropy(torch.from_numpy(logits), torch.from_numpy(target), torch.from_numpy(weight))
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(slow_weighted_cross_entropy(logits, target, weight), rel=1e-5)
+
+
+def test_weighted_cross_entropy_zero_weight_ignores_pixels():
+    logits = torch.tensor([[[[5.0, -5.0]], [[-5.0, 5.0]]]])  # (1, 2, 1, 2): pixel 0 -> class 0, 1 -> 1
+    target = torch.tensor([[[1, 1]]])  # pixel 0 is badly wrong
+    ignore_wrong = weighted_cross_entropy(logits, target, torch.tensor([[[0.0, 1.0]]]))
+    count_wrong = weighted_cross_entropy(logits, target, torch.tensor([[[1.0, 1.0]]]))
+    assert ignore_wrong.item() < 1e-3 < count_wrong.item()
+
+
+def test_learning_rate_schedules():
+    constant = tiny_config(lr=0.02, iterations=100)
+    poly = tiny_config(lr=0.02, iterations=100, schedule="poly")
+    assert learning_rate(constant, 0) == learning_rate(constant, 99) == 0.02
+    assert learning_rate(poly, 0) == pytest.approx(0.02)
+    assert learning_rate(poly, 50) == pytest.approx(0.02 * 0.5**0.9)
+    assert learning_rate(poly, 99) < learning_rate(poly, 98) < learning_rate(poly, 50)
+
+
+def test_config_to_dict_is_plain_data():
+    d = tiny_config().to_dict()
+    assert d["width"] == 2 and d["momentum"] == 0.99 and d["tile"] == 188
+    assert isinstance(d["augment"], dict) and "enabled" in d["augment"]
+
+
+# --------------------------------------------------------------------------- #
+# Determinism and resume
+# --------------------------------------------------------------------------- #
+def test_seeded_run_is_deterministic_and_seed_matters(data):
+    a = train(*data, tiny_config(iterations=3), progress=False)
+    b = train(*data, tiny_config(iterations=3), progress=False)
+    c = train(*data, tiny_config(iterations=3, seed=4), progress=False)
+    assert_same_weights(state_of(a.model), state_of(b.model))
+    assert [h[1] for h in a.history] == [h[1] for h in b.history]
+    assert not torch.equal(state_of(a.model)["conv_d0a_b.weight"], state_of(c.model)["conv_d0a_b.weight"])
+
+
+def test_resume_is_bit_identical(data, tmp_path):
+    straight = train(*data, tiny_config(iterations=6), progress=False)
+    first = train(*data, tiny_config(iterations=3), checkpoint_dir=tmp_path, progress=False)
+    assert load_checkpoint(first.checkpoint)["iteration"] == 3
+    resumed = train(*data, tiny_config(iterations=6), checkpoint_dir=tmp_path, progress=False)
+    assert_same_weights(state_of(straight.model), state_of(resumed.model))
+    assert [h[:2] for h in resumed.history] == [h[:2] for h in straight.history]
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["iteration"] == 6 and len(saved["history"]) == 6
+    assert_same_weights(state_of(straight.model), saved["model_state"])
+
+
+def test_no_resume_starts_afresh(data, tmp_path):
+    train(*data, tiny_config(iterations=3), checkpoint_dir=tmp_path, progress=False)
+    again = train(*data, tiny_config(iterations=2), checkpoint_dir=tmp_path, resume=False, progress=False)
+    assert [h[0] for h in again.history] == [1, 2]
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 2
+
+
+def test_keyboard_interrupt_saves_last_completed_iteration(data, tmp_path, monkeypatch):
+    straight = train(*data, tiny_config(iterations=6), progress=False)
+    real, calls = train_module.random_tile, []
+
+    def interrupted_at_tile_4(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # tile of iteration index 4: iterations 1..4 are complete
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "random_tile", interrupted_at_tile_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(*data, tiny_config(iterations=6, checkpoint_every=100), checkpoint_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 4
+    monkeypatch.setattr(train_module, "random_tile", real)
+    resumed = train(*data, tiny_config(iterations=6, checkpoint_every=100), checkpoint_dir=tmp_path, progress=False)
+    assert_same_weights(state_of(straight.model), state_of(resumed.model))
+
+
+# --------------------------------------------------------------------------- #
+# Failures
+# --------------------------------------------------------------------------- #
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, monkeypatch):
+    real, calls = train_module.random_tile, []
+
+    def nan_weights_from_tile_5(*args, **kwargs):
+        x, y, w = real(*args, **kwargs)
+        calls.append(1)
+        return (x, y, torch.full_like(w, float("nan"))) if len(calls) >= 5 else (x, y, w)
+
+    monkeypatch.setattr(train_module, "random_tile", nan_weights_from_tile_5)
+    with pytest.raises(UnetlibError, match="iteration 5"):
+        train(*data, tiny_config(iterations=8, checkpoint_every=2), checkpoint_dir=tmp_path, progress=False)
+    kept = load_checkpoint(tmp_path / "last.pt")
+    assert kept["iteration"] == 4
+    assert all(torch.isfinite(v).all() for v in kept["model_state"].values())
+    monkeypatch.setattr(train_module, "random_tile", real)
+    good = train(*data, tiny_config(iterations=4), progress=False)
+    assert_same_weights(state_of(good.model), kept["model_state"])
+
+
+def test_checkpoint_with_other_model_config_is_refused(data, tmp_path):
+    train(*data, tiny_config(iterations=1), checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(UnetlibError, match="no-resume"):
+        train(*data, tiny_config(iterations=2, width=4), checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(UnetlibError, match="lr"):
+        train(*data, tiny_config(iterations=2, lr=0.5), checkpoint_dir=tmp_path, progress=False)
+    fresh = train(*data, tiny_config(iterations=1, width=4), checkpoint_dir=tmp_path, resume=False, progress=False)
+    assert fresh.model.width == 4
+
+
+def _bad(case: str, data):
+    images, targets, weights = (list(x) for x in data)
+    if case == "empty":
+        return [], [], []
+    if case == "lengths":
+        return images, targets[:2], weights
+    if case == "shape":
+        targets[1] = targets[1][:, :-1]
+        return images, targets, weights
+    if case == "float targets":
+        targets[0] = targets[0].astype(np.float32)
+        return images, targets, weights
+    if case == "labels 0/255":
+        targets[0] = targets[0] * 255
+        return images, targets, weights
+    if case == "nan weights":
+        weights[2] = weights[2].copy()
+        weights[2][5, 5] = np.nan
+        return images, targets, weights
+    if case == "3-D image":
+        images[0] = np.stack([images[0]] * 3, axis=-1)
+        return images, targets, weights
+    if case == "one array":
+        return images[0], targets[0], weights[0]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("empty", "empty"),
+        ("lengths", "one entry per image"),
+        ("shape", "pixel for pixel"),
+        ("float targets", "integer class labels"),
+        ("labels 0/255", "only 0"),
+        ("nan weights", "finite"),
+        ("3-D image", "2-D"),
+        ("one array", "list"),
+    ],
+)
+def test_bad_training_data_is_refused(case, message, data):
+    with pytest.raises(ValueError, match=message):
+        train(*_bad(case, data), tiny_config(iterations=1), progress=False)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [({"tile": 500}, "16k"), ({"iterations": -1}, "iterations"), ({"lr": 0}, "lr"),
+     ({"momentum": 1.0}, "momentum"), ({"schedule": "cosine"}, "schedule")],
+)
+def test_bad_config_is_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**changes)
+
+
+def test_given_model_must_match_config(data):
+    with pytest.raises(ValueError, match="width"):
+        train(*data, tiny_config(iterations=1), model=UNet(width=4, dropout=0.5), progress=False)
+
+
+def test_image_smaller_than_a_tile_trains(data):
+    images, targets, weights = synthetic_data(n=2, shape=(60, 90))
+    result = train(images, targets, weights, tiny_config(iterations=2), progress=False)
+    assert len(result.history) == 2 and all(np.isfinite(h[1]) for h in result.history)
+
+
+def test_parse_slices():
+    assert parse_slices("0-3", 30) == [0, 1, 2, 3]
+    assert parse_slices("0-1,28-29", 30) == [0, 1, 28, 29]
+    assert parse_slices("7", 30) == [7]
+    for bad in ("3-1", "0-30", "a-b"):
+        with pytest.raises(ValueError, match="slices"):
+            parse_slices(bad, 30)
+
+
+def test_prepare_targets_caches_to_disk(tmp_path):
+    masks = [np.zeros((40, 50), np.int32), np.zeros((40, 50), np.int32)]
+    masks[0][5:15, 5:20] = 1
+    masks[0][17:30, 5:20] = 2
+    masks[1][10:30, 10:40] = 7
+    targets, weights = prepare_targets(masks, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    again_t, again_w = prepare_targets(masks, cache_dir=tmp_path)
+    direct_t, direct_w = prepare_targets(masks)
+    for a, b, c in zip(targets + weights, again_t + again_w, direct_t + direct_w):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert targets[0][10, 10] == 1 and targets[0][0, 0] == 0
+    assert weights[0][16, 10] > weights[0][2, 40]  # the gap between two touching cells weighs more
+
+
+# --------------------------------------------------------------------------- #
+# Real data
+# --------------------------------------------------------------------------- #
+def _isbi(data_root):
+    import tifffile
+
+    images = tifffile.imread(data_root / "isbi2012" / "train-volume.tif")
+    labels = tifffile.imread(data_root / "isbi2012" / "train-labels.tif")
+    return images, labels
+
+
+def _predict_slice(model: UNet, image: np.ndarray) -> np.ndarray:
+    """Cell (1) / membrane (0) for a 512 x 512 slice: one valid forward on a 700 x 700 mirror-padded input."""
+    pad = (700 - image.shape[0]) // 2
+    x = np.pad(image.astype(np.float32) / 255.0, pad, mode="reflect")
+    with torch.no_grad():
+        logits = model.cpu().eval()(torch.from_numpy(x)[None, None])
+    crop = (logits.shape[-1] - image.shape[0]) // 2
+    return logits[0, :, crop : crop + image.shape[0], crop : crop + image.shape[1]].argmax(0).numpy()
+
+
+def test_short_training_on_isbi_learns(data_root):
+    from unetlib.weights import instances_from_binary
+
+    images, labels = _isbi(data_root)
+    train_ids, held_out = [0, 4, 8, 12, 16, 20], 29
+    targets, weights = prepare_targets([instances_from_binary(labels[i]) for i in train_ids])
+    config = TrainConfig(width=8, tile=252, iterations=150, lr=train_module.DEFAULT_LR, device="cpu",
+                         seed=0, checkpoint_every=1000)
+    result = train([images[i] for i in train_ids], targets, weights, config, progress=False)
+    losses = np.array([h[1] for h in result.history])
+    assert losses[-30:].mean() < 0.8 * losses[:10].mean()
+    cell = labels[held_out] > 0
+    trivial_error = 1.0 - cell.mean()  # predict "cell" everywhere: wrong on every membrane pixel
+    error = np.mean(_predict_slice(result.model, images[held_out]) != cell)
+    assert trivial_error > 0.15
+    assert error < 0.75 * trivial_error, f"pixel error {error:.3f} vs trivial {trivial_error:.3f}"
+
+
+def test_cli_trains_isbi_and_writes_checkpoint(data_root, tmp_path, capsys):
+    from unetlib.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "isbi2012", "--slices", "0-1", "--iterations", "2", "--width", "2", "--tile", "188",
+            "--out", str(out), "--data", str(data_root), "--checkpoint-every", "1"]
+    assert main(argv) == 0
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["iteration"] == 2 and saved["model_config"]["width"] == 2
+    assert "wrote" in capsys.readouterr().out
+    assert main(argv[:-2] + ["--checkpoint-every", "1", "--width", "4"]) == 2  # resume with another width

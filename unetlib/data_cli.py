@@ -1,0 +1,114 @@
+"""``unetlib data verify | fetch | info``: the datasets from the command line.
+
+Kept free of PyTorch so that these commands start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import tifffile
+
+from unetlib.data import (
+    DATASETS, ENV_ROOT, ISBI, ISBI_FILES, SEQUENCES, _FRAME, _SEG, _TRA,
+    _indexed_files, data_root, read_man_track, verify,
+)
+from unetlib.errors import UnetlibError
+
+__all__ = ["register_cli"]
+
+
+def register_cli(subparsers) -> None:
+    """Add the ``data`` command and its three actions to the ``unetlib`` parser."""
+    parser = subparsers.add_parser(
+        "data", help="verify, fetch and describe the datasets",
+        description=f"The paper's datasets below the data root (--root, else ${ENV_ROOT}, else data/).",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    check = actions.add_parser("verify", help="check files against the checksum manifest")
+    check.add_argument("names", nargs="*", metavar="NAME", help=f"datasets (default: all of {', '.join(DATASETS)})")
+    check.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
+    check.set_defaults(func=_verify)
+
+    get = actions.add_parser("fetch", help="download, verify and unpack a dataset")
+    get.add_argument("name", choices=DATASETS, metavar="NAME", help=", ".join(DATASETS))
+    get.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
+    get.add_argument("--url", help="source: a base URL, or a .zip URL (default: $UNETLIB_DATA_URL, "
+                                   "else the official source)")
+    get.add_argument("--no-progress", action="store_true", help="no progress bar")
+    get.set_defaults(func=_fetch)
+
+    show = actions.add_parser("info", help="what is present: shapes, frame counts, annotated frames")
+    show.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
+    show.set_defaults(func=_info)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    for name in args.names:
+        if name not in DATASETS:
+            raise UnetlibError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    report = verify(args.root, args.names or None)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from unetlib.fetch import fetch  # urllib and zipfile only when fetching
+
+    result = fetch(args.name, args.root, url=args.url, progress=not args.no_progress)
+    verb = "fetched and verified" if result.fetched else "already present and complete; nothing done"
+    print(f"{args.name}: {verb} ({result.path})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    root = data_root(args.root)
+    print(f"data root: {root}" + ("" if root.is_dir() else "  (does not exist)"))
+    for name in DATASETS:
+        folder = root / name
+        if not folder.is_dir():
+            print(f"{name}: absent (fetch: unetlib data fetch {name})")
+        elif name == ISBI:
+            print(f"{name}:")
+            for line in _isbi_lines(folder):
+                print("  " + line)
+        else:
+            print(f"{name}:")
+            for seq in SEQUENCES:
+                print("  " + _sequence_line(folder, seq))
+    print("(shapes from the TIFF headers; run `unetlib data verify` to check contents)")
+    return 0
+
+
+def _tiff_shape(path: Path) -> str:
+    """``pages x H x W dtype`` from the header only, or why it cannot be read."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            pages = len(tif.pages)
+            shape = page.shape if pages == 1 else (pages, *page.shape)
+            return f"{'x'.join(map(str, shape))} {page.dtype}"
+    except Exception as exc:  # a broken header: report, do not fail
+        return f"unreadable ({type(exc).__name__})"
+
+
+def _isbi_lines(folder: Path) -> list[str]:
+    return [f"{f}: {_tiff_shape(folder / f) if (folder / f).is_file() else 'MISSING'}" for f in ISBI_FILES]
+
+
+def _sequence_line(folder: Path, seq: str) -> str:
+    raw, gt = folder / seq, folder / f"{seq}_GT"
+    if not raw.is_dir():
+        return f"{seq}: MISSING ({raw})"
+    frames = _indexed_files(raw, _FRAME)
+    first = _tiff_shape(frames[min(frames)]) if frames else "-"
+    seg = sorted(_indexed_files(gt / "SEG", _SEG)) if (gt / "SEG").is_dir() else []
+    tra = _indexed_files(gt / "TRA", _TRA) if (gt / "TRA").is_dir() else {}
+    track_file = gt / "TRA" / "man_track.txt"
+    tracks = f"{len(read_man_track(track_file))} tracks" if track_file.is_file() else "no man_track.txt"
+    return (f"{seq}: {len(frames)} frames of {first}; {len(seg)} annotated SEG frames {seg}; "
+            f"{len(tra)} TRA masks, {tracks}")
+

@@ -1,0 +1,904 @@
+"""The ISBI 2012 EM segmentation challenge's own metrics (U-Net Table 1).
+
+Three errors, each computed per 2-D slice, pooled over the stack
+(micro-average) and optimised over a fixed list of thresholds, exactly as the
+challenge server scored the 2015 leaderboard that U-Net quotes:
+
+* **pixel error** = 1 - max_t F(t) of the cell-class pixel classification;
+* **Rand error** = 1 - max_t F(t) of the *foreground-restricted* Rand index;
+* **warping error** = min_t (split + merge pixels after warping the ground
+  truth towards the thresholded prediction) / (number of pixels).
+
+The server used the metric classes of Fiji's *Trainable Weka Segmentation*
+(``trainableSegmentation.metrics``, release 2.1.8 of January 2015, author
+I. Arganda-Carreras), described in Arganda-Carreras et al., "Crowdsourcing
+the creation of image segmentation algorithms for connectomics",
+Front. Neuroanat. 9:142 (2015). The warping error follows Jain et al.,
+"Boundary learning by optimization with topological constraints", CVPR 2010.
+The implementation here follows the kit's specification of that code
+(``METRICS.md``, part A) and reproduces the organisers' outputs bit for bit.
+
+Conventions: ``prob`` is P(cell) in [0, 1] (0 = certainly membrane); ``gt`` is
+0 for membrane and one positive value (1 or 255) for cell. A prediction
+pixel is cell at threshold t iff ``prob > t``, compared in double precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numba import njit
+from scipy import ndimage
+
+__all__ = [
+    "PIXEL_RAND_THRESHOLDS",
+    "WARPING_THRESHOLDS",
+    "SORT_MODES",
+    "java_thresholds",
+    "f_score",
+    "ErrorCurve",
+    "ISBI2012Result",
+    "pixel_error_curve",
+    "rand_error_curve",
+    "warping_error_curve",
+    "isbi2012_errors",
+]
+
+SORT_MODES = ("jan2015", "float")
+
+
+def java_thresholds(start: float, stop: float, step: float) -> np.ndarray:
+    """Thresholds generated like the organisers' Java loop ``for (t = start; t <= stop; t += step)``.
+
+    The loop runs in double precision, so rounding accumulates
+    (0.30000000000000004, ..., 0.9999999999999999).
+    """
+    values = []
+    t = float(start)
+    while t <= stop:
+        values.append(t)
+        t += step
+    return np.array(values, dtype=np.float64)
+
+
+#: The 11 thresholds of the pixel and Rand errors, ``0.0 ... 0.9999999999999999``.
+PIXEL_RAND_THRESHOLDS = java_thresholds(0.0, 1.0, 0.1)
+#: The 10 thresholds of the warping error, ``0.0 ... 0.8999999999999999``.
+WARPING_THRESHOLDS = java_thresholds(0.0, 0.9, 0.1)
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorCurve:
+    """One metric evaluated at every threshold of its list.
+
+    Attributes
+    ----------
+    name : str
+        ``"pixel"``, ``"rand"`` or ``"warping"``.
+    thresholds : ndarray of float64, shape (T,)
+    values : ndarray of float64, shape (T,)
+        F-score per threshold (pixel, Rand) or warping error per threshold.
+    error : float
+        ``1 - max(values)`` (pixel, Rand) or ``min(values)`` (warping).
+    best_threshold : float
+        The first threshold reaching the optimum.
+    per_slice : dict of str to ndarray, each of shape (S, T)
+        The counts behind ``values`` for each slice: ``tp``, ``fp``, ``fn``
+        (pixels or pixel pairs) or ``splits``, ``merges`` (pixels).
+    """
+
+    name: str
+    thresholds: np.ndarray
+    values: np.ndarray
+    error: float
+    best_threshold: float
+    per_slice: dict[str, np.ndarray] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy (arrays become lists)."""
+        return {
+            "name": self.name,
+            "thresholds": self.thresholds.tolist(),
+            "values": self.values.tolist(),
+            "error": float(self.error),
+            "best_threshold": float(self.best_threshold),
+            "per_slice": {k: v.tolist() for k, v in self.per_slice.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ISBI2012Result:
+    """The three ISBI 2012 errors of one stack, with their curves.
+
+    Attributes
+    ----------
+    warping_error, rand_error, pixel_error : float
+        The leaderboard numbers (lower is better).
+    warping_threshold, rand_threshold, pixel_threshold : float
+        The threshold at which each optimum was reached (chosen independently).
+    thresholds : ndarray, shape (11,)
+        Thresholds of the pixel and Rand curves.
+    warping_thresholds : ndarray, shape (10,)
+        Thresholds of the warping curve.
+    pixel_f, rand_f : ndarray, shape (11,)
+        F-score per threshold.
+    warping_splits, warping_merges : ndarray of int64, shape (10,)
+        Split and merge pixels per threshold, summed over slices.
+    warping_curve : ndarray, shape (10,)
+        ``(splits + merges) / (S * H * W)`` per threshold.
+    per_slice : dict of str to ndarray
+        ``pixel_tp/fp/fn``, ``rand_tp/fp/fn`` of shape (S, 11) and
+        ``warping_splits/merges`` of shape (S, 10).
+    settings : dict
+        The options used (``self_pairs``, ``sort_mode``, ...).
+    """
+
+    warping_error: float
+    rand_error: float
+    pixel_error: float
+    warping_threshold: float
+    rand_threshold: float
+    pixel_threshold: float
+    thresholds: np.ndarray
+    warping_thresholds: np.ndarray
+    pixel_f: np.ndarray
+    rand_f: np.ndarray
+    warping_splits: np.ndarray
+    warping_merges: np.ndarray
+    warping_curve: np.ndarray
+    per_slice: dict[str, np.ndarray] = field(repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy (arrays become lists)."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, np.ndarray):
+                out[key] = value.tolist()
+            elif key == "per_slice":
+                out[key] = {k: v.tolist() for k, v in value.items()}
+            else:
+                out[key] = value
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Input checking
+# ---------------------------------------------------------------------------
+
+
+def _as_stack(prob: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``prob`` and ``gt``; return ``(prob, gt_cell)`` as (S, H, W) stacks."""
+    prob, gt = np.asarray(prob), np.asarray(gt)
+    _check_shapes(prob, gt)
+    _check_probabilities(prob)
+    gt_cell = _binary_ground_truth(gt)
+    if prob.ndim == 2:
+        prob, gt_cell = prob[None], gt_cell[None]
+    return prob, gt_cell
+
+
+def _check_shapes(prob: np.ndarray, gt: np.ndarray) -> None:
+    if prob.shape != gt.shape:
+        raise ValueError(
+            f"prediction shape {prob.shape} differs from ground-truth shape {gt.shape}; "
+            "pass the probability map of the same slices at full resolution"
+        )
+    if prob.ndim not in (2, 3) or prob.size == 0:
+        raise ValueError(
+            f"expected one slice (H, W) or a stack (S, H, W), got shape {prob.shape}"
+        )
+
+
+def _check_probabilities(prob: np.ndarray) -> None:
+    if prob.dtype not in (np.float32, np.float64):
+        raise ValueError(
+            f"prediction must be a float32/float64 map of P(cell) in [0, 1], got dtype {prob.dtype}; "
+            "convert 8-bit maps with prob = image / 255.0"
+        )
+    if np.isnan(prob).any():
+        raise ValueError("prediction contains NaN; fix the model output before scoring")
+    lo, hi = float(prob.min()), float(prob.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"prediction values span [{lo}, {hi}], outside [0, 1]; pass P(cell) "
+            "(e.g. the softmax of the cell channel), not logits or 0-255 values"
+        )
+
+
+def _binary_ground_truth(gt: np.ndarray) -> np.ndarray:
+    if gt.dtype == bool:
+        return gt
+    if not (np.issubdtype(gt.dtype, np.integer) or np.issubdtype(gt.dtype, np.floating)):
+        raise ValueError(f"ground truth must be a numeric image, got dtype {gt.dtype}")
+    values = np.unique(gt)
+    if values.size > 2 or (values < 0).any() or np.isnan(values).any():
+        shown = values[:6].tolist()
+        raise ValueError(
+            f"ground truth must be binary (0 = membrane, one positive value such as 1 or 255 "
+            f"= cell); found {values.size} distinct values {shown}; for a label image "
+            "use the CTC SEG metric, or binarise with gt > 0"
+        )
+    if values.size == 2 and values[0] != 0:
+        raise ValueError(
+            f"ground truth values {values.tolist()} have no 0 (membrane); "
+            "expected 0 for membrane and one positive value for cell"
+        )
+    return gt > 0
+
+
+def _check_options(sort_mode: str, warping_radius: int) -> None:
+    if sort_mode not in SORT_MODES:
+        raise ValueError(f"sort_mode must be one of {SORT_MODES}, got {sort_mode!r}")
+    if int(warping_radius) != warping_radius:
+        raise ValueError(f"warping_radius must be an integer number of pixels, got {warping_radius!r}")
+
+
+# ---------------------------------------------------------------------------
+# F-score and curves
+# ---------------------------------------------------------------------------
+
+
+def f_score(tp, fp, fn) -> np.ndarray:
+    """F1 as the organisers compute it (``ClassificationStatistics``).
+
+    ``precision = 1 if fp == 0 else tp / (tp + fp)``,
+    ``recall = 1 if fn == 0 else tp / (tp + fn)``,
+    ``F = 2 P R / (P + R)``, or 0 when ``P + R == 0``.
+    Counts may be arrays (element-wise).
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(fp == 0, 1.0, tp / (tp + fp))
+        recall = np.where(fn == 0, 1.0, tp / (tp + fn))
+        f = np.where(precision + recall == 0, 0.0, 2 * precision * recall / (precision + recall))
+    return f
+
+
+def _best_of(values: np.ndarray, thresholds: np.ndarray, maximise: bool) -> tuple[float, float]:
+    """Running optimum with a strict comparison: the first optimiser wins."""
+    best, best_t = (0.0, thresholds[0]) if maximise else (np.inf, thresholds[0])
+    for value, t in zip(values, thresholds):
+        if (value > best) if maximise else (value < best):
+            best, best_t = float(value), float(t)
+    return best, float(best_t)
+
+
+def _f_curve(name: str, counts: np.ndarray, thresholds: np.ndarray) -> ErrorCurve:
+    """Pool per-slice (tp, fp, fn) counts of shape (S, T, 3) into an F curve."""
+    tp, fp, fn = counts.sum(axis=0).T
+    values = f_score(tp, fp, fn)
+    best_f, best_t = _best_of(values, thresholds, maximise=True)
+    per_slice = {"tp": counts[..., 0], "fp": counts[..., 1], "fn": counts[..., 2]}
+    return ErrorCurve(name, thresholds.copy(), values, 1.0 - best_f, best_t, per_slice)
+
+
+def _warping_curve(counts: np.ndarray, thresholds: np.ndarray, n_pixels: int) -> ErrorCurve:
+    """Pool per-slice (splits, merges) of shape (S, T, 2) into a warping curve."""
+    values = counts.sum(axis=(0, 2)) / float(n_pixels)
+    best, best_t = _best_of(values, thresholds, maximise=False)
+    per_slice = {"splits": counts[..., 0], "merges": counts[..., 1]}
+    return ErrorCurve("warping", thresholds.copy(), values, best, best_t, per_slice)
+
+
+def _slices(n: int, progress: bool, desc: str):
+    if not progress:
+        return range(n)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(n), desc=desc, unit="slice")
+
+
+# ---------------------------------------------------------------------------
+# Pixel error (A.2)
+# ---------------------------------------------------------------------------
+
+
+def _pixel_counts(prob: np.ndarray, gt_cell: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """(tp, fp, fn) per threshold for one slice, shape (T, 3)."""
+    p = prob.astype(np.float64)
+    n_gt = int(gt_cell.sum())
+    out = np.zeros((len(thresholds), 3), dtype=np.int64)
+    for k, t in enumerate(thresholds):
+        pred = p > t
+        tp = int(np.count_nonzero(pred & gt_cell))
+        out[k] = tp, int(np.count_nonzero(pred)) - tp, n_gt - tp
+    return out
+
+
+def pixel_error_curve(prob, gt, *, progress: bool = False) -> ErrorCurve:
+    """Pixel error = 1 - maximal F-score of pixel similarity (Fiji ``PixelError``).
+
+    For each of the 11 thresholds t in ``PIXEL_RAND_THRESHOLDS`` the cell class
+    is the positive class: TP = #(prob > t and gt > 0), FP = #(prob > t and
+    gt == 0), FN = #(prob <= t and gt > 0), summed over all slices; then
+    ``F(t)`` as in :func:`f_score` and ``error = 1 - max_t F(t)``
+    (``getPixelErrorMaximalFScore(0.0, 1.0, 0.1)``).
+
+    Parameters
+    ----------
+    prob : ndarray, (H, W) or (S, H, W), float32 or float64
+        P(cell) in [0, 1].
+    gt : ndarray, same shape
+        0 = membrane, one positive value = cell.
+    progress : bool, default False
+        Show a progress bar over slices.
+    """
+    prob, gt_cell = _as_stack(prob, gt)
+    counts = np.stack(
+        [_pixel_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS) for s in _slices(len(prob), progress, "pixel")]
+    )
+    return _f_curve("pixel", counts, PIXEL_RAND_THRESHOLDS)
+
+
+# ---------------------------------------------------------------------------
+# Rand error (A.3)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _rand_sums(gt_labels, pred_labels, n_gt, n_pred):  # pragma: no cover - numba
+    """Pair sums of the contingency table restricted to GT foreground.
+
+    Returns ``(sum_ij c_ij^2 for j >= 1, sum_i a_i^2, sum_j b_j^2 for j >= 1,
+    z = #pixels with GT label >= 1 and prediction label 0, n)``.
+    """
+    row = np.zeros(n_gt + 1, np.int64)
+    col = np.zeros(n_pred + 2, np.int64)
+    z = 0
+    n = 0
+    for q in range(gt_labels.size):
+        i = gt_labels[q]
+        if i == 0:
+            continue
+        n += 1
+        row[i] += 1
+        j = pred_labels[q]
+        if j == 0:
+            z += 1
+        else:
+            col[j + 1] += 1
+    # counting sort of the (i >= 1, j >= 1) pixels by prediction label
+    sum_b = 0
+    for j in range(1, n_pred + 1):
+        sum_b += col[j + 1] * col[j + 1]
+        col[j + 1] += col[j]
+    order = np.empty(col[n_pred + 1], np.int32)
+    fill = col.copy()
+    for q in range(gt_labels.size):
+        i = gt_labels[q]
+        j = pred_labels[q]
+        if i != 0 and j != 0:
+            order[fill[j]] = i
+            fill[j] += 1
+    scratch = np.zeros(n_gt + 1, np.int64)
+    sum_c = 0
+    for j in range(1, n_pred + 1):
+        for k in range(col[j], col[j + 1]):
+            scratch[order[k]] += 1
+        for k in range(col[j], col[j + 1]):
+            c = scratch[order[k]]
+            if c > 0:
+                sum_c += c * c
+                scratch[order[k]] = 0
+    sum_a = 0
+    for i in range(1, n_gt + 1):
+        sum_a += row[i] * row[i]
+    return sum_c, sum_a, sum_b, z, n
+
+
+def _rand_counts(prob: np.ndarray, gt_cell: np.ndarray, thresholds: np.ndarray, self_pairs: bool) -> np.ndarray:
+    """(tp, fp, fn) pixel-pair counts per threshold for one slice, shape (T, 3)."""
+    p = prob.astype(np.float64)
+    gt_labels, n_gt = ndimage.label(gt_cell)
+    out = np.zeros((len(thresholds), 3), dtype=np.int64)
+    for k, t in enumerate(thresholds):
+        pred_labels, n_pred = ndimage.label(p > t)
+        sum_c, sum_a, sum_b, z, n = _rand_sums(gt_labels.ravel(), pred_labels.ravel(), n_gt, n_pred)
+        c, a, b = sum_c + z, sum_a, sum_b + z
+        if not self_pairs:
+            c, a, b = c - n, a - n, b - n
+        out[k] = c, b - c, a - c
+    return out
+
+
+def rand_error_curve(prob, gt, *, self_pairs: bool = True, progress: bool = False) -> ErrorCurve:
+    """Foreground-restricted Rand error (Fiji ``RandError.getForegroundRestrictedRandIndexMaximalFScore``).
+
+    At each of the 11 thresholds, per slice: GT segments = 4-connected
+    components of gt > 0; predicted segments = 4-connected components of
+    prob > t. Only GT-foreground pixels count (the GT zero component is
+    excluded); predicted-membrane pixels inside it are singletons. With the
+    contingency table c_ij (GT segment i >= 1, predicted segment j, j = 0 for
+    membrane), a_i = sum_j c_ij, b_j = sum_i c_ij and z = sum_i c_i0::
+
+        C = sum_{i, j>=1} c_ij^2 + z,  A = sum_i a_i^2,  B = sum_{j>=1} b_j^2 + z
+        TP = C,  FP = B - C,  FN = A - C
+
+    summed over slices, ``F(t)`` as in :func:`f_score` (= 2C / (A + B)), and
+    ``error = 1 - max_t F(t)``.
+
+    Parameters
+    ----------
+    prob, gt : ndarray
+        As in :func:`pixel_error_curve`.
+    self_pairs : bool, default True
+        True: ordered pixel pairs including (p, p) ("N^2" normalisation of the
+        2015 leaderboard). False: unordered pairs of distinct pixels (code
+        before 2015-01-12); C, A, B each lose n = #GT-foreground pixels.
+    progress : bool, default False
+        Show a progress bar over slices.
+    """
+    prob, gt_cell = _as_stack(prob, gt)
+    counts = np.stack(
+        [
+            _rand_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS, self_pairs)
+            for s in _slices(len(prob), progress, "rand")
+        ]
+    )
+    return _f_curve("rand", counts, PIXEL_RAND_THRESHOLDS)
+
+
+# ---------------------------------------------------------------------------
+# Warping error (A.5)
+# ---------------------------------------------------------------------------
+
+# the 8 neighbours (dy, dx); bit b of a configuration code is neighbour b
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _ring_components(members: list[int], adjacent) -> list[set[int]]:
+    """Connected components of the neighbours ``members`` under ``adjacent(a, b)``."""
+    left, comps = set(members), []
+    while left:
+        stack, comp = [left.pop()], set()
+        while stack:
+            a = stack.pop()
+            comp.add(a)
+            for b in list(left):
+                if adjacent(a, b):
+                    left.discard(b)
+                    stack.append(b)
+        comps.append(comp)
+    return comps
+
+
+def _simple_point_table() -> np.ndarray:
+    """For each of the 256 neighbour configurations: is the centre a simple point?
+
+    Cell (1) uses 4-adjacency, membrane (0) 8-adjacency. T4 counts the
+    4-connected components of cell neighbours that touch an edge-neighbour;
+    T8 counts the 8-connected components of membrane neighbours. Simple iff
+    T4 == 1 and T8 == 1.
+    """
+    def dist(a, b):
+        return abs(_NEIGHBOURS[a][0] - _NEIGHBOURS[b][0]), abs(_NEIGHBOURS[a][1] - _NEIGHBOURS[b][1])
+
+    def adj4(a, b):
+        return sum(dist(a, b)) == 1
+
+    def adj8(a, b):
+        return max(dist(a, b)) == 1
+
+    edge = {b for b, (dy, dx) in enumerate(_NEIGHBOURS) if abs(dy) + abs(dx) == 1}
+    table = np.zeros(256, dtype=np.uint8)
+    for code in range(256):
+        cell = [b for b in range(8) if code >> b & 1]
+        membrane = [b for b in range(8) if not code >> b & 1]
+        t4 = sum(1 for c in _ring_components(cell, adj4) if c & edge)
+        t8 = len(_ring_components(membrane, adj8))
+        table[code] = t4 == 1 and t8 == 1
+    return table
+
+
+SIMPLE_POINT_TABLE = _simple_point_table()
+
+
+@njit(cache=True)
+def _compare(z1, z2, jan2015):  # pragma: no cover - numba
+    """Descending comparator on float32 zvals; > 0 means z1 sorts after z2."""
+    if jan2015:
+        # (int)((o2.z - o1.z) * 10000) in float32, truncated toward zero
+        return int((z2 - z1) * np.float32(10000.0))
+    if z2 > z1:
+        return 1
+    if z2 < z1:
+        return -1
+    return 0
+
+
+@njit(cache=True)
+def _insertion_sort(dest, low, high, zval, jan2015):  # pragma: no cover - numba
+    for i in range(low, high):
+        j = i
+        while j > low and _compare(zval[dest[j - 1]], zval[dest[j]], jan2015) > 0:
+            tmp = dest[j]
+            dest[j] = dest[j - 1]
+            dest[j - 1] = tmp
+            j -= 1
+
+
+@njit(cache=True)
+def _merge(src, dest, low, mid, high, zval, jan2015):  # pragma: no cover - numba
+    if _compare(zval[src[mid - 1]], zval[src[mid]], jan2015) <= 0:
+        for i in range(low, high):  # halves already in order: plain copy
+            dest[i] = src[i]
+        return
+    p = low
+    q = mid
+    for i in range(low, high):
+        if q >= high or (p < mid and _compare(zval[src[p]], zval[src[q]], jan2015) <= 0):
+            dest[i] = src[p]
+            p += 1
+        else:
+            dest[i] = src[q]
+            q += 1
+
+
+@njit(cache=True)
+def _java6_merge_sort(items, zval, jan2015):  # pragma: no cover - numba
+    """Java 6 ``Collections.sort``/``Arrays.sort(Object[], Comparator)``, in place.
+
+    Top-down merge sort that alternates between ``items`` and a copy: each
+    call ``sort(src, dest, low, high)`` sorts its halves from dest into src
+    and merges them back into dest; ranges below 7 elements are insertion
+    sorted; the merge is skipped when the halves are already in order; ties
+    take the left element. Written with an explicit stack (numba cannot
+    cache recursive functions); depth d works on ``items`` when even.
+    """
+    aux = items.copy()
+    n = items.size
+    depth_max = 2
+    while (1 << depth_max) < n + 1:
+        depth_max += 1
+    lows = np.empty(2 * depth_max + 4, np.int64)
+    highs = np.empty_like(lows)
+    depths = np.empty_like(lows)
+    states = np.zeros_like(lows)
+    lows[0], highs[0], depths[0], states[0] = 0, n, 0, 0
+    top = 1
+    while top > 0:
+        low, high, d = lows[top - 1], highs[top - 1], depths[top - 1]
+        dest = items if d % 2 == 0 else aux
+        if high - low < 7:
+            _insertion_sort(dest, low, high, zval, jan2015)
+            top -= 1
+        elif states[top - 1] == 0:
+            states[top - 1] = 1
+            mid = (low + high) >> 1
+            for lo, hi in ((mid, high), (low, mid)):
+                lows[top], highs[top], depths[top], states[top] = lo, hi, d + 1, 0
+                top += 1
+        else:
+            src = aux if d % 2 == 0 else items
+            _merge(src, dest, low, (low + high) >> 1, high, zval, jan2015)
+            top -= 1
+
+
+@njit(cache=True)
+def _is_simple(labels, p, offsets, table):  # pragma: no cover - numba
+    code = 0
+    for b in range(8):
+        if labels[p + offsets[b]] != 0:
+            code |= 1 << b
+    return table[code] != 0
+
+
+@njit(cache=True)
+def _warp_descent(labels, target, zval, width, jan2015, table):  # pragma: no cover - numba
+    """Warp ``labels`` towards ``target`` in place; return the final mismatches.
+
+    All arrays are flat views of images padded by one membrane pixel;
+    ``width`` is the padded row length. Each pass lists the mismatches in
+    column-major order, sorts them by zval descending and flips every one
+    that is a simple point of the current labels; it stops when a pass flips
+    nothing (or nothing is left).
+    """
+    height = labels.size // width
+    offsets = np.empty(8, np.int64)
+    k = 0
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            if dy != 0 or dx != 0:
+                offsets[k] = dy * width + dx
+                k += 1
+    mismatches = np.empty(labels.size, np.int64)
+    n = 0
+    for x in range(1, width - 1):
+        for y in range(1, height - 1):
+            p = y * width + x
+            if labels[p] != target[p]:
+                mismatches[n] = p
+                n += 1
+    while n > 0:
+        order = mismatches[:n].copy()
+        _java6_merge_sort(order, zval, jan2015)
+        flipped = 0
+        for i in range(n):
+            p = order[i]
+            if _is_simple(labels, p, offsets, table):
+                labels[p] = 1 - labels[p]
+                flipped += 1
+        if flipped == 0:
+            break
+        kept = 0
+        for i in range(n):
+            p = mismatches[i]
+            if labels[p] != target[p]:
+                mismatches[kept] = p
+                kept += 1
+        n = kept
+    return mismatches[:n].copy()
+
+
+_STEP_Y = np.array([1, -1, 0, 0], dtype=np.int64)
+_STEP_X = np.array([0, 0, 1, -1], dtype=np.int64)
+
+
+@njit(cache=True)
+def _splits_in_window(labels, width, p, y0, y1, x0, x1):  # pragma: no cover - numba
+    """Do p's cell 8-neighbours fall into >= 2 components once p becomes membrane?
+
+    Components are 4-connected and confined to rows [y0, y1) and columns
+    [x0, x1) of the padded image (the window, clipped to the image: pixels
+    outside the image are membrane and connect nothing).
+    """
+    wh, ww = y1 - y0, x1 - x0
+    mark = np.zeros(wh * ww, np.int32)
+    stack = np.empty(wh * ww, np.int64)
+    py, px = p // width, p % width
+    mark[(py - y0) * ww + (px - x0)] = -1  # p is membrane now
+    found = 0
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            qy, qx = py + dy, px + dx
+            if (dy == 0 and dx == 0) or qy < y0 or qy >= y1 or qx < x0 or qx >= x1:
+                continue
+            if labels[qy * width + qx] == 0 or mark[(qy - y0) * ww + (qx - x0)] != 0:
+                continue
+            found += 1
+            if found >= 2:
+                return True
+            mark[(qy - y0) * ww + (qx - x0)] = found
+            top = 0
+            stack[top] = qy * width + qx
+            top += 1
+            while top > 0:
+                top -= 1
+                c = stack[top]
+                cy, cx = c // width, c % width
+                for k in range(4):
+                    ny = cy + _STEP_Y[k]
+                    nx = cx + _STEP_X[k]
+                    if ny < y0 or ny >= y1 or nx < x0 or nx >= x1:
+                        continue
+                    m = (ny - y0) * ww + (nx - x0)
+                    if mark[m] == 0 and labels[ny * width + nx] != 0:
+                        mark[m] = found
+                        stack[top] = ny * width + nx
+                        top += 1
+    return False
+
+
+@njit(cache=True)
+def _classify(labels, components, mismatches, width, radius):  # pragma: no cover - numba
+    """Count split and merge pixels among the final mismatches.
+
+    ``labels`` is the warped padded image (flat), ``components`` its
+    4-connected cell components (padded, flat, 0 = membrane). U = distinct
+    component values over p's in-image 8-neighbours.
+    """
+    height = labels.size // width
+    h, w = height - 2, width - 2
+    whole = radius < 1 or radius > w or radius > h
+    splits = 0
+    merges = 0
+    values = np.empty(8, np.int64)
+    for p in mismatches:
+        py, px = p // width, p % width
+        nu = 0
+        for dy in range(-1, 2):
+            for dx in range(-1, 2):
+                qy, qx = py + dy, px + dx
+                if (dy == 0 and dx == 0) or qy < 1 or qy > h or qx < 1 or qx > w:
+                    continue
+                v = components[qy * width + qx]
+                seen = False
+                for k in range(nu):
+                    if values[k] == v:
+                        seen = True
+                if not seen:
+                    values[nu] = v
+                    nu += 1
+        cell = labels[p] != 0
+        if nu >= 3:
+            if cell:
+                splits += 1
+            else:
+                merges += 1
+        elif nu == 2 and cell:
+            if whole:
+                y0, y1, x0, x1 = 1, h + 1, 1, w + 1
+            else:
+                y0, y1 = max(1, py - radius), min(h + 1, py + radius + 1)
+                x0, x1 = max(1, px - radius), min(w + 1, px + radius + 1)
+            if _splits_in_window(labels, width, p, y0, y1, x0, x1):
+                splits += 1
+    return splits, merges
+
+
+def _warping_counts(
+    prob: np.ndarray,
+    gt_cell: np.ndarray,
+    thresholds: np.ndarray,
+    sort_mode: str,
+    radius: int,
+    uniform_slice_quirk: bool,
+) -> np.ndarray:
+    """(splits, merges) per threshold for one slice, shape (T, 2)."""
+    out = np.zeros((len(thresholds), 2), dtype=np.int64)
+    if uniform_slice_quirk and gt_cell.all():
+        return out  # Fiji scores every mismatch of such a slice as an object addition
+    p = prob.astype(np.float64)
+    width = p.shape[1] + 2
+    ground_truth = np.pad(gt_cell.astype(np.uint8), 1)
+    for k, t in enumerate(thresholds):
+        target = np.pad((p > t).astype(np.uint8), 1).ravel()
+        zval = np.pad(np.abs(p - t).astype(np.float32), 1).ravel()
+        labels = ground_truth.ravel().copy()
+        mismatches = _warp_descent(labels, target, zval, width, sort_mode == "jan2015", SIMPLE_POINT_TABLE)
+        components = ndimage.label(labels.reshape(ground_truth.shape))[0].ravel()
+        out[k] = _classify(labels, components, mismatches, width, int(radius))
+    return out
+
+
+def warping_error_curve(
+    prob,
+    gt,
+    *,
+    sort_mode: str = "jan2015",
+    fiji_uniform_slice_quirk: bool = False,
+    warping_radius: int = 20,
+    progress: bool = False,
+) -> ErrorCurve:
+    """Minimum-splits-and-mergers warping error (Fiji ``WarpingError``, Jain et al. 2010).
+
+    For each of the 10 thresholds t in ``WARPING_THRESHOLDS`` and each slice,
+    the GT cell mask L is warped towards T = (prob > t) by flipping, in
+    decreasing order of ``|prob - t|``, mismatched pixels that are simple
+    points (cell 4-adjacency, membrane 8-adjacency), pass after pass until a
+    pass flips nothing. Each remaining mismatch is classified from the
+    4-connected components around it; only topological *splits* and
+    *merges* count (not holes or object additions/deletions), one per pixel::
+
+        warping(t) = sum_slices (#split + #merge pixels) / (S * H * W)
+        error = min_t warping(t)
+
+    (``getMinimumSplitsAndMergersErrorValue(0.0, 0.9, 0.1, false, 20)``).
+
+    Parameters
+    ----------
+    prob, gt : ndarray
+        As in :func:`pixel_error_curve`.
+    sort_mode : {"jan2015", "float"}, default "jan2015"
+        Order of the flips within a pass. ``"jan2015"``: the comparator
+        ``(int)((z2 - z1) * 10000)`` of the January 2015 release under Java 6's
+        merge sort (zvals closer than ~1e-4 tie and keep column-major order),
+        as on the 2015 leaderboard. ``"float"``: exact stable descending sort
+        (Fiji from June 2015 on).
+    fiji_uniform_slice_quirk : bool, default False
+        Reproduce Fiji's scoring of a GT slice without any membrane pixel
+        (all its mismatches count 0). Off: such slices are scored like any other.
+    warping_radius : int, default 20
+        Radius (pixels) of the (2r+1)^2 window of the split test for a cell
+        pixel touching membrane and one component; r < 1 or r larger than the
+        image uses the whole image.
+    progress : bool, default False
+        Show a progress bar over slices.
+    """
+    _check_options(sort_mode, warping_radius)
+    prob, gt_cell = _as_stack(prob, gt)
+    counts = np.stack(
+        [
+            _warping_counts(prob[s], gt_cell[s], WARPING_THRESHOLDS, sort_mode, warping_radius, fiji_uniform_slice_quirk)
+            for s in _slices(len(prob), progress, "warping")
+        ]
+    )
+    return _warping_curve(counts, WARPING_THRESHOLDS, prob.size)
+
+
+# ---------------------------------------------------------------------------
+# All three
+# ---------------------------------------------------------------------------
+
+
+def isbi2012_errors(
+    prob,
+    gt,
+    *,
+    self_pairs: bool = True,
+    sort_mode: str = "jan2015",
+    fiji_uniform_slice_quirk: bool = False,
+    warping_radius: int = 20,
+    progress: bool = False,
+) -> ISBI2012Result:
+    """The three errors of the ISBI 2012 leaderboard of 2015 (U-Net Table 1).
+
+    Equivalent to the organisers' script of 2015-01-22: warping error
+    (:func:`warping_error_curve`), foreground-restricted Rand error
+    (:func:`rand_error_curve`) and pixel error (:func:`pixel_error_curve`),
+    each with its own best threshold. The defaults reproduce the leaderboard.
+
+    Parameters
+    ----------
+    prob : ndarray, (H, W) or (S, H, W), float32 or float64
+        P(cell) in [0, 1] (0 = membrane), e.g. the cell-channel softmax.
+    gt : ndarray, same shape
+        0 = membrane, one positive value (1 or 255) = cell.
+    self_pairs : bool, default True
+        Rand error pair counting (see :func:`rand_error_curve`).
+    sort_mode : {"jan2015", "float"}, default "jan2015"
+        Warping flip order (see :func:`warping_error_curve`).
+    fiji_uniform_slice_quirk : bool, default False
+        See :func:`warping_error_curve`.
+    warping_radius : int, default 20
+        See :func:`warping_error_curve`.
+    progress : bool, default False
+        Show a progress bar over slices.
+
+    Returns
+    -------
+    ISBI2012Result
+
+    Examples
+    --------
+    >>> gt = np.full((8, 8), 255, np.uint8); gt[:, 4] = 0
+    >>> isbi2012_errors((gt > 0).astype(np.float32), gt).rand_error
+    0.0
+    """
+    _check_options(sort_mode, warping_radius)
+    prob, gt_cell = _as_stack(prob, gt)
+    pixel, rand, warp = [], [], []
+    for s in _slices(len(prob), progress, "isbi2012"):
+        pixel.append(_pixel_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS))
+        rand.append(_rand_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS, self_pairs))
+        warp.append(
+            _warping_counts(prob[s], gt_cell[s], WARPING_THRESHOLDS, sort_mode, warping_radius, fiji_uniform_slice_quirk)
+        )
+    pixel_curve = _f_curve("pixel", np.stack(pixel), PIXEL_RAND_THRESHOLDS)
+    rand_curve = _f_curve("rand", np.stack(rand), PIXEL_RAND_THRESHOLDS)
+    warp_curve = _warping_curve(np.stack(warp), WARPING_THRESHOLDS, prob.size)
+    return _combine(pixel_curve, rand_curve, warp_curve, dict(
+        self_pairs=self_pairs, sort_mode=sort_mode,
+        fiji_uniform_slice_quirk=fiji_uniform_slice_quirk, warping_radius=int(warping_radius),
+    ))
+
+
+def _combine(pixel: ErrorCurve, rand: ErrorCurve, warp: ErrorCurve, settings: dict) -> ISBI2012Result:
+    per_slice = {f"pixel_{k}": v for k, v in pixel.per_slice.items()}
+    per_slice |= {f"rand_{k}": v for k, v in rand.per_slice.items()}
+    per_slice |= {f"warping_{k}": v for k, v in warp.per_slice.items()}
+    return ISBI2012Result(
+        warping_error=warp.error,
+        rand_error=rand.error,
+        pixel_error=pixel.error,
+        warping_threshold=warp.best_threshold,
+        rand_threshold=rand.best_threshold,
+        pixel_threshold=pixel.best_threshold,
+        thresholds=pixel.thresholds,
+        warping_thresholds=warp.thresholds,
+        pixel_f=pixel.values,
+        rand_f=rand.values,
+        warping_splits=warp.per_slice["splits"].sum(axis=0),
+        warping_merges=warp.per_slice["merges"].sum(axis=0),
+        warping_curve=warp.values,
+        per_slice=per_slice,
+        settings=settings,
+    )
