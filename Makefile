@@ -24,7 +24,7 @@ reproduce: setup
 	$(PY) -m unetlib.reproduce $(if $(PROFILE),--profile $(PROFILE),)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbval-lax tests notebooks
 
 bench: setup
 	$(PY) -m pip install --quiet -e ".[dev,bench]"

@@ -272,7 +272,8 @@ def test_real_ctc_annotated_frame_counts(data_root, name, counts):
     for seq, expected in zip(data.SEQUENCES, counts):
         sequence = data.load_ctc(name, seq, data_root, tra=False)
         assert len(sequence.seg) == expected
-        assert all(m.dtype == np.uint16 and m.shape == sequence.frames.shape[1:] for m in sequence.seg.values())
+        for mask in sequence.seg.values():
+            assert mask.dtype == np.uint16 and mask.shape == sequence.frames.shape[1:]
         assert sequence.frames.dtype == np.uint8
         assert sequence.tra is None
         total += len(sequence.seg)

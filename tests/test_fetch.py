@@ -77,9 +77,12 @@ def write_tiny_ctc(root: Path) -> Path:
         for sub in (raw, gt / "SEG", gt / "TRA"):
             sub.mkdir(parents=True)
         for t in range(3):
-            tifffile.imwrite(raw / f"t{t:03d}.tif", rng.integers(0, 256, (5, 6), dtype=np.uint8), compression="lzw")
-            tifffile.imwrite(gt / "TRA" / f"man_track{t:03d}.tif", np.ones((5, 6), np.uint16), compression="lzw")
-        tifffile.imwrite(gt / "SEG" / "man_seg001.tif", np.full((5, 6), 2, np.uint16), compression="lzw")
+            frame = rng.integers(0, 256, (5, 6), dtype=np.uint8)
+            tifffile.imwrite(raw / f"t{t:03d}.tif", frame, compression="lzw")
+            marker = np.ones((5, 6), np.uint16)
+            tifffile.imwrite(gt / "TRA" / f"man_track{t:03d}.tif", marker, compression="lzw")
+        mask = np.full((5, 6), 2, np.uint16)
+        tifffile.imwrite(gt / "SEG" / "man_seg001.tif", mask, compression="lzw")
         (gt / "TRA" / "man_track.txt").write_text("1 0 2 0\n")
     return folder
 
@@ -115,7 +118,8 @@ def leftovers(root: Path) -> list[str]:
 
 def test_source_urls(monkeypatch):
     monkeypatch.delenv("UNETLIB_DATA_URL", raising=False)
-    assert fetch_mod.source_urls(U373) == [f"https://data.celltrackingchallenge.net/training-datasets/{U373}.zip"]
+    official = f"https://data.celltrackingchallenge.net/training-datasets/{U373}.zip"
+    assert fetch_mod.source_urls(U373) == [official]
     isbi = fetch_mod.source_urls("isbi2012")
     assert [u.rsplit("/", 1)[1] for u in isbi] == list(data.ISBI_FILES)
     assert all("b45af4d458437d8281cc218a07fd4380818ece4a" in u for u in isbi)

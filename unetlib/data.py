@@ -34,7 +34,7 @@ from unetlib.errors import UnetlibError
 __all__ = [
     "ENV_ROOT", "DATASETS", "CTC_DATASETS", "SEQUENCES", "ISBI_FILES", "ISBI_SHAPE",
     "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc",
-    "read_tiff", "read_man_track",
+    "layout_hints", "indexed_files", "read_tiff", "read_man_track",
     "ManifestEntry", "read_manifest", "parse_manifest", "format_manifest", "make_manifest",
     "pixel_digest", "VerifyReport", "verify", "verify_dataset_dir",
 ]
@@ -49,8 +49,6 @@ ISBI_SHAPE = (30, 512, 512)
 MANIFEST_NAME = "datasets.sha256"
 
 _FRAME = re.compile(r"^t(\d+)\.tif$")
-_SEG = re.compile(r"^man_seg(\d+)\.tif$")
-_TRA = re.compile(r"^man_track(\d+)\.tif$")
 _CHUNK = 1 << 20
 
 LAYOUT = {
@@ -130,8 +128,8 @@ def layout_hints(root: Path, name: str) -> list[str]:
         hints.append(f"found {root / others[0]}: rename it to {target} (names are case-sensitive)")
     if (target / name).is_dir():
         hints.append(f"{target / name} is one level too deep: move its contents up into {target}")
-    if target.is_dir() and name in CTC_DATASETS and any(_FRAME.match(p.name) for p in target.iterdir()):
-        hints.append(f"frames lie directly in {target}: they belong in {target}/01/ or {target}/02/")
+    if name in CTC_DATASETS and target.is_dir() and any(_FRAME.match(p.name) for p in target.iterdir()):
+        hints.append(f"frames lie directly in {target}: they belong in {target}/01/ or 02/")
     return hints
 
 
@@ -150,22 +148,21 @@ def _missing_dataset_error(root: Path, name: str, what: Path | None = None) -> U
 # --------------------------------------------------------------------------- reading files
 
 
-def _refetch_hint(path: Path) -> str:
-    del path  # the message that uses the hint already names the file
-    return ("re-fetch the dataset (move its folder away, then `unetlib data fetch NAME`) and "
+# appended to messages that already name the bad file
+_REFETCH = ("re-fetch the dataset (move its folder away, then `unetlib data fetch NAME`) and "
             "check it with `unetlib data verify`")
 
 
 def _check_not_truncated(tif: tifffile.TiffFile, path: Path) -> None:
     size = path.stat().st_size
     if len(tif.pages) == 0:
-        raise UnetlibError(f"{path} holds no image (truncated or not a TIFF); {_refetch_hint(path)}")
+        raise UnetlibError(f"{path} holds no image (truncated or not a TIFF); {_REFETCH}")
     for page in tif.pages:
         ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
         if not ends or max(ends) > size:
             raise UnetlibError(
                 f"{path} is truncated ({size} bytes, image data reaches {max(ends, default=0)}); "
-                f"{_refetch_hint(path)}"
+                f"{_REFETCH}"
             )
 
 
@@ -180,7 +177,7 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise UnetlibError(f"{path} does not exist; {_refetch_hint(path)}")
+        raise UnetlibError(f"{path} does not exist; {_REFETCH}")
     try:
         with tifffile.TiffFile(path) as tif:
             _check_not_truncated(tif, path)
@@ -189,10 +186,10 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
         raise
     except Exception as exc:  # tifffile / imagecodecs raise many kinds
         raise UnetlibError(
-            f"{path} cannot be decoded ({type(exc).__name__}: {exc}); {_refetch_hint(path)}"
+            f"{path} cannot be decoded ({type(exc).__name__}: {exc}); {_REFETCH}"
         ) from exc
     if len({(p.shape, p.dtype) for p in pages}) != 1:
-        raise UnetlibError(f"{path} has pages of different shapes or dtypes; {_refetch_hint(path)}")
+        raise UnetlibError(f"{path} has pages of different shapes or dtypes; {_REFETCH}")
     return pages[0] if len(pages) == 1 else np.stack(pages)
 
 
@@ -214,7 +211,7 @@ def read_man_track(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise UnetlibError(f"{path} does not exist; {_refetch_hint(path)}")
+        raise UnetlibError(f"{path} does not exist; {_REFETCH}")
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -223,14 +220,16 @@ def read_man_track(path: str | os.PathLike) -> np.ndarray:
         if len(fields) != 4 or not all(f.isdigit() for f in fields):
             raise UnetlibError(
                 f"{path} line {number} is not 'label first last parent': {line!r}; "
-                f"{_refetch_hint(path)}"
+                f"{_REFETCH}"
             )
         rows.append([int(f) for f in fields])
     return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
 
 
-def _indexed_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
-    return {int(m.group(1)): p for p in folder.iterdir() if (m := pattern.match(p.name))}
+def indexed_files(folder: str | os.PathLike, prefix: str) -> dict[int, Path]:
+    """Files ``PREFIXNNN.tif`` in ``folder`` by frame index NNN (prefix ``t``, ``man_seg``, ``man_track``)."""
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)\.tif$")
+    return {int(m.group(1)): p for p in Path(folder).iterdir() if (m := pattern.match(p.name))}
 
 
 # --------------------------------------------------------------------------- loaders
@@ -287,7 +286,7 @@ def _check_stack(array: np.ndarray, path: Path, shape: tuple[int, ...], dtype: t
     if array.shape != shape or array.dtype != dtype:
         raise UnetlibError(
             f"{path} holds a {array.dtype} array of shape {array.shape}; expected {np.dtype(dtype)} "
-            f"{shape}; {_refetch_hint(path)}"
+            f"{shape}; {_REFETCH}"
         )
     return array
 
@@ -317,7 +316,7 @@ def _check_binary_labels(labels: np.ndarray, path: Path) -> None:
     values = np.unique(labels)
     if not set(values.tolist()) <= {0, 255}:
         raise UnetlibError(f"{path} has values {values[:10].tolist()}, expected only 0 and 255; "
-                           f"{_refetch_hint(path)}")
+                           f"{_REFETCH}")
 
 
 def _sequence_dirs(root: Path, name: str, seq: str) -> tuple[Path, Path]:
@@ -329,13 +328,13 @@ def _sequence_dirs(root: Path, name: str, seq: str) -> tuple[Path, Path]:
 
 
 def _contiguous_frames(raw: Path) -> list[Path]:
-    files = _indexed_files(raw, _FRAME)
+    files = indexed_files(raw, "t")
     gaps = sorted(set(range(len(files))) - set(files))
     if not files or gaps:
         raise UnetlibError(
             f"{raw} should hold frames t000.tif ... contiguous from 0; "
             + (f"missing frame indices {gaps[:10]}" if files else "it holds none")
-            + f"; {_refetch_hint(raw)}"
+            + f"; {_REFETCH}"
         )
     return [files[i] for i in range(len(files))]
 
@@ -350,25 +349,25 @@ def _load_frames(raw: Path) -> np.ndarray:
 
 
 def _load_seg(folder: Path, frame_shape: tuple[int, ...], n_frames: int) -> dict[int, np.ndarray]:
-    files = _indexed_files(folder, _SEG)
+    files = indexed_files(folder, "man_seg")
     if not files:
-        raise UnetlibError(f"{folder} holds no man_segNNN.tif; {_refetch_hint(folder)}")
+        raise UnetlibError(f"{folder} holds no man_segNNN.tif; {_REFETCH}")
     order = sorted(files)
     masks = _read_many([files[i] for i in order])
     for index, mask in zip(order, masks):
         _check_stack(mask, files[index], frame_shape, np.uint16)
         if index >= n_frames:
             raise UnetlibError(f"{files[index]} annotates frame {index}, but the sequence has "
-                               f"{n_frames} frames; {_refetch_hint(folder)}")
+                               f"{n_frames} frames; {_REFETCH}")
     return dict(zip(order, masks))
 
 
 def _load_tra(folder: Path, frame_shape: tuple[int, ...], n_frames: int) -> np.ndarray:
-    files = _indexed_files(folder, _TRA)
+    files = indexed_files(folder, "man_track")
     missing = [i for i in range(n_frames) if i not in files]
     if missing:
         raise UnetlibError(f"{folder} lacks man_track{missing[0]:03d}.tif (and {len(missing) - 1} "
-                           f"more); {_refetch_hint(folder)}")
+                           f"more); {_REFETCH}")
     paths = [files[i] for i in range(n_frames)]
     masks = _read_many(paths)
     for path, mask in zip(paths, masks):
@@ -508,14 +507,18 @@ def _as_manifest(manifest: Manifest | str | os.PathLike | None) -> Manifest:
     return manifest
 
 
-def make_manifest(root: str | os.PathLike, datasets: tuple[str, ...] | None = None) -> dict[str, ManifestEntry]:
+def make_manifest(
+    root: str | os.PathLike, datasets: tuple[str, ...] | None = None
+) -> dict[str, ManifestEntry]:
     """Hash every file below ``root/NAME`` for each dataset folder present.
 
     ``isbi2012`` files are hashed by pixels, everything else by bytes. Hidden
     files are skipped. ``datasets`` defaults to every folder directly in root.
     """
     root = Path(root)
-    names = datasets or sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = datasets or sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     entries = {}
     for name in names:
         for path in sorted((root / name).rglob("*")):
@@ -580,8 +583,9 @@ class VerifyReport:
         out += [f"CORRUPT  {self.root / p}  ({why})" for p, why in self.corrupt]
         out += [f"HINT     {h}" for h in dict.fromkeys(self.hints)]
         if self.absent:
-            out.append(f"HINT     if the datasets are elsewhere, set {ENV_ROOT} (or pass --root) to the "
-                       f"folder that contains them; expected layout: " + "; ".join(LAYOUT[n] for n in self.absent if n in LAYOUT))
+            layout = "; ".join(LAYOUT[n] for n in self.absent if n in LAYOUT)
+            out.append(f"HINT     if the datasets are elsewhere, set {ENV_ROOT} (or pass --root) to "
+                       f"the folder that contains them; expected layout: {layout}")
         status = "OK" if self.ok else "FAILED"
         out.append(
             f"{status}: {self.checked} files match the manifest; {len(self.absent)} datasets absent, "
@@ -597,7 +601,7 @@ def _entry_problem(path: Path, entry: ManifestEntry) -> str | None:
     """Why ``path`` does not match ``entry`` (None when it does)."""
     if entry.method == "bytes":
         digest = _file_digest(path)
-        return None if digest == entry.digest else f"sha256 {digest[:12]}..., expected {entry.digest[:12]}..."
+        return None if digest == entry.digest else _mismatch("sha256", digest, entry)
     try:
         array = read_tiff(path)
     except UnetlibError as exc:
@@ -605,10 +609,16 @@ def _entry_problem(path: Path, entry: ManifestEntry) -> str | None:
     if _pixel_method(array) != entry.method:
         return f"decodes to {_pixel_method(array)}, expected {entry.method}"
     digest = pixel_digest(array)
-    return None if digest == entry.digest else f"pixel sha256 {digest[:12]}..., expected {entry.digest[:12]}..."
+    return None if digest == entry.digest else _mismatch("pixel sha256", digest, entry)
 
 
-def verify_dataset_dir(folder: Path, name: str, manifest: Manifest) -> tuple[int, list[str], list[tuple[str, str]]]:
+def _mismatch(kind: str, digest: str, entry: ManifestEntry) -> str:
+    return f"{kind} {digest[:12]}..., expected {entry.digest[:12]}..."
+
+
+def verify_dataset_dir(
+    folder: Path, name: str, manifest: Manifest
+) -> tuple[int, list[str], list[tuple[str, str]]]:
     """Check the folder of one dataset (which may lie anywhere) against the manifest.
 
     Returns

@@ -11,8 +11,8 @@ from pathlib import Path
 import tifffile
 
 from unetlib.data import (
-    DATASETS, ENV_ROOT, ISBI, ISBI_FILES, SEQUENCES, _FRAME, _SEG, _TRA,
-    _indexed_files, data_root, read_man_track, verify,
+    DATASETS, ENV_ROOT, ISBI, ISBI_FILES, SEQUENCES, data_root, indexed_files, read_man_track,
+    verify,
 )
 from unetlib.errors import UnetlibError
 
@@ -29,7 +29,8 @@ def register_cli(subparsers) -> None:
     actions.required = True
 
     check = actions.add_parser("verify", help="check files against the checksum manifest")
-    check.add_argument("names", nargs="*", metavar="NAME", help=f"datasets (default: all of {', '.join(DATASETS)})")
+    check.add_argument("names", nargs="*", metavar="NAME",
+                       help=f"datasets (default: all of {', '.join(DATASETS)})")
     check.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
     check.set_defaults(func=_verify)
 
@@ -103,10 +104,10 @@ def _sequence_line(folder: Path, seq: str) -> str:
     raw, gt = folder / seq, folder / f"{seq}_GT"
     if not raw.is_dir():
         return f"{seq}: MISSING ({raw})"
-    frames = _indexed_files(raw, _FRAME)
+    frames = indexed_files(raw, "t")
     first = _tiff_shape(frames[min(frames)]) if frames else "-"
-    seg = sorted(_indexed_files(gt / "SEG", _SEG)) if (gt / "SEG").is_dir() else []
-    tra = _indexed_files(gt / "TRA", _TRA) if (gt / "TRA").is_dir() else {}
+    seg = sorted(indexed_files(gt / "SEG", "man_seg")) if (gt / "SEG").is_dir() else []
+    tra = indexed_files(gt / "TRA", "man_track") if (gt / "TRA").is_dir() else {}
     track_file = gt / "TRA" / "man_track.txt"
     tracks = f"{len(read_man_track(track_file))} tracks" if track_file.is_file() else "no man_track.txt"
     return (f"{seq}: {len(frames)} frames of {first}; {len(seg)} annotated SEG frames {seg}; "

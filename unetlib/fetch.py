@@ -219,6 +219,16 @@ def _download_into(tmp: Path, name: str, urls: list[str], progress: bool, timeou
     return _dataset_folder(unpacked, name)
 
 
+def _temporary_folder(root: Path, name: str) -> Path:
+    """A fresh hidden folder inside ``root`` (created if needed), on the same filesystem as the target."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{name}.fetch-", dir=root))
+    except OSError as exc:
+        raise UnetlibError(f"cannot write into the data root {root} ({exc}); pass a writable --root "
+                           f"or set UNETLIB_DATA") from exc
+
+
 def _move_into_place(folder: Path, target: Path) -> None:
     if target.exists():  # appeared while downloading (e.g. a second fetch)
         raise UnetlibError(f"{target} appeared while downloading; left it untouched, nothing installed")
@@ -270,8 +280,7 @@ def fetch(
     if _check_existing(target, name, manifest):
         return FetchResult(target, fetched=False)
     urls = source_urls(name, url)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.fetch-", dir=root))
+    tmp = _temporary_folder(root, name)
     try:
         folder = _download_into(tmp, name, urls, progress, timeout)
         _check_against_manifest(folder, name, manifest, urls)

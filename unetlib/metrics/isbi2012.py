@@ -25,6 +25,8 @@ pixel is cell at threshold t iff ``prob > t``, compared in double precision.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -288,12 +290,20 @@ def _warping_curve(counts: np.ndarray, thresholds: np.ndarray, n_pixels: int) ->
     return ErrorCurve("warping", thresholds.copy(), values, best, best_t, per_slice)
 
 
-def _slices(n: int, progress: bool, desc: str):
-    if not progress:
-        return range(n)
-    from tqdm.auto import tqdm
+def _map_slices(per_slice, n: int, progress: bool, desc: str) -> list:
+    """``[per_slice(s) for s in range(n)]``, slices spread over the CPU cores.
 
-    return tqdm(range(n), desc=desc, unit="slice")
+    The numba kernels release the GIL, so threads run slices in parallel;
+    results keep slice order.
+    """
+    workers = max(1, min(n, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(per_slice, range(n))
+        if progress:
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=n, desc=desc, unit="slice")
+        return list(results)
 
 
 # ---------------------------------------------------------------------------
@@ -333,7 +343,7 @@ def pixel_error_curve(prob, gt, *, progress: bool = False) -> ErrorCurve:
     """
     prob, gt_cell = _as_stack(prob, gt)
     counts = np.stack(
-        [_pixel_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS) for s in _slices(len(prob), progress, "pixel")]
+        _map_slices(lambda s: _pixel_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS), len(prob), progress, "pixel")
     )
     return _f_curve("pixel", counts, PIXEL_RAND_THRESHOLDS)
 
@@ -343,7 +353,7 @@ def pixel_error_curve(prob, gt, *, progress: bool = False) -> ErrorCurve:
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rand_sums(gt_labels, pred_labels, n_gt, n_pred):  # pragma: no cover - numba
     """Pair sums of the contingency table restricted to GT foreground.
 
@@ -438,10 +448,9 @@ def rand_error_curve(prob, gt, *, self_pairs: bool = True, progress: bool = Fals
     """
     prob, gt_cell = _as_stack(prob, gt)
     counts = np.stack(
-        [
-            _rand_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS, self_pairs)
-            for s in _slices(len(prob), progress, "rand")
-        ]
+        _map_slices(
+            lambda s: _rand_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS, self_pairs), len(prob), progress, "rand"
+        )
     )
     return _f_curve("rand", counts, PIXEL_RAND_THRESHOLDS)
 
@@ -501,7 +510,7 @@ def _simple_point_table() -> np.ndarray:
 SIMPLE_POINT_TABLE = _simple_point_table()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _compare(z1, z2, jan2015):  # pragma: no cover - numba
     """Descending comparator on float32 zvals; > 0 means z1 sorts after z2."""
     if jan2015:
@@ -514,46 +523,50 @@ def _compare(z1, z2, jan2015):  # pragma: no cover - numba
     return 0
 
 
-@njit(cache=True)
-def _insertion_sort(dest, low, high, zval, jan2015):  # pragma: no cover - numba
+@njit(cache=True, nogil=True)
+def _insertion_sort(items, keys, low, high, jan2015):  # pragma: no cover - numba
     for i in range(low, high):
         j = i
-        while j > low and _compare(zval[dest[j - 1]], zval[dest[j]], jan2015) > 0:
-            tmp = dest[j]
-            dest[j] = dest[j - 1]
-            dest[j - 1] = tmp
+        while j > low and _compare(keys[j - 1], keys[j], jan2015) > 0:
+            items[j], items[j - 1] = items[j - 1], items[j]
+            keys[j], keys[j - 1] = keys[j - 1], keys[j]
             j -= 1
 
 
-@njit(cache=True)
-def _merge(src, dest, low, mid, high, zval, jan2015):  # pragma: no cover - numba
-    if _compare(zval[src[mid - 1]], zval[src[mid]], jan2015) <= 0:
+@njit(cache=True, nogil=True)
+def _merge(src_items, src_keys, items, keys, low, mid, high, jan2015):  # pragma: no cover - numba
+    if _compare(src_keys[mid - 1], src_keys[mid], jan2015) <= 0:
         for i in range(low, high):  # halves already in order: plain copy
-            dest[i] = src[i]
+            items[i] = src_items[i]
+            keys[i] = src_keys[i]
         return
     p = low
     q = mid
     for i in range(low, high):
-        if q >= high or (p < mid and _compare(zval[src[p]], zval[src[q]], jan2015) <= 0):
-            dest[i] = src[p]
+        if q >= high or (p < mid and _compare(src_keys[p], src_keys[q], jan2015) <= 0):
+            items[i] = src_items[p]
+            keys[i] = src_keys[p]
             p += 1
         else:
-            dest[i] = src[q]
+            items[i] = src_items[q]
+            keys[i] = src_keys[q]
             q += 1
 
 
-@njit(cache=True)
-def _java6_merge_sort(items, zval, jan2015):  # pragma: no cover - numba
+@njit(cache=True, nogil=True)
+def _java6_merge_sort(items, keys, jan2015):  # pragma: no cover - numba
     """Java 6 ``Collections.sort``/``Arrays.sort(Object[], Comparator)``, in place.
 
-    Top-down merge sort that alternates between ``items`` and a copy: each
-    call ``sort(src, dest, low, high)`` sorts its halves from dest into src
-    and merges them back into dest; ranges below 7 elements are insertion
-    sorted; the merge is skipped when the halves are already in order; ties
-    take the left element. Written with an explicit stack (numba cannot
-    cache recursive functions); depth d works on ``items`` when even.
+    Sorts ``items`` (and their float32 ``keys`` alongside) with
+    :func:`_compare`. Top-down merge sort that alternates between the arrays
+    and a copy: each call ``sort(src, dest, low, high)`` sorts its halves from
+    dest into src and merges them back into dest; ranges below 7 elements are
+    insertion sorted; the merge is skipped when the halves are already in
+    order; ties take the left element. Written with an explicit stack (numba
+    cannot cache recursive functions); depth d works on ``items`` when even.
     """
-    aux = items.copy()
+    aux_items = items.copy()
+    aux_keys = keys.copy()
     n = items.size
     depth_max = 2
     while (1 << depth_max) < n + 1:
@@ -566,9 +579,12 @@ def _java6_merge_sort(items, zval, jan2015):  # pragma: no cover - numba
     top = 1
     while top > 0:
         low, high, d = lows[top - 1], highs[top - 1], depths[top - 1]
-        dest = items if d % 2 == 0 else aux
+        even = d % 2 == 0
         if high - low < 7:
-            _insertion_sort(dest, low, high, zval, jan2015)
+            if even:
+                _insertion_sort(items, keys, low, high, jan2015)
+            else:
+                _insertion_sort(aux_items, aux_keys, low, high, jan2015)
             top -= 1
         elif states[top - 1] == 0:
             states[top - 1] = 1
@@ -577,12 +593,15 @@ def _java6_merge_sort(items, zval, jan2015):  # pragma: no cover - numba
                 lows[top], highs[top], depths[top], states[top] = lo, hi, d + 1, 0
                 top += 1
         else:
-            src = aux if d % 2 == 0 else items
-            _merge(src, dest, low, (low + high) >> 1, high, zval, jan2015)
+            mid = (low + high) >> 1
+            if even:
+                _merge(aux_items, aux_keys, items, keys, low, mid, high, jan2015)
+            else:
+                _merge(items, keys, aux_items, aux_keys, low, mid, high, jan2015)
             top -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _is_simple(labels, p, offsets, table):  # pragma: no cover - numba
     code = 0
     for b in range(8):
@@ -591,7 +610,7 @@ def _is_simple(labels, p, offsets, table):  # pragma: no cover - numba
     return table[code] != 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _warp_descent(labels, target, zval, width, jan2015, table):  # pragma: no cover - numba
     """Warp ``labels`` towards ``target`` in place; return the final mismatches.
 
@@ -619,7 +638,7 @@ def _warp_descent(labels, target, zval, width, jan2015, table):  # pragma: no co
                 n += 1
     while n > 0:
         order = mismatches[:n].copy()
-        _java6_merge_sort(order, zval, jan2015)
+        _java6_merge_sort(order, zval[order], jan2015)
         flipped = 0
         for i in range(n):
             p = order[i]
@@ -642,7 +661,7 @@ _STEP_Y = np.array([1, -1, 0, 0], dtype=np.int64)
 _STEP_X = np.array([0, 0, 1, -1], dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _splits_in_window(labels, width, p, y0, y1, x0, x1):  # pragma: no cover - numba
     """Do p's cell 8-neighbours fall into >= 2 components once p becomes membrane?
 
@@ -687,7 +706,7 @@ def _splits_in_window(labels, width, p, y0, y1, x0, x1):  # pragma: no cover - n
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _classify(labels, components, mismatches, width, radius):  # pragma: no cover - numba
     """Count split and merge pixels among the final mismatches.
 
@@ -805,12 +824,12 @@ def warping_error_curve(
     """
     _check_options(sort_mode, warping_radius)
     prob, gt_cell = _as_stack(prob, gt)
-    counts = np.stack(
-        [
-            _warping_counts(prob[s], gt_cell[s], WARPING_THRESHOLDS, sort_mode, warping_radius, fiji_uniform_slice_quirk)
-            for s in _slices(len(prob), progress, "warping")
-        ]
-    )
+    def per_slice(s: int) -> np.ndarray:
+        return _warping_counts(
+            prob[s], gt_cell[s], WARPING_THRESHOLDS, sort_mode, warping_radius, fiji_uniform_slice_quirk
+        )
+
+    counts = np.stack(_map_slices(per_slice, len(prob), progress, "warping"))
     return _warping_curve(counts, WARPING_THRESHOLDS, prob.size)
 
 
@@ -865,13 +884,17 @@ def isbi2012_errors(
     """
     _check_options(sort_mode, warping_radius)
     prob, gt_cell = _as_stack(prob, gt)
-    pixel, rand, warp = [], [], []
-    for s in _slices(len(prob), progress, "isbi2012"):
-        pixel.append(_pixel_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS))
-        rand.append(_rand_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS, self_pairs))
-        warp.append(
-            _warping_counts(prob[s], gt_cell[s], WARPING_THRESHOLDS, sort_mode, warping_radius, fiji_uniform_slice_quirk)
+
+    def per_slice(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            _pixel_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS),
+            _rand_counts(prob[s], gt_cell[s], PIXEL_RAND_THRESHOLDS, self_pairs),
+            _warping_counts(
+                prob[s], gt_cell[s], WARPING_THRESHOLDS, sort_mode, warping_radius, fiji_uniform_slice_quirk
+            ),
         )
+
+    pixel, rand, warp = zip(*_map_slices(per_slice, len(prob), progress, "isbi2012"))
     pixel_curve = _f_curve("pixel", np.stack(pixel), PIXEL_RAND_THRESHOLDS)
     rand_curve = _f_curve("rand", np.stack(rand), PIXEL_RAND_THRESHOLDS)
     warp_curve = _warping_curve(np.stack(warp), WARPING_THRESHOLDS, prob.size)
