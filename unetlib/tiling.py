@@ -625,7 +625,8 @@ def _make_plan(model, stack, tile, batch_size, tta, device, amp, output, normali
         batch_size = _auto_batch(list(layouts.values()), bpp, budget)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    n_tiles = stack.shape[0] * sum(layouts[t(np.empty(stack.shape[-2:], bool)).shape].n_tiles for t in transforms)
+    probe = _probe(stack.shape[-2:])
+    n_tiles = stack.shape[0] * sum(layouts[t(probe).shape].n_tiles for t in transforms)
     bar = tqdm(total=n_tiles, unit="tile", desc="predict", disable=(None if is_stack else True) if progress is None else not progress)
     return _Plan(model, device, bool(amp), output, num_classes, transforms, layouts, int(batch_size), normalize, bar)
 
@@ -634,13 +635,18 @@ def _layouts_for(shape, tile, transforms, bpp: float, budget: float) -> dict:
     """One layout per transformed image shape; a given tile is transposed with the image."""
     height, width = (int(s) for s in shape)
     layouts = {(height, width): plan_tiles((height, width), tile, bytes_per_pixel=bpp, memory_budget=budget)}
-    probe = np.empty((height, width), dtype=bool)
+    probe = _probe((height, width))
     for transform in transforms:
         shape_t = transform(probe).shape
         if shape_t not in layouts:
             tile_t = layouts[(height, width)].tile[::-1]
             layouts[shape_t] = plan_tiles(shape_t, tile_t, bytes_per_pixel=bpp, memory_budget=budget)
     return layouts
+
+
+def _probe(shape) -> np.ndarray:
+    """A zero-memory array of ``shape`` to see how a transform reshapes an image."""
+    return np.broadcast_to(np.zeros((), dtype=bool), tuple(int(s) for s in shape))
 
 
 def _allocate_output(stack: np.ndarray, plan: _Plan) -> np.ndarray:

@@ -488,14 +488,26 @@ def _train_step(model, optimizer, scaler, tile, config: TrainConfig, device, ite
     loss = weighted_cross_entropy(logits, y, w)
     value = loss.item()
     if not math.isfinite(value):
-        raise UnetlibError(
-            f"the loss is {value} at iteration {iteration + 1}: training stopped and the last good "
-            "checkpoint was kept; check the weight maps and images, or lower the learning rate"
-        )
+        raise _NonFiniteLoss(value)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
     return value
+
+
+class _NonFiniteLoss(ArithmeticError):
+    """The loss of a step is NaN or infinite (turned into a UnetlibError by the loop)."""
+
+
+def _non_finite_error(loss: float, iteration: int, path: Path | None, state: _State) -> UnetlibError:
+    kept = (
+        f"the last good checkpoint {path} (iteration {state.saved_at}) was kept"
+        if path is not None and state.saved_at else "no checkpoint was written"
+    )
+    return UnetlibError(
+        f"the loss is {loss} at iteration {iteration + 1}: training stopped and {kept}; "
+        "check the images and weight maps, or lower the learning rate (TrainConfig.lr / --lr)"
+    )
 
 
 class _DeferSigint:
@@ -596,7 +608,10 @@ def _run_loop(data, model, optimizer, scaler, config, device, state: _State, pat
         for i in range(state.iteration, config.iterations):
             tile = tiles.get(i)
             with _DeferSigint():
-                loss = _train_step(model, optimizer, scaler, tile, config, device, i)
+                try:
+                    loss = _train_step(model, optimizer, scaler, tile, config, device, i)
+                except _NonFiniteLoss as bad:
+                    raise _non_finite_error(bad.args[0], i, path, state) from None
                 state.iteration = i + 1
                 state.history.append((i + 1, loss, state.seconds_before + time.perf_counter() - start))
                 bar.update(1)

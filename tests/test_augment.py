@@ -1,0 +1,283 @@
+"""Elastic deformation and training tiles, against slow obvious references."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from unetlib.augment import AugmentParams, deform, displacement_field, elastic_grid, random_tile
+from unetlib.errors import UnetlibError
+
+OFF = AugmentParams(enabled=False)
+GEOMETRY_ONLY = AugmentParams(brightness=0.0, contrast=0.0, gamma=0.0)
+
+
+# --------------------------------------------------------------------------- #
+# Slow references
+# --------------------------------------------------------------------------- #
+def reflect_index(index, size):
+    """numpy 'reflect' (no repeated edge pixel) by unfolding one step at a time."""
+    index = np.array(index)
+    while np.any((index < 0) | (index > size - 1)):
+        index = np.where(index < 0, -index, index)
+        index = np.where(index > size - 1, 2 * (size - 1) - index, index)
+    return index
+
+
+def keys_cubic(x, a=-0.75):
+    x = np.abs(x)
+    return np.where(
+        x <= 1, ((a + 2) * x - (a + 3)) * x * x + 1, np.where(x < 2, ((a * x - 5 * a) * x + 8 * a) * x - 4 * a, 0.0)
+    )
+
+
+def reference_bicubic(image, rows, cols):
+    """Sum over the 4x4 neighbours of Keys' cubic convolution, mirrored indices."""
+    base_r, base_c = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    out = np.zeros(rows.shape)
+    for i in range(-1, 3):
+        for j in range(-1, 3):
+            r, c = base_r + i, base_c + j
+            weight = keys_cubic(rows - r) * keys_cubic(cols - c)
+            out += weight * image[reflect_index(r, image.shape[0]), reflect_index(c, image.shape[1])]
+    return out
+
+
+def mirrored_crop(plane, top, left, size):
+    pad = 3 * max(plane.shape) + size
+    padded = np.pad(plane, pad, mode="reflect")
+    return padded[pad + top : pad + top + size, pad + left : pad + left + size]
+
+
+def smooth_field(shape, seed=0, sigma=10.0):
+    return displacement_field(elastic_grid(np.random.default_rng(seed), sigma=sigma), shape)
+
+
+@pytest.fixture
+def planes():
+    rng = np.random.default_rng(1)
+    image = rng.random((70, 90)).astype(np.float32)
+    target = rng.integers(0, 3, (70, 90)).astype(np.uint8) * 5
+    weights = (1.0 + rng.random((70, 90))).astype(np.float32)
+    return image, target, weights
+
+
+# --------------------------------------------------------------------------- #
+# Elastic grid and displacement field
+# --------------------------------------------------------------------------- #
+def test_grid_has_the_papers_statistics():
+    rng = np.random.default_rng(0)
+    grids = np.stack([elastic_grid(rng) for _ in range(2000)])
+    assert grids.shape == (2000, 2, 3, 3)
+    assert grids.std() == pytest.approx(10.0, rel=0.03)
+    assert abs(grids.mean()) < 0.2
+
+
+def test_field_is_torch_bicubic_with_corners_on_corners():
+    grid = elastic_grid(np.random.default_rng(2))
+    field = displacement_field(grid, (57, 83))
+    expected = F.interpolate(torch.from_numpy(grid)[None], size=(57, 83), mode="bicubic", align_corners=True)[0]
+    np.testing.assert_allclose(field, expected.numpy(), atol=1e-10)
+    np.testing.assert_allclose(field[:, [0, 0, -1, -1], [0, -1, 0, -1]], grid[:, [0, 0, -1, -1], [0, -1, 0, -1]])
+
+
+def test_field_from_tensor_matches_numpy():
+    grid = elastic_grid(np.random.default_rng(3), points=4)
+    dense = displacement_field(torch.from_numpy(grid).float(), (40, 50))
+    assert isinstance(dense, torch.Tensor) and dense.dtype == torch.float32
+    np.testing.assert_allclose(dense.numpy(), displacement_field(grid, (40, 50)), atol=1e-4)
+
+
+def test_field_rms_matches_module_docstring():
+    rng = np.random.default_rng(4)
+    fields = np.stack([displacement_field(elastic_grid(rng), (41, 41)) for _ in range(1500)])
+    length_sq = (fields**2).sum(axis=1)
+    assert np.sqrt(length_sq.mean()) == pytest.approx(11.0, abs=0.4)
+    assert np.sqrt(length_sq[:, 0, 0].mean()) == pytest.approx(14.1, abs=0.6)
+
+
+# --------------------------------------------------------------------------- #
+# deform
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_zero_displacement_is_the_identity(order, planes):
+    image = planes[0]
+    out = deform(image, np.zeros((2, *image.shape)), order=order)
+    assert out.dtype == image.dtype
+    np.testing.assert_array_equal(out, image)
+    out_t = deform(torch.from_numpy(image), torch.zeros(2, *image.shape), order=order)
+    assert torch.equal(out_t, torch.from_numpy(image))
+
+
+def test_bilinear_matches_scipy_map_coordinates(planes):
+    image = planes[0].astype(np.float64)
+    field = smooth_field(image.shape)
+    rows = np.arange(image.shape[0])[:, None] + field[0]
+    cols = np.arange(image.shape[1])[None, :] + field[1]
+    expected = ndimage.map_coordinates(image, [rows, cols], order=1, mode="mirror")
+    inside = (rows >= 0) & (rows <= image.shape[0] - 1) & (cols >= 0) & (cols <= image.shape[1] - 1)
+    out = deform(image, field, order=1)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(out[inside], expected[inside], atol=1e-10)
+    np.testing.assert_allclose(out, expected, atol=1e-10)  # scipy's 'mirror' is numpy's 'reflect'
+
+
+def test_bicubic_matches_cubic_convolution_reference(planes):
+    image = planes[0].astype(np.float64)
+    field = smooth_field(image.shape, seed=5, sigma=25.0)  # large: many positions outside the image
+    rows = np.arange(image.shape[0])[:, None] + field[0]
+    cols = np.arange(image.shape[1])[None, :] + field[1]
+    np.testing.assert_allclose(deform(image, field, order=3), reference_bicubic(image, rows, cols), atol=1e-10)
+
+
+def test_float32_deform_is_close_to_float64(planes):
+    image = planes[0]
+    field = smooth_field(image.shape, seed=6)
+    out32 = deform(image, field.astype(np.float32))
+    out64 = deform(image.astype(np.float64), field)
+    np.testing.assert_allclose(out32, out64, atol=1e-4)
+
+
+def test_deformed_labels_contain_only_input_labels(planes):
+    target = planes[1]
+    out = deform(target, smooth_field(target.shape, seed=7, sigma=20.0), order=0)
+    assert out.dtype == target.dtype
+    assert set(np.unique(out)) <= set(np.unique(target))
+    assert not np.array_equal(out, target)
+
+
+def test_deform_multichannel_equals_per_channel(planes):
+    stack = np.stack([planes[0], planes[2]])
+    field = smooth_field(stack.shape[1:], seed=8)
+    out = deform(stack, field)
+    np.testing.assert_array_equal(out[1], deform(planes[2], field))
+
+
+def test_deform_refuses_bad_input(planes):
+    image = planes[0]
+    with pytest.raises(ValueError, match="order"):
+        deform(image, np.zeros((2, *image.shape)), order=2)
+    with pytest.raises(ValueError, match="floating"):
+        deform(planes[1], np.zeros((2, *image.shape)), order=1)
+    with pytest.raises(ValueError, match=r"\(2, H, W\)"):
+        deform(image, np.zeros((2, 5, 5)))
+    with pytest.raises(ValueError, match="reflect"):
+        deform(image, np.zeros((2, *image.shape)), mode="constant")
+
+
+# --------------------------------------------------------------------------- #
+# random_tile
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("center", [(35, 45), (0, 0), (69, 3)])
+def test_unaugmented_tile_is_the_mirrored_crop(planes, center):
+    image, target, weights = planes
+    in_size, out_size = 188, 4  # larger than the image: mirrored more than once
+    rng = np.random.default_rng(0)
+    x, y, w = random_tile(image, target, weights, in_size=in_size, out_size=out_size, rng=rng, params=OFF,
+                          center=center)
+    top, left = center[0] - in_size // 2, center[1] - in_size // 2
+    inner = (in_size - out_size) // 2
+    assert x.shape == (1, in_size, in_size) and x.dtype == torch.float32
+    assert y.shape == (out_size, out_size) and y.dtype == torch.int64
+    assert w.shape == (out_size, out_size) and w.dtype == torch.float32
+    np.testing.assert_array_equal(x[0].numpy(), mirrored_crop(image, top, left, in_size))
+    np.testing.assert_array_equal(y.numpy(), mirrored_crop(target, top + inner, left + inner, out_size))
+    np.testing.assert_array_equal(w.numpy(), mirrored_crop(weights, top + inner, left + inner, out_size))
+
+
+def test_unet_sized_tile_is_the_mirrored_crop(planes):
+    image, target, weights = planes
+    x, y, w = random_tile(
+        image, target, weights, in_size=572, out_size=388, rng=np.random.default_rng(0), params=OFF, center=(10, 80)
+    )
+    np.testing.assert_array_equal(x[0].numpy(), mirrored_crop(image, 10 - 286, 80 - 286, 572))
+    np.testing.assert_array_equal(y.numpy(), mirrored_crop(target, 10 - 194, 80 - 194, 388))
+
+
+def test_same_seed_same_tile_other_seed_other_tile(planes):
+    def tile(seed):
+        return random_tile(*planes, in_size=188, out_size=4, rng=np.random.default_rng([seed, 3]))
+
+    first, again, other = tile(1), tile(1), tile(2)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    assert not torch.equal(first[0], other[0])
+
+
+def test_augmented_tile_holds_only_input_labels_and_weights(planes):
+    image, target, weights = planes
+    rng = np.random.default_rng(9)
+    for _ in range(3):
+        x, y, w = random_tile(image, target, weights, in_size=124, out_size=60, rng=rng)
+        assert set(np.unique(y.numpy())) <= set(np.unique(target))
+        assert np.isin(w.numpy(), weights).all()
+        assert torch.isfinite(x).all()
+
+
+def test_image_target_and_weights_stay_aligned_under_full_augmentation():
+    rows, cols = np.mgrid[:120, :150]
+    target = ((rows // 15 + cols // 15) % 2).astype(np.uint8)  # a checkerboard: every misalignment shows
+    image, weights = target.astype(np.float32), (1.0 + 2.0 * target).astype(np.float32)
+    rng = np.random.default_rng(14)
+    for _ in range(4):
+        x, y, w = random_tile(image, target, weights, in_size=124, out_size=60, rng=rng, params=GEOMETRY_ONLY)
+        assert torch.equal(w, 1.0 + 2.0 * y.float())
+        agreement = ((x[0, 32:92, 32:92] > 0.5).long() == y).float().mean()
+        assert agreement > 0.95  # they differ only along the squares' edges (bicubic vs nearest)
+
+
+def test_tile_centre_stays_put_under_rotation_and_flip(planes):
+    image, target, weights = planes
+    params = AugmentParams(elastic_sigma=0.0, max_shift=0.0, brightness=0.0, contrast=0.0, gamma=0.0)
+    rng = np.random.default_rng(10)
+    for _ in range(5):
+        x, y, w = random_tile(image, target, weights, in_size=65, out_size=1, rng=rng, params=params, center=(30, 40))
+        assert x[0, 32, 32] == pytest.approx(image[30, 40], abs=1e-5)
+        assert y[0, 0] == target[30, 40] and w[0, 0] == weights[30, 40]
+
+
+def test_geometry_changes_the_tile_and_gray_values_change_only_the_image(planes):
+    image, target, weights = planes
+    plain = random_tile(*planes, in_size=124, out_size=60, rng=np.random.default_rng(11), params=OFF, center=(35, 45))
+    geometric = random_tile(
+        *planes, in_size=124, out_size=60, rng=np.random.default_rng(11), params=GEOMETRY_ONLY, center=(35, 45)
+    )
+    full = random_tile(*planes, in_size=124, out_size=60, rng=np.random.default_rng(11), center=(35, 45))
+    assert not torch.equal(plain[1], geometric[1])
+    assert torch.equal(geometric[1], full[1]) and torch.equal(geometric[2], full[2])
+    assert not torch.allclose(geometric[0], full[0])
+
+
+def test_tile_accepts_tensors(planes):
+    tensors = [torch.from_numpy(p) for p in planes]
+    a = random_tile(*tensors, in_size=124, out_size=60, rng=np.random.default_rng(12))
+    b = random_tile(*planes, in_size=124, out_size=60, rng=np.random.default_rng(12))
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+
+
+def test_tile_refuses_bad_input(planes):
+    image, target, weights = planes
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="even"):
+        random_tile(image, target, weights, in_size=124, out_size=61, rng=rng)
+    with pytest.raises(UnetlibError, match="integer"):
+        random_tile(image, target.astype(np.float32), weights, in_size=124, out_size=60, rng=rng)
+    with pytest.raises(UnetlibError, match="same shape"):
+        random_tile(image, target[:-1], weights, in_size=124, out_size=60, rng=rng)
+    with pytest.raises(TypeError, match="Generator"):
+        random_tile(image, target, weights, in_size=124, out_size=60, rng=0)
+    with pytest.raises(ValueError, match="outside"):
+        random_tile(image, target, weights, in_size=124, out_size=60, rng=rng, center=(70, 0))
+    with pytest.raises(ValueError, match="gamma"):
+        AugmentParams(gamma=1.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tile_on_cuda_matches_cpu(planes):
+    cpu = random_tile(*planes, in_size=188, out_size=4, rng=np.random.default_rng(13))
+    gpu = random_tile(*planes, in_size=188, out_size=4, rng=np.random.default_rng(13), device="cuda")
+    assert all(t.device.type == "cuda" for t in gpu)
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-4, rtol=0)
+    assert (gpu[1].cpu() == cpu[1]).float().mean() > 0.99

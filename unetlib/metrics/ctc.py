@@ -1,0 +1,319 @@
+"""The Cell Tracking Challenge segmentation measure SEG (U-Net Table 2, "IOU").
+
+SEG (Maška et al., "A benchmark for comparison of cell tracking algorithms",
+Bioinformatics 30(11), 2014; Ulman et al., Nature Methods 14, 2017) as
+computed by the organisers' ``SEGMeasure`` and its Java port
+(``net.celltrackingchallenge.measures.SEG``): for every reference object R of
+every annotated frame, the result object S with ``|R ∩ S| > 0.5 |R|``
+(strict; at most one can qualify) is its match, and::
+
+    J(R) = |R ∩ S| / |R ∪ S|   (0 when R has no match)
+    SEG  = sum_R J(R) / (number of reference objects)
+
+pooled over all reference objects of all annotated frames. Result objects
+without a reference and frames without a ``man_seg`` file have no influence.
+
+This module also reads and writes the challenge's folder layout
+(``<seq>_RES/maskTTT.tif``, ``<seq>_GT/SEG/man_segTTT.tif``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetlib.errors import UnetlibError
+
+__all__ = [
+    "SEGResult",
+    "ctc_seg",
+    "read_ctc_gt",
+    "read_ctc_results",
+    "evaluate_ctc_folder",
+    "write_ctc_results",
+]
+
+_MASK = re.compile(r"^mask(\d+)\.tiff?$")
+_MAN_SEG = re.compile(r"^man_seg(\d+)\.tiff?$")
+_MAN_SEG_3D_SLICE = re.compile(r"^man_seg_(\d+)_(\d+)\.tiff?$")
+
+
+@dataclass(frozen=True)
+class SEGResult:
+    """SEG of a sequence and its per-object table.
+
+    Attributes
+    ----------
+    seg : float
+        The challenge's SEG in [0, 1].
+    n_reference : int
+        Number of reference objects over all annotated frames.
+    n_matched : int
+        Reference objects with a match (``|R ∩ S| > 0.5 |R|``).
+    objects : list of dict
+        One row per reference object: ``frame``, ``gt_label``,
+        ``matched_label`` (0 if none), ``r_size`` = |R|, ``s_size`` = |S|,
+        ``intersection`` = |R ∩ S|, ``jaccard`` = J(R).
+    foreground_iou : float
+        A *different* quantity, not SEG: |GT fg ∩ result fg| / |GT fg ∪ result
+        fg| of the binary foregrounds, pixel counts pooled over the annotated
+        frames. Unannotated cells count as false positives here.
+    """
+
+    seg: float
+    n_reference: int
+    n_matched: int
+    foreground_iou: float
+    objects: list[dict[str, Any]] = field(repr=False)
+
+    def table(self):
+        """The per-object table as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.objects)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        return {
+            "SEG": self.seg,
+            "n_reference": self.n_reference,
+            "n_matched": self.n_matched,
+            "foreground_iou": self.foreground_iou,
+            "objects": self.objects,
+        }
+
+
+# ---------------------------------------------------------------------------
+# Input checking
+# ---------------------------------------------------------------------------
+
+
+def _as_frames(frames, what: str) -> dict[int, np.ndarray]:
+    """Mapping frame -> label image, from a mapping or a sequence (index = frame)."""
+    if isinstance(frames, Mapping):
+        items = frames.items()
+    elif isinstance(frames, Sequence) or isinstance(frames, np.ndarray):
+        items = enumerate(frames)
+    else:
+        raise ValueError(f"{what} must be a mapping frame -> label image or a sequence, got {type(frames).__name__}")
+    return {int(t): _check_label_image(np.asarray(img), f"{what} frame {t}") for t, img in items}
+
+
+def _check_label_image(image: np.ndarray, what: str) -> np.ndarray:
+    if image.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D label image, got shape {image.shape}")
+    if image.dtype == bool:
+        return image.astype(np.uint8)
+    if not np.issubdtype(image.dtype, np.integer):
+        raise ValueError(
+            f"{what}: label images must have an integer dtype (e.g. uint16), got {image.dtype}; "
+            "label connected components (scipy.ndimage.label) instead of passing probabilities"
+        )
+    if image.size and image.min() < 0:
+        raise ValueError(f"{what}: negative labels found; labels must be 0 (background) or positive")
+    return image
+
+
+def _check_frames_match(gt: dict, pred: dict) -> None:
+    missing = sorted(set(gt) - set(pred))
+    if missing:
+        raise ValueError(
+            f"no result for annotated frame(s) {missing[:10]}; every frame with a GT "
+            "segmentation needs a result label image (an empty image if nothing was found)"
+        )
+    for t in gt:
+        if gt[t].shape != pred[t].shape:
+            raise ValueError(f"frame {t}: result shape {pred[t].shape} differs from GT shape {gt[t].shape}")
+
+
+# ---------------------------------------------------------------------------
+# SEG
+# ---------------------------------------------------------------------------
+
+
+def _frame_objects(frame: int, gt: np.ndarray, pred: np.ndarray) -> list[dict[str, Any]]:
+    """Per reference object of one frame: its match and Jaccard index."""
+    fg = gt > 0
+    r_labels, r_sizes = np.unique(gt[fg], return_counts=True)
+    s_sizes = dict(zip(*np.unique(pred, return_counts=True)))
+    base = int(pred.max(initial=0)) + 1
+    keys, inter = np.unique(gt[fg].astype(np.int64) * base + pred[fg], return_counts=True)
+    pairs = np.stack([keys // base, keys % base])
+    rows = []
+    for r, r_size in zip(r_labels.tolist(), r_sizes.tolist()):
+        mine = (pairs[0] == r) & (pairs[1] > 0)
+        best_s, best_i = 0, 0
+        if mine.any():
+            k = int(np.argmax(np.where(mine, inter, -1)))
+            best_s, best_i = int(pairs[1, k]), int(inter[k])
+        matched = 2 * best_i > r_size  # strict majority of R
+        s_size = int(s_sizes[best_s]) if matched else 0
+        j = best_i / (r_size + s_size - best_i) if matched else 0.0
+        rows.append(dict(
+            frame=frame, gt_label=int(r), matched_label=best_s if matched else 0,
+            r_size=int(r_size), s_size=s_size, intersection=best_i if matched else 0, jaccard=float(j),
+        ))
+    return rows
+
+
+def ctc_seg(gt_frames, pred_frames) -> SEGResult:
+    """SEG of a segmentation result against the annotated GT frames.
+
+    Parameters
+    ----------
+    gt_frames : mapping int -> ndarray, or sequence of ndarray
+        Reference label images (0 = background, one positive label per
+        object), only for the annotated frames. A sequence is indexed by
+        frame number.
+    pred_frames : mapping int -> ndarray, or sequence of ndarray
+        Result label images (integer dtype); must contain every annotated
+        frame (extra frames are ignored).
+
+    Returns
+    -------
+    SEGResult
+        ``.seg`` = sum of J(R) over all reference objects / their number,
+        with J(R) = |R∩S| / |R∪S| for the result object S covering more than
+        half of R (strict), else 0. ``.foreground_iou`` is the plain binary
+        foreground IoU, a different quantity.
+
+    Raises
+    ------
+    ValueError
+        Bad label images, a missing result frame, or no reference object at
+        all (the Java reference raises here too; py-ctcmetrics returns 0).
+    """
+    gt = _as_frames(gt_frames, "GT")
+    pred = _as_frames(pred_frames, "result")
+    _check_frames_match(gt, pred)
+    objects = [row for t in sorted(gt) for row in _frame_objects(t, gt[t], pred[t])]
+    if not objects:
+        raise ValueError("no reference (GT) object was found in any annotated frame; SEG is undefined")
+    return SEGResult(
+        seg=float(sum(row["jaccard"] for row in objects) / len(objects)),
+        n_reference=len(objects),
+        n_matched=sum(1 for row in objects if row["matched_label"] > 0),
+        foreground_iou=_foreground_iou(gt, pred),
+        objects=objects,
+    )
+
+
+def _foreground_iou(gt: dict, pred: dict) -> float:
+    inter = sum(int(np.count_nonzero((gt[t] > 0) & (pred[t] > 0))) for t in gt)
+    union = sum(int(np.count_nonzero((gt[t] > 0) | (pred[t] > 0))) for t in gt)
+    return inter / union if union else 1.0
+
+
+# ---------------------------------------------------------------------------
+# The challenge's folder layout
+# ---------------------------------------------------------------------------
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        return tifffile.imread(path)
+    except Exception as exc:  # corrupt or not a TIFF
+        raise UnetlibError(f"cannot read {path}: {exc}; re-export it as a 16-bit label TIFF") from exc
+
+
+def _numbered_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
+    return {int(m.group(1)): folder / m.group(0) for p in sorted(folder.iterdir()) if (m := pattern.match(p.name))}
+
+
+def read_ctc_gt(gt_dir: str | Path) -> dict[int, np.ndarray]:
+    """The annotated GT frames of a sequence: ``<gt_dir>/SEG/man_segTTT.tif`` -> {T: labels}.
+
+    ``gt_dir`` is the ``<seq>_GT`` folder (or its ``SEG`` subfolder).
+    """
+    gt_dir = Path(gt_dir)
+    seg_dir = gt_dir / "SEG" if (gt_dir / "SEG").is_dir() else gt_dir
+    if not seg_dir.is_dir():
+        raise UnetlibError(f"GT folder {gt_dir} does not exist; pass the <seq>_GT folder of the dataset")
+    if any(_MAN_SEG_3D_SLICE.match(p.name) for p in seg_dir.iterdir()):
+        raise UnetlibError(f"{seg_dir} holds 3-D slice annotations (man_seg_TTT_ZZZ.tif); only 2-D datasets are supported")
+    files = _numbered_files(seg_dir, _MAN_SEG)
+    if not files:
+        raise UnetlibError(f"no man_segTTT.tif files in {seg_dir}; pass the <seq>_GT folder of the dataset")
+    return {t: _read_tiff(path) for t, path in files.items()}
+
+
+def read_ctc_results(res_dir: str | Path, frames=None) -> dict[int, np.ndarray]:
+    """Result masks ``<res_dir>/maskTTT.tif`` -> {T: labels}.
+
+    Parameters
+    ----------
+    res_dir : path
+        The ``<seq>_RES`` folder.
+    frames : iterable of int, optional
+        Read only these frames; a missing one raises an error naming the file.
+    """
+    res_dir = Path(res_dir)
+    if not res_dir.is_dir():
+        raise UnetlibError(f"result folder {res_dir} does not exist; write masks with write_ctc_results")
+    files = _numbered_files(res_dir, _MASK)
+    if frames is not None:
+        digits = _digits(files)
+        missing = [t for t in frames if t not in files]
+        if missing:
+            name = res_dir / f"mask{missing[0]:0{digits}d}.tif"
+            raise UnetlibError(
+                f"missing result mask {name} for an annotated frame "
+                f"({len(missing)} missing: {missing[:10]}); write one label image per frame"
+            )
+        files = {t: files[t] for t in frames}
+    return {t: _read_tiff(path) for t, path in files.items()}
+
+
+def _digits(files: dict[int, Path]) -> int:
+    names = [p.stem for p in files.values()]
+    return max((len(n) - len("mask") for n in names), default=3)
+
+
+def evaluate_ctc_folder(res_dir: str | Path, gt_dir: str | Path) -> SEGResult:
+    """SEG of a result folder against a GT folder in the challenge's layout.
+
+    ``res_dir`` = ``<seq>_RES`` with ``maskTTT.tif``; ``gt_dir`` = ``<seq>_GT``
+    with ``SEG/man_segTTT.tif``. Only annotated frames are read.
+    """
+    gt = read_ctc_gt(gt_dir)
+    pred = read_ctc_results(res_dir, frames=sorted(gt))
+    return ctc_seg(gt, pred)
+
+
+def write_ctc_results(masks, res_dir: str | Path, digits: int = 3) -> list[Path]:
+    """Write label images as ``<res_dir>/maskTTT.tif`` (uint16), the challenge's result layout.
+
+    Parameters
+    ----------
+    masks : mapping int -> ndarray, or sequence of ndarray
+        Label image per frame (0 = background).
+    res_dir : path
+        Created if needed.
+    digits : int, default 3
+        Zero-padded width of the frame number (3 for the 2-D datasets).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import tifffile
+
+    frames = _as_frames(masks, "mask")
+    res_dir = Path(res_dir)
+    res_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for t, labels in sorted(frames.items()):
+        if labels.max(initial=0) > np.iinfo(np.uint16).max:
+            raise ValueError(f"mask frame {t}: label {labels.max()} does not fit uint16; relabel consecutively")
+        path = res_dir / f"mask{t:0{digits}d}.tif"
+        tifffile.imwrite(path, labels.astype(np.uint16))
+        written.append(path)
+    return written
