@@ -35,7 +35,7 @@ def table1(result: dict | None) -> pd.DataFrame:
         folds = result["folds"]
         profile = result["profile"]
         mean_label = f"u-net, this kit ({profile}), mean of folds {[f['fold'] for f in folds]}"
-        rows.append({"Rank": "", "Group": mean_label, "Source": result["protocol"],
+        rows.append({"Rank": "", "Group": mean_label, "Source": f"held-out training sections ({len(folds)} folds)",
                      **{c: result["mean"][k] for c, k in zip(_T1_COLS, _T1_KEYS)}})
         for f in folds:
             rows.append({"Rank": "", "Group": f"  fold {f['fold']} (test sections {f['test_slices'][0]}-"
@@ -69,11 +69,11 @@ def table2(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fmt(value) -> str:
+def _fmt(value, column: str = "") -> str:
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return "–"
-        return f"{value:.6f}" if abs(value) < 0.01 and value != 0 else f"{value:.4f}"
+        return f"{value:.6f}" if column.startswith("Warping") else f"{value:.4f}"
     return str(value)
 
 
@@ -81,7 +81,8 @@ def to_markdown(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
     header = "| " + " | ".join(df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    body = ["| " + " | ".join(_fmt(v, c) for v, c in zip(row, df.columns)) + " |"
+            for row in df.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
@@ -94,6 +95,8 @@ def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> list[Path]:
     df.to_csv(csv, index=False)
     tex = stem.with_suffix(".tex")
     tex.write_text(
-        df.to_latex(index=False, na_rep="--", float_format=lambda v: _fmt(v), caption=caption), encoding="utf-8"
+        df.to_latex(index=False, na_rep="--", caption=caption,
+                    formatters={c: (lambda v, c=c: _fmt(v, c)) for c in df.columns}),
+        encoding="utf-8",
     )
     return [md, csv, tex]
