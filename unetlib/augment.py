@@ -530,5 +530,6 @@ def _plane_tensor(plane, name: str, floating: bool, device) -> torch.Tensor:
         raise UnetlibError(f"{name} must hold integer class labels, got {plane.dtype}; convert with .astype(np.int64)")
     dtype = torch.float32 if floating else torch.int64
     if not isinstance(plane, torch.Tensor):
-        plane = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32 if floating else np.int64))
+        plane = np.ascontiguousarray(plane, dtype=np.float32 if floating else np.int64)
+        plane = torch.from_numpy(plane if plane.flags.writeable else plane.copy())
     return plane.to(device=device, dtype=dtype)
