@@ -7,13 +7,12 @@ checkpoint is only ever replaced by a complete one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from unetlib.atomic import atomic_open
 from unetlib.errors import UnetlibError
 from unetlib.model import UNet
 
@@ -28,23 +27,14 @@ def save_checkpoint(path: str | Path, model: UNet, **state: Any) -> Path:
     Extra keys (e.g. ``optimizer``, ``iteration``, ``rng``) are stored as given.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "model_config": model.config(),
         "model_state": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         **state,
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        torch.save(payload, f)
     return path
 
 

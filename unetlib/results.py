@@ -14,13 +14,13 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from unetlib.atomic import atomic_open
 from unetlib.errors import UnetlibError
 
 __all__ = ["array_digest", "environment", "write_result", "read_result", "read_results", "SCHEMA"]
@@ -117,17 +117,10 @@ def _jsonable(value: Any) -> Any:
 def write_result(path: str | Path, result: dict[str, Any]) -> Path:
     """Write ``result`` plus :func:`environment` as JSON, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"schema": SCHEMA, **_jsonable(result), "environment": environment()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
+    with atomic_open(path) as f:
+        f.write(text.encode("utf-8"))
     return path
 
 

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from unetlib.augment import AugmentParams, random_tile
 from unetlib.checkpoint import load_checkpoint, save_checkpoint
+from unetlib.atomic import atomic_open
 from unetlib.errors import UnetlibError
 from unetlib.model import UNet, check_input_size, output_size
 from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
@@ -280,10 +281,8 @@ def _cache_path(cache_dir, mask: np.ndarray, w0, sigma, class_weights) -> Path |
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_open(path, suffix=".npz") as f:
+        np.savez(f, **arrays)
 
 
 def _check_training_data(images, targets, weights) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
