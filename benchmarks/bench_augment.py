@@ -21,7 +21,6 @@ Writes ``augment.json`` and ``augment.md`` to ``reports/benchmarks/`` (or
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -35,8 +34,8 @@ from scipy import ndimage
 
 from unetlib.augment import AugmentParams, deform, displacement_field, elastic_grid, random_tile
 from unetlib.weights import separation_target, training_target
+from benchmarks.common import OUT_DIR, write_report
 
-OUT_DIR = Path("reports/benchmarks")
 SIZE = 572
 OUT_SIZE = 388
 HELA_MASK = Path("DIC-C2DH-HeLa") / "01_GT" / "SEG" / "man_seg002.tif"
@@ -175,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__,
               "machine": platform.processor() or platform.machine(), "quick": args.quick, "repeats": repeats,
               "weight_map": bench_weights(repeats), "elastic": bench_elastic(repeats)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "augment.json").write_text(json.dumps(report, indent=2))
-    (args.out / "augment.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, "augment", report, markdown(report))
     return 0
 
 

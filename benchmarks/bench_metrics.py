@@ -18,7 +18,6 @@ Writes ``reports/benchmarks/metrics.json`` and ``metrics.md``. Run
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from benchmarks.common import OUT_DIR, write_report
 
-OUT_DIR = Path("reports/benchmarks")
 
 
 def data_root() -> Path:
@@ -127,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench_isbi(2 if args.quick else 30, repeats) + bench_seg(3 if args.quick else None, repeats)
     report = dict(machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
                   quick=args.quick, repeats=repeats, rows=rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "metrics.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, "metrics", report, markdown(report))
     return 0
 
 

@@ -28,7 +28,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,8 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from unetlib.model import UNet
 from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
 from unetlib.tiling import _bytes_per_pixel, _default_budget, plan_tiles, predict
+from benchmarks.common import OUT_DIR, write_report
 
-OUT_DIR = Path("reports/benchmarks")
 OVERLAP = 0.25
 ROI = 512
 
@@ -277,10 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
     for method in ("unetlib", "monai"):
         report["rss"][method] = bench_rss(method, rss_size, rss_width, args.device, args.amp)
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (OUT_DIR / "tiling.json").write_text(json.dumps(report, indent=2))
-    (OUT_DIR / "tiling.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(OUT_DIR, "tiling", report, markdown(report))
     return 0
 
 

@@ -18,11 +18,9 @@ Run ``python -m benchmarks.bench_train`` (widths 64, 32, 16) or ``--quick``
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,8 +30,8 @@ from unetlib.augment import AugmentParams, random_tile
 from unetlib.model import UNet, output_size
 from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
 from unetlib.train import TrainConfig, prepare_targets, train, weighted_cross_entropy
+from benchmarks.common import OUT_DIR, write_report
 
-OUT_DIR = Path("reports/benchmarks")
 TILE = 572
 
 
@@ -154,11 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     widths = [8] if args.quick else [int(w) for w in args.widths.split(",")]
     iterations, warmup = (2, 1) if args.quick else (args.iterations, 2)
     result = run(widths, iterations, warmup)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "train.md").write_text(markdown(result))
-    print(f"wrote {out / 'train.json'} and {out / 'train.md'}")
+    write_report(args.out, "train", result, markdown(result))
     return 0
 
 

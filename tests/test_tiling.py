@@ -15,7 +15,7 @@ from unetlib.checkpoint import save_checkpoint
 from unetlib.cli import main as cli_main
 from unetlib.errors import UnetlibError
 from unetlib.model import BORDER, UNet, input_size_for_output, valid_input_size
-from unetlib.tiling import TileLayout, mirror_index, plan_tiles, predict
+from unetlib.tiling import mirror_index, plan_tiles, predict
 
 
 # --------------------------------------------------------------------------- #

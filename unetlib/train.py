@@ -29,7 +29,6 @@ Choices where the paper is silent (recorded in every checkpoint through
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import signal
