@@ -105,3 +105,16 @@ def test_tables_hold_paper_rows_ours_and_delta(tmp_path):
     assert "| u-net (2015) | paper (challenge test set) | 0.9203 | 0.7756 |" in md
     assert "held-out training data" in md
     assert "0.9203" in paths[2].read_text() and paths[1].read_text().startswith("Name,")
+
+
+def test_update_readme_replaces_only_the_results_section(tmp_path):
+    from unetlib.reproduce import update_readme
+
+    (tmp_path / "reports" / "cpu").mkdir(parents=True)
+    (tmp_path / "reports" / "cpu" / "results.md").write_text("| a |\n|---|\n| 1 |\n")
+    (tmp_path / "README.md").write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\n## after\n")
+    update_readme("cpu", tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "old" not in text and "| 1 |" in text and text.endswith("<!-- results:end -->\n## after\n")
+    with pytest.raises(FileNotFoundError, match="run the smoke profile"):
+        update_readme("smoke", tmp_path)

@@ -76,13 +76,40 @@ def reproduce(profile: str, notebooks=NOTEBOOKS, output_dir: Path | None = None)
     return timings
 
 
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(profile: str, root: Path | None = None) -> Path:
+    """Put ``reports/PROFILE/results.md`` (written by 04_paper_tables) into the README's results section."""
+    root = root or project_root()
+    results_md = root / "reports" / profile / "results.md"
+    if not results_md.is_file():
+        raise FileNotFoundError(f"{results_md} does not exist: run the {profile} profile first")
+    readme = root / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    head, _, rest = text.partition(README_START)
+    _, _, tail = rest.partition(README_END)
+    if not rest:
+        raise ValueError(f"README.md has no {README_START} ... {README_END} section")
+    body = results_md.read_text(encoding="utf-8").strip()
+    note = (f"Generated from `reports/{profile}/` by `python -m unetlib.reproduce --profile {profile} "
+            "--update-readme`; the executed notebooks, tables and figures are there.")
+    readme.write_text(f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}", encoding="utf-8")
+    return readme
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unetlib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=PROFILES, default=None, help="default: paper on a CUDA GPU, else cpu")
     parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
     parser.add_argument("--output-dir", type=Path, default=None, help="default: reports/PROFILE")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="only copy reports/PROFILE/results.md into the README's results section")
     args = parser.parse_args(argv)
     profile = args.profile or default_profile()
+    if args.update_readme:
+        print("updated", update_readme(profile))
+        return 0
     reproduce(profile, tuple(args.only or NOTEBOOKS), args.output_dir)
     return 0
 
