@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -600,8 +601,10 @@ def _run_loop(data, model, optimizer, scaler, config, device, state: _State, pat
 
     depth = 4 if device.type == "cuda" else 1
     tiles = _Prefetcher(lambda i: _sample_tile(data, config, i), state.iteration, config.iterations, depth)
+    # a terminal redraws the bar in place; a notebook or log keeps every update, so update rarely there
+    interval = 0.5 if sys.stderr.isatty() else 20.0
     bar = tqdm(total=config.iterations, initial=state.iteration, disable=not progress,
-               desc="train", unit="it", dynamic_ncols=True)
+               desc="train", unit="it", dynamic_ncols=True, mininterval=interval, maxinterval=max(10.0, interval))
     start, window = time.perf_counter(), []
     try:
         for i in range(state.iteration, config.iterations):
