@@ -394,3 +394,20 @@ def test_real_isbi_slice_is_tile_size_independent(data_root, net):
     one_pass = run(net, image)  # automatic: one 700 x 700 tile
     paper_tiles = run(net, image, tile=572)  # 2 x 2 tiles of 572 -> 388, stride 384
     close(paper_tiles, one_pass, scale=1.0)
+
+
+def test_normalize_image_matches_what_predict_sees():
+    """Training images normalised with normalize_image give the same prediction as predict's own option."""
+    from unetlib.tiling import normalize_image
+
+    torch.manual_seed(0)
+    model = UNet(width=2).eval()
+    image = (np.random.default_rng(1).random((60, 70)) * 200 + 20).astype(np.uint8)
+    z = normalize_image(image, "zscore")
+    assert z.dtype == np.float32 and abs(z.mean()) < 1e-5 and abs(z.std() - 1) < 1e-4
+    a = predict(model, image, normalize="zscore", device="cpu")
+    b = predict(model, z, normalize="none", device="cpu")
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(normalize_image(image), image.astype(np.float32) / 255, rtol=1e-6)
+    with pytest.raises(ValueError, match="normalize"):
+        normalize_image(image, "unit")

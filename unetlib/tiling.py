@@ -41,6 +41,7 @@ from unetlib.runtime import autocast, pick_device, to_channels_last
 
 __all__ = [
     "predict",
+    "normalize_image",
     "plan_tiles",
     "TileLayout",
     "mirror_index",
@@ -355,6 +356,21 @@ def _normalizer(image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
         offset, scale = low, 1.0 / np.where(high > low, high - low, 1.0)
     shape = (channels, 1, 1)
     return offset.reshape(shape).astype(np.float32), scale.reshape(shape).astype(np.float32)
+
+
+def normalize_image(image: np.ndarray, mode: str = "auto") -> np.ndarray:
+    """One 2-D image (or ``(C, H, W)``) as float32, normalised exactly as :func:`predict` does.
+
+    Use it on the training images so that training and inference see the same
+    values (``mode`` as in :func:`predict`).
+    """
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {mode!r}")
+    image = np.asarray(image)
+    planes = image[None] if image.ndim == 2 else image
+    offset, scale = _normalizer(planes, mode)
+    out = (planes.astype(np.float32) - offset) * scale
+    return out[0] if image.ndim == 2 else out
 
 
 def _mean_std(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
