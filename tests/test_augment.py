@@ -281,3 +281,21 @@ def test_tile_on_cuda_matches_cpu(planes):
     assert all(t.device.type == "cuda" for t in gpu)
     torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-4, rtol=0)
     assert (gpu[1].cpu() == cpu[1]).float().mean() > 0.99
+
+
+def test_gray_values_keep_standardised_images_intact():
+    """Gray-value variation works in the tile's own range: negative (standardised) values survive."""
+    rng = np.random.default_rng(3)
+    image = rng.standard_normal((200, 200)).astype(np.float32)
+    target = np.zeros((200, 200), np.int64)
+    weights = np.ones((200, 200), np.float32)
+    x, _, _ = random_tile(image, target, weights, in_size=188, out_size=4, rng=np.random.default_rng(0),
+                          params=AugmentParams(elastic_sigma=0.0, rotation=False, flip=False, max_shift=0.0))
+    x = x.numpy()
+    assert x.min() < -1.5 and x.max() > 1.5  # no clipping to [0, 1]
+    plain, _, _ = random_tile(image, target, weights, in_size=188, out_size=4, rng=np.random.default_rng(0),
+                              params=AugmentParams(elastic_sigma=0.0, rotation=False, flip=False, max_shift=0.0,
+                                                   brightness=0.0, contrast=0.0, gamma=0.0))
+    # a monotone transform of the same crop: the ranking of pixel values is unchanged
+    order_aug, order_plain = np.argsort(x.ravel()), np.argsort(plain.numpy().ravel())
+    assert np.mean(order_aug == order_plain) > 0.95

@@ -39,10 +39,13 @@ Choices made here where the paper is silent
   coordinates are mirrored without repeating the edge pixel (numpy
   ``"reflect"``), so every output pixel has a value and images smaller than a
   tile work.
-- Gray values, after sampling, on the input tile: ``x = clip(x, 0, 1) ** g``,
+- Gray values, after sampling, on the input tile with value range [lo, hi]:
+  a gamma ``g`` applied within that range (``lo + (hi - lo) * ((x - lo) / (hi - lo)) ** g``),
   then a contrast factor ``c`` about the tile mean, then a brightness offset
-  ``b``; ``g``, ``c``, ``b`` uniform in ``1 +- gamma``, ``1 +- contrast``,
-  ``+- brightness`` (defaults 0.2, 0.1, 0.1; image values in [0, 1]).
+  ``b * (hi - lo)``; ``g``, ``c``, ``b`` uniform in ``1 +- gamma``,
+  ``1 +- contrast``, ``+- brightness`` (defaults 0.2, 0.1, 0.1). Working in the
+  tile's own range makes this independent of the input scaling ([0, 1] or
+  standardised).
 - Every call draws the same random numbers in the same order (centre if not
   given, grid, angle, flip, shift, gamma, contrast, brightness), so switching
   one augmentation off leaves the others' draws unchanged.
@@ -312,9 +315,12 @@ def _tile_coordinates(draw: _Draw, params: AugmentParams, in_size: int, device):
 def _vary_gray_values(x: torch.Tensor, draw: _Draw, params: AugmentParams) -> torch.Tensor:
     if not params.enabled or not (params.brightness or params.contrast or params.gamma):
         return x
-    x = x.clamp_(0.0, 1.0).pow_(draw.gamma)
+    # in the tile's own range [lo, hi], so that any input scaling works ([0, 1] or standardised)
+    lo, hi = float(x.min()), float(x.max())
+    span = max(hi - lo, 1e-6)
+    x = x.sub_(lo).div_(span).clamp_(0.0, 1.0).pow_(draw.gamma).mul_(span).add_(lo)
     mean = float(x.mean())
-    return x.sub_(mean).mul_(draw.contrast).add_(mean + draw.brightness)
+    return x.sub_(mean).mul_(draw.contrast).add_(mean + draw.brightness * span)
 
 
 # --------------------------------------------------------------------------- #
