@@ -118,3 +118,9 @@ def test_update_readme_replaces_only_the_results_section(tmp_path):
     assert "old" not in text and "| 1 |" in text and text.endswith("<!-- results:end -->\n## after\n")
     with pytest.raises(FileNotFoundError, match="run the smoke profile"):
         update_readme("smoke", tmp_path)
+
+
+def test_without_history_uppercase_globals_are_the_parameters():
+    """nbval executes without input history and never injects: the defaults are returned."""
+    ns = {"__name__": "x", "WIDTH": 4, "LR": 0.01, "np": object(), "_X": 1}
+    assert validate_parameters(["", "", ""], ns) == {"WIDTH": 4, "LR": 0.01}

@@ -34,8 +34,6 @@ def _assigned_names(source: str) -> list[str]:
 def _parameter_cells(history: Sequence[str]) -> tuple[str, str | None]:
     """The parameters cell (first code cell) and papermill's injected cell, if any."""
     cells = [c for c in history[1:] if c.strip()]
-    if not cells:
-        raise UnetlibError("no parameters cell was executed before validate_parameters()")
     injected = cells[1] if len(cells) > 2 and cells[1].lstrip().startswith(_INJECTED_MARKER) else None
     return cells[0], injected
 
@@ -47,7 +45,9 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
     ----------
     history : list of str
         The kernel's input history (IPython's ``In``). The first code cell must
-        be the one tagged ``parameters``.
+        be the one tagged ``parameters``. Without a history (nbval runs cells
+        without storing it, and never injects parameters) the notebook's
+        UPPERCASE globals are returned as its parameters.
     namespace : mapping
         The notebook's ``globals()``.
 
@@ -59,6 +59,10 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
         value whose type differs from the default's (ints are accepted for
         floats, ``None`` where the default is ``None``).
     """
+    if not any(c.strip() for c in history[1:]):
+        # nbval (and other runners that execute without storing history) never inject
+        # parameters: the notebook runs with its own defaults, which are its UPPERCASE names.
+        return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
     declared_src, injected_src = _parameter_cells(history)
     declared = _assigned_names(declared_src)
     defaults = {}
