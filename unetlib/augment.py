@@ -73,6 +73,7 @@ import torch
 import torch.nn.functional as F
 
 from unetlib.errors import UnetlibError
+from unetlib.tiling import mirror_index
 
 __all__ = ["elastic_grid", "displacement_field", "deform", "AugmentParams", "random_tile"]
 
@@ -355,20 +356,15 @@ def _interpolate(planes: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, order
 
 
 def _reflect(coords: torch.Tensor, size: int) -> torch.Tensor:
-    """Mirror positions into [0, size - 1] without repeating the edge pixel (numpy 'reflect')."""
+    """Mirror positions into [0, size - 1] without repeating the edge pixel (numpy 'reflect').
+
+    The float-coordinate twin of :func:`unetlib.tiling.mirror_index`.
+    """
     if size == 1:
         return torch.zeros_like(coords)
     period = 2 * (size - 1)
     folded = torch.remainder(coords, period)
     return torch.minimum(folded, period - folded)
-
-
-def _reflect_index(index: np.ndarray, size: int) -> np.ndarray:
-    if size == 1:
-        return np.zeros_like(index)
-    period = 2 * (size - 1)
-    folded = np.remainder(index, period)
-    return np.minimum(folded, period - folded)
 
 
 def _canvas(planes: torch.Tensor) -> torch.Tensor:
@@ -378,8 +374,8 @@ def _canvas(planes: torch.Tensor) -> torch.Tensor:
     so the 4x4 cubic (or 2x2 linear) footprint never leaves the mirrored block.
     """
     channels, height, width = planes.shape
-    rows = torch.as_tensor(_reflect_index(np.arange(-_PAD, height + _PAD), height), device=planes.device)
-    cols = torch.as_tensor(_reflect_index(np.arange(-_PAD, width + _PAD), width), device=planes.device)
+    rows = torch.as_tensor(mirror_index(np.arange(-_PAD, height + _PAD), height), device=planes.device)
+    cols = torch.as_tensor(mirror_index(np.arange(-_PAD, width + _PAD), width), device=planes.device)
     padded = planes[:, rows][:, :, cols]
     canvas = planes.new_empty(1, channels, _pow2_plus_one(height + 2 * _PAD), _pow2_plus_one(width + 2 * _PAD))
     canvas[0, :, : padded.shape[1], : padded.shape[2]] = padded
