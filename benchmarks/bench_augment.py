@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from scipy import ndimage
 
 from unetlib.augment import AugmentParams, deform, displacement_field, elastic_grid, random_tile
 from unetlib.weights import separation_target, training_target
-from benchmarks.common import OUT_DIR, write_report
+from benchmarks.common import OUT_DIR, cpu_name, write_report
 
 SIZE = 572
 OUT_SIZE = 388
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 30
     report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__,
-              "machine": platform.processor() or platform.machine(), "quick": args.quick, "repeats": repeats,
+              "machine": cpu_name(), "quick": args.quick, "repeats": repeats,
               "weight_map": bench_weights(repeats), "elastic": bench_elastic(repeats)}
     write_report(args.out, "augment", report, markdown(report))
     return 0

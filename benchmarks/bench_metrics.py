@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from benchmarks.common import OUT_DIR, write_report
+from benchmarks.common import OUT_DIR, cpu_name, write_report
 
 
 
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else 3
     rows = bench_isbi(2 if args.quick else 30, repeats) + bench_seg(3 if args.quick else None, repeats)
-    report = dict(machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
+    report = dict(machine=cpu_name(), cpus=os.cpu_count(),
                   quick=args.quick, repeats=repeats, rows=rows)
     write_report(args.out, "metrics", report, markdown(report))
     return 0

@@ -3,7 +3,7 @@
 For each width (64 = the paper, 32) and image size (512, 2048), one run, same
 precision (fp32 unless ``--amp``), same device:
 
-- *unetlib*: :func:`unetlib.tiling.predict` with its automatic tile (probabilities);
+- *unetlib*: :func:`unetlib.inference.predict` with its automatic tile (probabilities);
 - *ceiling*: the same network's bare forward on one tile of the chosen size,
   as output megapixels per second (goal: unetlib >= 90 % of it; the image's
   edge waste counts against unetlib);
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -34,10 +33,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, plan_tiles
+from unetlib.inference import Tiling, _default_budget, predict
 from unetlib.model import UNet
 from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
-from unetlib.tiling import _bytes_per_pixel, _default_budget, plan_tiles, predict
-from benchmarks.common import OUT_DIR, write_report
+from benchmarks.common import OUT_DIR, cpu_name, write_report
 
 OVERLAP = 0.25
 ROI = 512
@@ -94,7 +94,8 @@ def bench_unetlib(width: int, size: int, device: torch.device, amp: bool) -> dic
     torch.manual_seed(0)
     model = to_channels_last(UNet(width=width), device).eval()
     image = np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)
-    layout = plan_tiles((size, size), bytes_per_pixel=_bytes_per_pixel(model), memory_budget=_default_budget(device))
+    layout = plan_tiles((size, size), bytes_per_pixel=_BYTES_PER_PIXEL_PER_WIDTH * model.width,
+                        memory_budget=_default_budget(device))
     tile = torch.rand(1, 1, *layout.tile, device=device).contiguous(memory_format=torch.channels_last)
 
     def bare():
@@ -105,7 +106,7 @@ def bench_unetlib(width: int, size: int, device: torch.device, amp: bool) -> dic
 
     bare()  # warm-up: oneDNN/cuDNN pick their kernels for this shape
     t_bare = sorted(timed(bare)[0] for _ in range(3))[1]  # median of 3: the ceiling is the steadiest number
-    t_pred, _ = timed(lambda: predict(model, image, device=device, amp=amp, progress=False))
+    t_pred, _ = timed(lambda: predict(model, image, tiling=Tiling(device=device, amp=amp, progress=False)))
     tile_flops = forward_flops(UNet(width=width), *layout.tile)
     same_flops = forward_flops(SamePaddedUNet(width), size, size)
     ceiling_mps = layout.out[0] * layout.out[1] / t_bare / 1e6
@@ -165,7 +166,7 @@ def rss_child(method: str, size: int, width: int, device: str, amp: bool) -> Non
     if method == "unetlib":
         model = UNet(width=width)
         baseline = _rss()
-        out = predict(model, image, device=device, amp=amp, progress=False)
+        out = predict(model, image, tiling=Tiling(device=device, amp=amp, progress=False))
     else:
         from monai.inferers import sliding_window_inference
 
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_size, rss_width = (1024, 4) if args.quick else (8192, 4)
     precision = str(amp_dtype(device)).replace("torch.", "") if args.amp and amp_dtype(device) else "fp32"
     report = {"device": str(device), "precision": precision, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+              "torch": torch.__version__, "machine": cpu_name(),
               "quick": args.quick, "rss_size": rss_size, "rss_width": rss_width, "throughput": [], "rss": {}}
     for width in widths:
         for size in sizes:

@@ -18,7 +18,6 @@ Run ``python -m benchmarks.bench_train`` (widths 64, 32, 16) or ``--quick``
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -28,9 +27,11 @@ from scipy import ndimage
 
 from unetlib.augment import AugmentParams, random_tile
 from unetlib.model import UNet, output_size
+from unetlib.protocols import training_data
+from unetlib.recipe import Recipe
 from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
-from unetlib.train import TrainConfig, prepare_targets, train, weighted_cross_entropy
-from benchmarks.common import OUT_DIR, write_report
+from unetlib.train import TrainConfig, train, weighted_cross_entropy
+from benchmarks.common import OUT_DIR, cpu_name, write_report
 
 TILE = 572
 
@@ -81,7 +82,7 @@ def full_loop_seconds(width: int, device: torch.device, data, iterations: int, w
 def augment_seconds(data, repeats: int) -> float:
     """Median seconds to cut one augmented 572 tile (what the background thread does)."""
     images, targets, weights = data
-    image = images[0].astype(np.float32) / 255
+    image = images[0]  # already scaled (uint8 / 255)
     times = []
     for i in range(repeats):
         start = time.perf_counter()
@@ -94,9 +95,9 @@ def augment_seconds(data, repeats: int) -> float:
 def run(widths: list[int], iterations: int, warmup: int) -> dict:
     device = pick_device(None)
     images, masks = synthetic_cells(4)
-    targets, weights = prepare_targets(masks)
-    data = (images, targets, weights)
-    image = images[0].astype(np.float32) / 255
+    prepared = training_data(Recipe(dataset="isbi2012"), images, masks)  # uint8 / 255, Eq. 2 w0 = 10, sigma = 5
+    image, targets, weights = prepared.inputs[0], prepared.targets, prepared.weights
+    data = (prepared.inputs, targets, weights)
     tile = random_tile(image, targets[0], weights[0], in_size=TILE, out_size=output_size(TILE),
                        rng=np.random.default_rng(0), params=AugmentParams())
     rows = []
@@ -116,7 +117,7 @@ def run(widths: list[int], iterations: int, warmup: int) -> dict:
         "amp_dtype": str(amp_dtype(device)),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "iterations": iterations,
         "warmup": warmup,
         "augment_tile_s": augment_seconds(data, max(3, iterations)),

@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "reports" / "benchmarks"
 
 
 def machine_info() -> dict:
-    """CPU model, cores, torch threads and versions, and whether bf16 is native."""
+    """CPU model, cores, torch threads, native bf16 and the GPU (:func:`unetlib.environment.hardware`), torch version."""
     import torch
 
-    from unetlib.runtime import cpu_has_bf16
+    from unetlib.environment import hardware
 
-    info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cpu_bf16": cpu_has_bf16(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    info = hardware()
+    info.setdefault("gpu", None)
+    info["torch"] = torch.__version__
     return info
+
+
+def cpu_name() -> str:
+    """The CPU's model name for a report's header (:func:`unetlib.environment.cpu_model`)."""
+    import platform
+
+    from unetlib.environment import cpu_model
+
+    return cpu_model() or platform.machine()
 
 
 def write_report(out_dir: str | Path, name: str, report: dict, markdown: str) -> None:

@@ -195,6 +195,27 @@ def test_manifest_round_trip_and_bytes_hash(tmp_path):
 def test_parse_manifest_rejects_bad_lines():
     with pytest.raises(UnetlibError, match="line 2"):
         data.parse_manifest("# header\nnot-a-hash  bytes  a/b.tif\n")
+    with pytest.raises(UnetlibError, match="line 1"):
+        data.parse_manifest(f"{'0' * 64}  bytes  -5  a/b.tif\n")
+
+
+def test_parse_manifest_reads_sizes_and_old_three_column_lines():
+    digest = "ab" * 32
+    text = f"{digest}  bytes  1234  a/b c.tif\n{digest}  pixels:uint8:2x3  a/old.tif\n"
+    manifest = data.parse_manifest(text)
+    assert manifest["a/b c.tif"] == data.ManifestEntry("a/b c.tif", digest, "bytes", 1234)
+    assert manifest["a/old.tif"].size is None  # the 3-column format still parses
+    assert data.parse_manifest(data.format_manifest(manifest)) == manifest
+
+
+def test_make_manifest_records_file_sizes(tmp_path):
+    folder = write_tiny_ctc(tmp_path)
+    manifest = data.make_manifest(tmp_path, (U373,))
+    for rel, entry in manifest.items():
+        assert entry.size == (tmp_path / rel).stat().st_size
+    line = next(l for l in data.format_manifest(manifest).splitlines() if l.endswith("01/t000.tif"))
+    assert line.split() == [manifest[f"{U373}/01/t000.tif"].digest, "bytes",
+                            str((folder / "01" / "t000.tif").stat().st_size), f"{U373}/01/t000.tif"]
 
 
 def test_verify_names_every_missing_and_corrupt_file_and_touches_nothing(tmp_path):
@@ -218,6 +239,27 @@ def test_verify_names_every_missing_and_corrupt_file_and_touches_nothing(tmp_pat
     text = str(report)
     assert "man_seg001.tif" in text and "t001.tif" in text and text.splitlines()[-1].startswith("FAILED")
     assert files_and_mtimes(tmp_path) == before
+
+
+def test_verify_lists_extra_files_as_warnings(tmp_path, capsys):
+    folder = write_tiny_ctc(tmp_path)
+    manifest = data.make_manifest(tmp_path, (U373,))
+    (folder / "01_ST" / "SEG").mkdir(parents=True)
+    (folder / "01_ST" / "SEG" / "man_seg000.tif").write_bytes(b"silver")
+    (folder / "01" / "notes.txt").write_text("x")
+    report = data.verify(tmp_path, [U373], manifest)
+    assert report.extra == [f"{U373}/01/notes.txt", f"{U373}/01_ST/SEG/man_seg000.tif"]
+    assert report.ok and report.checked == len(manifest)  # warnings: the manifest's files all match
+    text = str(report).splitlines()
+    assert sum(line.startswith("EXTRA") for line in text) == 2
+    assert "2 extra files not in the manifest (not checked)" in text[-1]
+
+    from unetlib import data_cli  # the CLI prints them and still exits 0
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data_cli, "verify", lambda root, names: data.verify(root, names, manifest))
+        assert main(["data", "verify", "--root", str(tmp_path), U373]) == 0
+    assert "EXTRA    " + str(folder / "01_ST" / "SEG" / "man_seg000.tif") in capsys.readouterr().out
 
 
 def test_verify_pixel_entries_decode_instead_of_hashing_bytes(tmp_path):
@@ -257,6 +299,14 @@ def test_shipped_manifest_covers_every_dataset():
 
 
 # --------------------------------------------------------------------------- the real data
+
+
+def test_shipped_manifest_sizes_match_the_real_files(data_root):
+    manifest = data.read_manifest()
+    sizes = {rel: (data_root / rel).stat().st_size for rel in manifest}
+    assert {rel: e.size for rel, e in manifest.items()} == sizes
+    assert all(e.size > 0 for e in manifest.values())
+
 
 
 def test_real_isbi2012_shapes(data_root):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.server
 import io
+import shutil
 import threading
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -31,11 +33,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if mode == "missing":
             self.send_error(404)
             return
+        if mode == "redirect":  # body: the Location
+            self.send_response(302)
+            self.send_header("Location", body.decode())
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        if mode != "nolength":  # "nolength": the body ends when the connection closes
+            self.send_header("Content-Length", str(10**12 if mode == "biglength" else len(body)))
         self.end_headers()
         # "truncate": announce the whole length, send half, then close the connection
-        self.wfile.write(body if mode == "ok" else body[: len(body) // 2])
+        self.wfile.write(body[: len(body) // 2] if mode == "truncate" else body)
         self.close_connection = True
 
     def log_message(self, *args):
@@ -260,3 +269,192 @@ def test_cli_fetch_uses_env_url_and_reports_errors(server, tiny, tmp_path, monke
     assert "fetched and verified" in capsys.readouterr().out
     assert main(args) == 0
     assert "already present" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- untrusted sources
+
+
+def test_source_urls_take_https_or_an_explicit_http_mirror_only(monkeypatch):
+    monkeypatch.delenv("UNETLIB_DATA_URL", raising=False)
+    assert all(u.startswith("https://") for n in data.DATASETS for u in fetch_mod.source_urls(n))
+    for bad in ("file:///tmp/x", "ftp://mirror/x", "FILE:///tmp/a.zip", "mirror/x", "gopher://m/x"):
+        with pytest.raises(UnetlibError, match="only https") as err:
+            fetch_mod.source_urls(U373, bad)
+        assert bad in str(err.value) and "--url" in str(err.value)
+        monkeypatch.setenv("UNETLIB_DATA_URL", bad)
+        with pytest.raises(UnetlibError, match="UNETLIB_DATA_URL"):
+            fetch_mod.source_urls("isbi2012")
+        monkeypatch.delenv("UNETLIB_DATA_URL")
+    # an explicit mirror may be plain http; the defaults may not
+    assert fetch_mod.source_urls(U373, "http://mirror/x") == [f"http://mirror/x/{U373}.zip"]
+    monkeypatch.setattr(fetch_mod, "CTC_URL", "http://data.celltrackingchallenge.net/training-datasets")
+    with pytest.raises(UnetlibError, match="only https"):
+        fetch_mod.source_urls(U373)
+
+
+def _redirect(from_url: str, to_url: str):
+    handler = fetch_mod._SafeRedirects()
+    request = urllib.request.Request(from_url)
+    return handler.redirect_request(request, None, 302, "Found", {}, to_url)
+
+
+def test_redirects_never_downgrade_from_https():
+    assert _redirect("https://a/x.zip", "https://b/y.zip").full_url == "https://b/y.zip"
+    assert _redirect("http://mirror/x.zip", "http://mirror/y.zip").full_url == "http://mirror/y.zip"
+    assert _redirect("http://mirror/x.zip", "https://b/y.zip").full_url == "https://b/y.zip"
+    for src, dst in [("https://a/x.zip", "http://b/y.zip"), ("https://a/x.zip", "ftp://b/y.zip"),
+                     ("http://mirror/x.zip", "ftp://b/y.zip"), ("http://mirror/x.zip", "file:///etc/passwd")]:
+        with pytest.raises(UnetlibError, match="redirect") as err:
+            _redirect(src, dst)
+        assert src in str(err.value) and dst in str(err.value)
+
+
+def test_mirror_redirects_are_followed_but_not_to_ftp(server, tiny, tmp_path):
+    base, routes = server
+    manifest, folder = tiny
+    routes["/real.zip"] = (zip_folder(folder, U373), "ok")
+    routes[f"/{U373}.zip"] = (f"{base}/real.zip".encode(), "redirect")
+    root = tmp_path / "root"
+    assert fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10).fetched
+    routes[f"/{U373}.zip"] = (b"ftp://127.0.0.1:1/real.zip", "redirect")
+    with pytest.raises(UnetlibError, match="refused the redirect .* to ftp://127.0.0.1:1/real.zip"):
+        fetch(U373, tmp_path / "other", url=base, manifest=manifest, progress=False, timeout=5)
+    assert leftovers(tmp_path / "other") == []
+
+
+def test_fetch_installs_only_the_manifest_files(server, tiny, tmp_path, monkeypatch, capsys):
+    base, routes = server
+    manifest, folder = tiny
+    (folder / "01_ST" / "SEG").mkdir(parents=True)  # like the official zips' silver truth
+    (folder / "01_ST" / "SEG" / "man_seg000.tif").write_bytes(b"silver truth")
+    (folder / "README.txt").write_text("not in the manifest")
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "ok")
+    root = tmp_path / "root"
+    result = fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert result.fetched and result.skipped == 2
+    installed = sorted(p.relative_to(root).as_posix() for p in (root / U373).rglob("*") if p.is_file())
+    assert installed == sorted(manifest)
+    assert data.verify(root, [U373], manifest).extra == []
+
+    monkeypatch.setattr(data, "read_manifest", lambda path=None: manifest)
+    assert main(["data", "fetch", U373, "--root", str(tmp_path / "cli"), "--url", base,
+                 "--no-progress"]) == 0
+    assert "2 archive members not in the manifest were not installed" in capsys.readouterr().out
+
+
+def test_fetch_needs_a_manifest_with_sizes(tiny, tmp_path):
+    manifest, _ = tiny
+    old = data.parse_manifest("\n".join(f"{e.digest}  {e.method}  {e.path}" for e in manifest.values()))
+    with pytest.raises(UnetlibError, match="no file sizes"):
+        fetch(U373, tmp_path / "root", url="http://127.0.0.1:1", manifest=old, progress=False)
+    assert leftovers(tmp_path / "root") == []
+
+
+def test_member_whose_size_differs_from_the_manifest_is_refused(server, tiny, tmp_path):
+    base, routes = server
+    manifest, folder = tiny
+    grown = folder / "01" / "t001.tif"
+    grown.write_bytes(grown.read_bytes() + b"\0")
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "ok")
+    root = tmp_path / "root"
+    size = manifest[f"{U373}/01/t001.tif"].size
+    with pytest.raises(UnetlibError, match=f"{U373}/01/t001.tif declares {size + 1} bytes, "
+                                           f"the manifest {size}"):
+        fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert leftovers(root) == []
+
+
+def _bomb(manifest_path: str, size: int, lie_to: int | None = None) -> bytes:
+    """A zip whose one member ``manifest_path`` inflates to ``size`` zero bytes.
+
+    ``lie_to``: patch the sizes in both headers to this value (a zip bomb that lies).
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open(f"{U373}/" + manifest_path.split("/", 1)[1], "w") as member:
+            for _ in range(size >> 20):
+                member.write(bytes(1 << 20))
+    raw = bytearray(buffer.getvalue())
+    if lie_to is not None:
+        local, central = raw.find(b"PK\x03\x04"), raw.rfind(b"PK\x01\x02")
+        raw[local + 22: local + 26] = lie_to.to_bytes(4, "little")
+        raw[central + 24: central + 28] = lie_to.to_bytes(4, "little")
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("lie", [False, True])
+def test_zip_bomb_is_refused_without_writing_it(server, tiny, tmp_path, monkeypatch, lie):
+    base, routes = server
+    manifest, _ = tiny
+    target = f"{U373}/01/t000.tif"
+    bomb = _bomb(target, 200 << 20, manifest[target].size if lie else None)
+    assert len(bomb) < 250_000
+    routes[f"/{U373}.zip"] = (bomb, "ok")
+    largest = []
+    real_rmtree = shutil.rmtree
+
+    def measuring_rmtree(path, *args, **kwargs):  # what the hidden folder held when it was removed
+        largest.append(sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()))
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(fetch_mod.shutil, "rmtree", measuring_rmtree)
+    root = tmp_path / "root"
+    with pytest.raises(UnetlibError, match="manifest|cannot be unpacked") as err:
+        fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert "nothing was installed" in str(err.value).lower()
+    assert leftovers(root) == []
+    assert largest and max(largest) < len(bomb) + manifest[target].size + 1
+    if not lie:
+        assert f"declares {200 << 20} bytes" in str(err.value)
+
+
+def test_bounded_copy_stops_once_the_limit_is_passed(tmp_path):
+    out = io.BytesIO()
+    fetch_mod._copy_bounded(io.BytesIO(b"x" * 10), out, 10, "a/b.tif")
+    assert out.getvalue() == b"x" * 10
+    out = io.BytesIO()
+    with pytest.raises(UnetlibError, match="a/b.tif inflates to more than its 10 bytes"):
+        fetch_mod._copy_bounded(io.BytesIO(b"x" * (3 << 20)), out, 10, "a/b.tif")
+    assert len(out.getvalue()) <= 10
+
+
+def test_download_limit_follows_the_manifest(tiny):
+    manifest, _ = tiny
+    total = sum(e.size for e in manifest.values())
+    assert fetch_mod.download_limit(U373, manifest) == 2 * total + (50 << 20)
+    shipped = data.read_manifest()
+    assert fetch_mod.download_limit("isbi2012", shipped) == 4 * 30 * 512 * 512 + (1 << 20)
+
+
+@pytest.mark.parametrize("mode", ["biglength", "nolength"])
+def test_oversized_download_is_refused(server, tiny, tmp_path, monkeypatch, mode):
+    base, routes = server
+    manifest, folder = tiny
+    monkeypatch.setattr(fetch_mod, "_ZIP_MARGIN", 0)  # limit: twice the manifest's total size
+    total = sum(e.size for e in manifest.values())
+    padded = io.BytesIO(zip_folder(folder, U373))
+    with zipfile.ZipFile(padded, "a") as zf:  # an unused member that makes the download too big
+        zf.writestr(f"{U373}/02_ST/padding.bin", np.random.default_rng(0).bytes(3 * total))
+    routes[f"/{U373}.zip"] = (padded.getvalue(), mode)
+    root = tmp_path / "root"
+    with pytest.raises(UnetlibError, match=f"larger than {2 * total} bytes") as err:
+        fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert f"{base}/{U373}.zip" in str(err.value) and "nothing was installed" in str(err.value)
+    assert leftovers(root) == []
+
+
+def test_isbi_download_is_bounded_by_the_decoded_size(server, tmp_path):
+    base, routes = server
+    source = tmp_path / "source" / "isbi2012"
+    source.mkdir(parents=True)
+    for name in data.ISBI_FILES:
+        tifffile.imwrite(source / name, np.zeros((2, 4, 4), np.uint8))
+    manifest = data.make_manifest(source.parent, ("isbi2012",))
+    for name in data.ISBI_FILES:
+        routes[f"/{name}"] = ((source / name).read_bytes(), "ok")
+    routes["/train-labels.tif"] = (bytes(2 << 20), "nolength")  # 2 MiB for 32 pixels
+    root = tmp_path / "root"
+    with pytest.raises(UnetlibError, match=f"larger than {4 * 32 + (1 << 20)} bytes") as err:
+        fetch("isbi2012", root, url=base, manifest=manifest, progress=False, timeout=10)
+    assert "train-labels.tif" in str(err.value)
+    assert leftovers(root) == []

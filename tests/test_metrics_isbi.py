@@ -1,6 +1,7 @@
 """ISBI 2012 metrics: the organisers' outputs, hand-worked cases and slow references."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -385,3 +386,63 @@ def test_cli_prints_json(tmp_path, golden, capsys):
     assert out["warping_error"] == golden["continuous_final"][0]
     assert main(["evaluate", "isbi2012", str(tmp_path / "nope.tif"), str(tmp_path / "gt.tif")]) == 2
     assert "nope.tif" in capsys.readouterr().err
+
+
+def _cli_isbi(tmp_path, capsys, pred, gt, **pred_options):
+    """Run ``unetlib evaluate isbi2012`` on arrays written as TIFF; (exit code, stderr)."""
+    import tifffile
+
+    from unetlib.cli import main
+
+    tifffile.imwrite(tmp_path / "pred.tif", pred, **(pred_options or {"photometric": "minisblack"}))
+    tifffile.imwrite(tmp_path / "gt.tif", gt, photometric="minisblack")
+    code = main(["evaluate", "isbi2012", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif")])
+    err = capsys.readouterr().err
+    assert err.count("\n") <= 1, err  # one line, no traceback
+    return code, err
+
+
+def _gt(*shape):
+    gt = np.full(shape, 255, np.uint8)
+    gt[..., 3, :] = 0
+    return gt
+
+
+@pytest.mark.parametrize("gt_shape", [(8, 8), (3, 8, 8)])
+def test_cli_refuses_a_two_class_map_and_names_the_fix(tmp_path, capsys, gt_shape):
+    gt = _gt(*gt_shape)
+    two_class = np.stack([gt == 0, gt > 0], axis=-3).astype(np.float32)  # (2, H, W) or (S, 2, H, W)
+    code, err = _cli_isbi(tmp_path, capsys, two_class, gt)
+    assert code == 2
+    assert "pred.tif" in err and str(two_class.shape) in err and "unetlib predict --class 1" in err
+
+
+def test_cli_names_both_files_and_shapes_on_a_mismatch(tmp_path, capsys):
+    code, err = _cli_isbi(tmp_path, capsys, np.zeros((3, 8, 8), np.float32), _gt(8, 8))
+    assert code == 2
+    assert "pred.tif" in err and "gt.tif" in err and "(3, 8, 8)" in err and "(8, 8)" in err
+
+
+def test_cli_refuses_colour_tiffs(tmp_path, capsys):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    code, err = _cli_isbi(tmp_path, capsys, rgb, _gt(8, 8), photometric="rgb")
+    assert code == 2 and "pred.tif" in err and "colour" in err
+
+    import tifffile
+
+    from unetlib.cli import main
+
+    tifffile.imwrite(tmp_path / "pred.tif", np.zeros((8, 8), np.float32))
+    tifffile.imwrite(tmp_path / "gt.tif", np.stack([_gt(8, 8)] * 3, axis=-1), photometric="rgb")
+    assert main(["evaluate", "isbi2012", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "gt.tif" in err and "colour" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("bad, match", [(np.nan, "not finite"), (np.inf, "not finite"), (1.5, r"\[0, 1\]")])
+def test_cli_checks_probability_values_in_one_line(tmp_path, capsys, bad, match):
+    pred = np.full((8, 8), 0.5, np.float32)
+    pred[2, 2] = bad
+    code, err = _cli_isbi(tmp_path, capsys, pred, _gt(8, 8))
+    assert code == 2 and "pred.tif" in err
+    assert re.search(match, err), err

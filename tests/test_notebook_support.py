@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from unetlib import experiment, paper, results, tables
+from unetlib import data, paper, protocols, results, tables
 from unetlib.errors import UnetlibError
-from unetlib.notebook import validate_parameters
+from unetlib.notebook import PROFILES, check_range, validate_parameters
+from unetlib.protocols import Split
+from unetlib.results import ExperimentResult
 
 PARAMS_CELL = 'PROFILE = "smoke"  # profile\nWIDTH = 4  # channels\nLR = 0.01  # rate\nRUN_FOLDS = None  # folds\n'
 
@@ -40,71 +42,146 @@ def test_unknown_parameter_is_rejected_with_the_accepted_names():
 
 
 def test_wrong_type_and_profile_are_rejected():
-    for injected, match in (('# Parameters\nWIDTH = "16"\n', "WIDTH"), ('# Parameters\nPROFILE = "gpu"\n', "PROFILE")):
+    for injected, match in (('# Parameters\nWIDTH = "16"\n', "WIDTH"), ('# Parameters\nPROFILE = "fast"\n', "PROFILE")):
         ns = {}
         exec(PARAMS_CELL + injected, ns)
         with pytest.raises(UnetlibError, match=match):
             validate_parameters(_history(PARAMS_CELL, injected), ns)
 
 
+def test_every_profile_is_accepted():
+    assert PROFILES == ("smoke", "cpu", "gpu", "paper")
+    for profile in PROFILES:
+        injected = f'# Parameters\nPROFILE = "{profile}"\n'
+        ns = {}
+        exec(PARAMS_CELL + injected, ns)
+        assert validate_parameters(_history(PARAMS_CELL, injected), ns)["PROFILE"] == profile
+
+
+def test_check_range():
+    check_range("LR", 0.5, 0, 1)
+    check_range("ITERATIONS", 10, low=1)  # open above
+    check_range("SEED", 0, 0, None)
+    for value in (-1, 2, 1.5):
+        with pytest.raises(UnetlibError, match=r"LR=.*outside its range 0\.\.1"):
+            check_range("LR", value, 0, 1)
+    for value in ("1", None, True, [1]):
+        with pytest.raises(UnetlibError, match="must be a number"):
+            check_range("LR", value, 0, 1)
+
+
 def test_contiguous_folds_partition_the_slices():
-    folds = experiment.contiguous_folds(30, 5)
-    assert [f["test"] for f in folds][:2] == [list(range(0, 6)), list(range(6, 12))]
+    folds = protocols.contiguous_folds(30, 5)
+    assert all(isinstance(f, Split) for f in folds) and [f.fold for f in folds] == list(range(5))
+    assert [f.test for f in folds][:2] == [tuple(range(0, 6)), tuple(range(6, 12))]
     for f in folds:
-        assert sorted(f["train"] + f["test"]) == list(range(30)) and not set(f["train"]) & set(f["test"])
-    assert [len(f["test"]) for f in experiment.contiguous_folds(30, 4)] == [8, 7, 7, 8]
-    assert experiment.select_folds(folds, [1])[0]["fold"] == 1
-    with pytest.raises(ValueError, match="RUN_FOLDS"):
-        experiment.select_folds(folds, [5])
+        assert sorted(f.train + f.test) == list(range(30)) and not set(f.train) & set(f.test)
+    assert [len(f.test) for f in protocols.contiguous_folds(30, 4)] == [8, 7, 7, 8]
+    assert protocols.select_folds(folds, [1])[0].fold == 1
+    assert protocols.select_folds(folds, None) == folds
+    assert [f.fold for f in protocols.select_folds(folds, [3, 0])] == [3, 0]
+    for bad in ([5], [1, 1], [-1]):
+        with pytest.raises(ValueError, match="RUN_FOLDS"):
+            protocols.select_folds(folds, bad)
     with pytest.raises(ValueError):
-        experiment.contiguous_folds(30, 1)
+        protocols.contiguous_folds(30, 1)
+    with pytest.raises(ValueError):
+        protocols.contiguous_folds(30, 31)
 
 
-def test_cell_labels_components_and_min_size():
+def test_cell_instances_components_and_min_size():
     p = np.zeros((8, 8))
     p[0:3, 0:3] = 0.9  # 9 px
     p[5, 5] = 0.8  # 1 px
     p[6, 6] = 0.7  # diagonal neighbour: a separate 4-connected component
-    lab = experiment.cell_labels(p, 0.5)
+    lab = protocols.cell_instances(p, 0.5)
     assert lab.dtype == np.uint16 and lab.max() == 3
-    lab = experiment.cell_labels(p, 0.5, min_size=2)
+    lab = protocols.cell_instances(p, 0.5, min_size=2)
     assert lab.max() == 1 and (lab > 0).sum() == 9
+    assert protocols.cell_instances(p, 0.75).max() == 2  # the 0.7 pixel is below the threshold
+
+
+def _result(**changes) -> ExperimentResult:
+    fields = dict(experiment="x", dataset="isbi2012", profile="smoke", recipe={"dataset": "isbi2012"},
+                  protocol="k-fold", runs=[{"fold": 0, "value": np.float32(0.5), "arr": np.arange(3),
+                                            "nan": float("nan")}],
+                  mean={"value": np.float64(0.5)}, data={"train_volume": "abc"}, timings={"wall": 1.0},
+                  files={"submission": "sub.tif"}, extra={"note": (1, 2)})
+    fields.update(changes)
+    return ExperimentResult(**fields)
 
 
 def test_result_file_roundtrip(tmp_path):
-    path = results.write_result(tmp_path / "x.json", {"experiment": "x", "value": np.float32(0.5),
-                                                       "arr": np.arange(3), "nan": float("nan")})
-    payload = results.read_result(path)
-    assert payload["value"] == 0.5 and payload["arr"] == [0, 1, 2] and payload["nan"] is None
-    assert payload["environment"]["packages"]["torch"]
-    assert "x" in results.read_results(tmp_path)
+    path = results.write_result(tmp_path / "x.json", _result())
+    payload = json.loads(path.read_text())
+    assert payload["schema"] == results.SCHEMA == "unetlib-result-v2"
+    result = results.read_result(path)
+    assert isinstance(result, ExperimentResult)
+    run = result.runs[0]
+    assert run["value"] == 0.5 and run["arr"] == [0, 1, 2] and run["nan"] is None
+    assert result.mean == {"value": 0.5} and result.extra == {"note": [1, 2]}
+    assert result.files == {"submission": "sub.tif"} and result.data == {"train_volume": "abc"}
+    assert result.run_values("fold") == [0]
+    assert result.environment["packages"]["torch"] and "hardware" in result.environment
+    assert set(results.read_results(tmp_path)) == {"x"}
+    (tmp_path / "timings.json").write_text(json.dumps({"01_isbi2012_em": 3.0}))  # not a result file: skipped
+    assert set(results.read_results(tmp_path)) == {"x"}
     (tmp_path / "bad.json").write_text(json.dumps({"schema": "other"}))
     with pytest.raises(UnetlibError, match="not a unetlib result file"):
         results.read_result(tmp_path / "bad.json")
+    with pytest.raises(UnetlibError, match="bad.json"):
+        results.read_results(tmp_path)
+    assert set(results.read_results(tmp_path, strict=False)) == {"x"}
+    (tmp_path / "old.json").write_text(json.dumps({"schema": "unetlib-result-v1", "experiment": "old"}))
+    with pytest.raises(UnetlibError, match="unetlib-result-v2"):
+        results.read_result(tmp_path / "old.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"schema": results.SCHEMA, "experiment": "y", "folds": []}))
+    with pytest.raises(UnetlibError, match="malformed"):
+        results.read_result(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UnetlibError, match="bad.json"):
+        results.read_result(tmp_path / "bad.json")
+
+
+def test_array_digest_is_the_pixel_digest():
+    assert results.array_digest is data.pixel_digest
     a = np.zeros((2, 2), np.uint8)
     assert results.array_digest(a) != results.array_digest(a.astype(np.uint16))
+    assert results.array_digest(a) != results.array_digest(a.reshape(1, 4))
+    assert results.array_digest(np.asfortranarray(np.arange(6).reshape(2, 3))) == results.array_digest(
+        np.arange(6).reshape(2, 3))
 
 
 def _isbi_result():
     fold = {"fold": 0, "test_slices": [0, 1], "warping_error": 0.001, "rand_error": 0.1, "pixel_error": 0.08}
-    return {"profile": "cpu", "protocol": "k-fold", "folds": [fold],
-            "mean": {"warping_error": 0.001, "rand_error": 0.1, "pixel_error": 0.08}}
+    return _result(experiment="isbi2012_em", profile="cpu", runs=[fold],
+                   mean={"warping_error": 0.001, "rand_error": 0.1, "pixel_error": 0.08})
 
 
 def test_tables_hold_paper_rows_ours_and_delta(tmp_path):
     t1 = tables.table1(_isbi_result())
     assert len(t1) == len(paper.TABLE1) + 3
     assert t1.iloc[-1]["Pixel error"] == pytest.approx(0.08 - 0.0611)
-    cell = {"profile": "cpu", "mean": {"SEG": 0.8},
-            "directions": [{"direction": "01->02", "SEG": 0.7}, {"direction": "02->01", "SEG": 0.9}]}
+    assert "u-net, this kit (cpu)" in t1.iloc[len(paper.TABLE1)]["Group"]
+    assert len(tables.table1(None)) == len(paper.TABLE1)
+    cell = _result(experiment="PhC-C2DH-U373", dataset="PhC-C2DH-U373", profile="cpu", mean={"SEG": 0.8},
+                   runs=[{"direction": "01->02", "SEG": 0.7}, {"direction": "02->01", "SEG": 0.9}])
     t2 = tables.table2({"PhC-C2DH-U373": cell})
     assert t2.iloc[-1]["PhC-U373"] == pytest.approx(0.8 - 0.9203)
     assert np.isnan(t2.iloc[-1]["DIC-HeLa"])
+    assert list(t2.iloc[-3:-1]["PhC-U373"]) == [0.7, 0.9]  # the two directions
     paths = tables.write_table(t2, tmp_path / "t2", "Table 2")
     md = paths[0].read_text()
     assert "| u-net (2015) | paper (challenge test set) | 0.9203 | 0.7756 |" in md
     assert "held-out training data" in md
     assert "0.9203" in paths[2].read_text() and paths[1].read_text().startswith("Name,")
+
+
+def test_tables_from_written_result_files(tmp_path):
+    results.write_result(tmp_path / "isbi.json", _isbi_result())
+    read = results.read_results(tmp_path)
+    t1 = tables.table1(read["isbi2012_em"])
+    assert t1.iloc[-1]["Pixel error"] == pytest.approx(0.08 - 0.0611)
 
 
 def test_update_readme_replaces_only_the_results_section(tmp_path):
@@ -116,8 +193,27 @@ def test_update_readme_replaces_only_the_results_section(tmp_path):
     update_readme("cpu", tmp_path)
     text = (tmp_path / "README.md").read_text()
     assert "old" not in text and "| 1 |" in text and text.endswith("<!-- results:end -->\n## after\n")
-    with pytest.raises(FileNotFoundError, match="run the smoke profile"):
+    with pytest.raises(UnetlibError, match="run the smoke profile"):
         update_readme("smoke", tmp_path)
+    (tmp_path / "README.md").write_text("# no results section\n")
+    with pytest.raises(UnetlibError, match="results:start"):
+        update_readme("cpu", tmp_path)
+
+
+def test_reports_map_to_source_notebooks_and_datasets():
+    from unetlib.environment import project_root
+    from unetlib.reproduce import NOTEBOOKS, REPORTS, reproduce
+
+    assert NOTEBOOKS == ("00_method", "01_isbi2012_em", "02_phc_u373", "02_dic_hela", "03_paper_tables")
+    assert REPORTS["02_phc_u373"] == ("02_cell_tracking", ("PhC-C2DH-U373",))
+    assert REPORTS["02_dic_hela"] == ("02_cell_tracking", ("DIC-C2DH-HeLa",))
+    for source, datasets in REPORTS.values():
+        assert (project_root() / "notebooks" / f"{source}.ipynb").is_file(), source
+        assert set(datasets) <= set(data.DATASETS)
+    with pytest.raises(UnetlibError, match="unknown profile"):
+        reproduce("fast", fetch=False)
+    with pytest.raises(UnetlibError, match="unknown report"):
+        reproduce("smoke", ("04_paper_tables",), fetch=False)
 
 
 def test_without_history_uppercase_globals_are_the_parameters():

@@ -1,7 +1,12 @@
-"""Overlap-tile inference: seamless stitching, mirroring, TTA, bounded memory, errors, CLI."""
+"""Overlap-tile inference: seamless stitching, mirroring, TTA, bounded memory, errors, CLI.
+
+(unetlib.geometry: layouts and mirroring; unetlib.preprocess: input scaling;
+unetlib.inference: predict; unetlib.predict_cli: ``unetlib predict``.)
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 
 import numpy as np
@@ -10,12 +15,14 @@ import tifffile
 import torch
 from torch import nn
 
-from unetlib import tiling
+from unetlib import geometry
 from unetlib.checkpoint import save_checkpoint
 from unetlib.cli import main as cli_main
 from unetlib.errors import UnetlibError
+from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, mirror_index, plan_tiles, tta_transforms
+from unetlib.inference import Tiling, predict
 from unetlib.model import BORDER, UNet, input_size_for_output, valid_input_size
-from unetlib.tiling import mirror_index, plan_tiles, predict
+from unetlib.preprocess import NORMALIZATIONS, normalize_image
 
 
 # --------------------------------------------------------------------------- #
@@ -70,10 +77,15 @@ def net():
     return UNet(in_channels=1, num_classes=2, width=2).eval()
 
 
+_TILING_FIELDS = {f.name for f in dataclasses.fields(Tiling)}
+
+
 def run(model, image, **kw):
-    kw.setdefault("device", "cpu")
-    kw.setdefault("amp", False)
-    return predict(model, image, **kw)
+    """``predict`` on the CPU in fp32; tile/batch_size/memory_budget/progress go into its Tiling."""
+    options = {k: kw.pop(k) for k in list(kw) if k in _TILING_FIELDS}
+    options.setdefault("device", "cpu")
+    options.setdefault("amp", False)
+    return predict(model, image, tiling=Tiling(**options), **kw)
 
 
 # --------------------------------------------------------------------------- #
@@ -103,7 +115,7 @@ def test_layout_windows_are_disjoint_grid_aligned_and_cover_the_image(shape, til
 @pytest.mark.parametrize("length", [1, 50, 388, 389, 700, 2048, 5000])
 @pytest.mark.parametrize("cap", [204, 572, 1084])
 def test_auto_tile_feeds_fewest_input_pixels(length, cap):
-    assert tiling._best_tile(length, cap) == fewest_pixels_tile(length, cap)
+    assert geometry._best_tile(length, cap) == fewest_pixels_tile(length, cap)
 
 
 def test_auto_tile_is_one_pass_when_it_fits_and_bounded_by_the_budget():
@@ -232,9 +244,22 @@ def test_d4_average_is_rotation_equivariant(net):
     plain_rot = run(net, rotated, output="logits", tile=tile)
     assert np.abs(np.rot90(plain_rot, -1, axes=(1, 2)) - plain).max() > 1e-3  # the net alone is not
     d4 = run(net, image, output="logits", tta="d4", tile=tile)
-    d4_rot = run(net, rotated, output="logits", tta="rotations", tile=tile)
+    d4_rot = run(net, rotated, output="logits", tta="d4", tile=tile)
     close(np.rot90(d4_rot, -1, axes=(1, 2)), d4)
     close(d4[:, :, ::-1], run(net, image[:, ::-1], output="logits", tta="d4", tile=tile))
+
+
+def test_tta_modes_are_none_flips_d4_and_rotations_is_gone():
+    """"d4" is the paper's identity + 7 rotated versions; the old alias "rotations" was removed on purpose."""
+    assert geometry.TTA_MODES == ("none", "flips", "d4")
+    a = np.arange(12).reshape(3, 4)
+    assert len(tta_transforms(None)) == len(tta_transforms("none")) == 1
+    flips = [np.ascontiguousarray(t(a)) for t in tta_transforms("flips")]
+    d4 = [np.ascontiguousarray(t(a)) for t in tta_transforms("d4")]
+    assert len({f.tobytes() for f in flips}) == 4
+    assert len({(x.shape, x.tobytes()) for x in d4}) == 8  # the eight distinct symmetries of the square
+    with pytest.raises(UnetlibError, match="tta must be one of"):
+        tta_transforms("rotations")
 
 
 # --------------------------------------------------------------------------- #
@@ -279,7 +304,7 @@ def test_tiles_stream_in_batches_of_the_requested_size(net):
 def test_auto_batch_follows_the_memory_budget(net):
     recorder = Recorder(net)
     image = np.zeros((100, 150), dtype=np.float32)
-    per_tile = tiling._bytes_per_pixel(net) * 236 * 236
+    per_tile = _BYTES_PER_PIXEL_PER_WIDTH * net.width * 236 * 236
     run(recorder, image, tile=236, memory_budget=2.5 * per_tile)
     assert max(s[0] for s in recorder.shapes) == 2
 
@@ -347,13 +372,48 @@ def test_model_that_does_not_fit_is_refused(net):
     liar.num_classes = 3  # claims 3 classes, returns 2
     with pytest.raises(UnetlibError, match="expected"):
         run(liar, np.zeros((20, 20)))
-    with pytest.raises(UnetlibError, match="in_channels"):
+    # any callable is accepted, but one without the U-Net's 92-pixel border is refused by its output shape
+    with pytest.raises(UnetlibError, match="valid-convolution"):
         run(nn.Conv2d(1, 2, 3), np.zeros((20, 20)))
+    with pytest.raises(UnetlibError, match="not callable"):
+        run(object(), np.zeros((20, 20)))
 
 
-@pytest.mark.parametrize("kw", [{"output": "mask"}, {"tta": "rot"}, {"normalize": "std"}, {"batch_size": 0}])
+def test_any_callable_network_is_accepted():
+    """A plain function: one input channel assumed, the class count read off one forward pass."""
+    scale = torch.tensor([2.0, -1.0, 0.5]).view(1, 3, 1, 1)  # three classes
+    seen = []
+
+    def crop_net(x):
+        seen.append(tuple(x.shape))
+        return x[..., BORDER:-BORDER, BORDER:-BORDER] * scale
+
+    image = np.random.default_rng(16).integers(0, 256, (45, 70), dtype=np.uint8)
+    logits = run(crop_net, image, output="logits", tile=204)
+    assert logits.shape == (3, 45, 70) and logits.dtype == np.float32
+    close(logits, scale.view(3, 1, 1).numpy() * (image / np.float32(255)))
+    assert seen[0] == (1, 1, 188, 188)  # the probe: one single-channel tile of the smallest size
+    labels = run(crop_net, image, output="labels")
+    assert labels.dtype == np.uint8 and labels.shape == (45, 70)
+    np.testing.assert_array_equal(labels, logits.argmax(0))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_logits_are_an_error(value):
+    def broken(x):
+        return torch.full((x.shape[0], 2, x.shape[2] - 2 * BORDER, x.shape[3] - 2 * BORDER), value)
+
+    with pytest.raises(UnetlibError, match="NaN or infinite logits"):
+        run(broken, np.zeros((20, 20), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"output": "mask"}, {"tta": "rot"}, {"tta": "rotations"}, {"normalize": "std"}, {"normalize": "auto"},
+     {"batch_size": 0}],
+)
 def test_bad_options(net, kw):
-    with pytest.raises(ValueError):
+    with pytest.raises(UnetlibError):
         run(net, np.zeros((20, 20)), **kw)
 
 
@@ -388,6 +448,43 @@ def test_cli_errors_exit_2(tmp_path, net, capsys):
     assert cli_main(["predict", str(checkpoint), str(tmp_path / "missing.tif"), "--labels", "x.tif"]) == 2
 
 
+def test_cli_uses_the_checkpoint_recipe_unless_overridden(tmp_path, net, capsys):
+    from unetlib.recipe import Recipe
+
+    recipe = Recipe(dataset="PhC-C2DH-U373", normalize="zscore", tta="flips")
+    checkpoint = save_checkpoint(tmp_path / "net.pt", net, metadata={"recipe": recipe.to_dict()})
+    image = np.random.default_rng(17).normal(100.0, 5.0, (30, 50)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "in.tif", image)
+    base = ["predict", str(checkpoint), str(tmp_path / "in.tif"), "--device", "cpu", "--no-amp"]
+    assert cli_main(base + ["--probabilities", str(tmp_path / "recipe.tif")]) == 0
+    assert "'zscore'" in capsys.readouterr().out
+    close(tifffile.imread(tmp_path / "recipe.tif"), run(net, image, normalize="zscore", tta="flips"), scale=1.0)
+    overrides = ["--normalize", "none", "--tta", "none"]
+    assert cli_main(base + ["--probabilities", str(tmp_path / "given.tif")] + overrides) == 0
+    close(tifffile.imread(tmp_path / "given.tif"), run(net, image, normalize="none"), scale=1.0)
+    assert np.abs(tifffile.imread(tmp_path / "given.tif") - tifffile.imread(tmp_path / "recipe.tif")).max() > 1e-3
+
+
+def test_cli_refuses_outputs_over_inputs_each_other_or_folders(tmp_path, net, capsys):
+    checkpoint = save_checkpoint(tmp_path / "net.pt", net)
+    image_path = tmp_path / "in.tif"
+    tifffile.imwrite(image_path, np.arange(400, dtype=np.uint8).reshape(20, 20))
+    before, checkpoint_bytes = image_path.read_bytes(), checkpoint.read_bytes()
+    base = ["predict", str(checkpoint), str(image_path)]
+    cases = [
+        (["--labels", str(image_path)], "refusing to overwrite an input"),
+        (["--probabilities", str(checkpoint)], "refusing to overwrite an input"),
+        (["--probabilities", str(tmp_path / "o.tif"), "--labels", str(tmp_path / "o.tif")], "same file"),
+        (["--labels", str(tmp_path)], "is a folder"),
+    ]
+    for extra, message in cases:
+        assert cli_main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert image_path.read_bytes() == before and checkpoint.read_bytes() == checkpoint_bytes
+    assert not (tmp_path / "o.tif").exists()
+
+
 def test_real_isbi_slice_is_tile_size_independent(data_root, net):
     image = tifffile.imread(data_root / "isbi2012" / "train-volume.tif", key=0)
     assert image.shape == (512, 512) and image.dtype == np.uint8
@@ -398,16 +495,17 @@ def test_real_isbi_slice_is_tile_size_independent(data_root, net):
 
 def test_normalize_image_matches_what_predict_sees():
     """Training images normalised with normalize_image give the same prediction as predict's own option."""
-    from unetlib.tiling import normalize_image
-
     torch.manual_seed(0)
     model = UNet(width=2).eval()
     image = (np.random.default_rng(1).random((60, 70)) * 200 + 20).astype(np.uint8)
     z = normalize_image(image, "zscore")
     assert z.dtype == np.float32 and abs(z.mean()) < 1e-5 and abs(z.std() - 1) < 1e-4
-    a = predict(model, image, normalize="zscore", device="cpu")
-    b = predict(model, z, normalize="none", device="cpu")
+    a = predict(model, image, normalize="zscore", tiling=Tiling(device="cpu"))
+    b = predict(model, z, normalize="none", tiling=Tiling(device="cpu"))
     np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_allclose(normalize_image(image), image.astype(np.float32) / 255, rtol=1e-6)
+    # the default mode is called "unit" now; the old name "auto" is refused
+    assert NORMALIZATIONS == ("unit", "zscore", "minmax", "none")
+    np.testing.assert_array_equal(normalize_image(image, "unit"), normalize_image(image))
     with pytest.raises(ValueError, match="normalize"):
-        normalize_image(image, "unit")
+        normalize_image(image, "auto")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -10,14 +13,16 @@ import unetlib.train as train_module
 from unetlib.checkpoint import load_checkpoint
 from unetlib.errors import UnetlibError
 from unetlib.model import UNet
+from unetlib.protocols import training_data
+from unetlib.recipe import Recipe
 from unetlib.train import (
+    Interrupted,
     TrainConfig,
     learning_rate,
-    parse_slices,
-    prepare_targets,
     train,
     weighted_cross_entropy,
 )
+from unetlib.train_cli import parse_slices
 
 
 # --------------------------------------------------------------------------- #
@@ -94,16 +99,40 @@ def test_weighted_cross_entropy_zero_weight_ignores_pixels():
 def test_learning_rate_schedules():
     constant = tiny_config(lr=0.02, iterations=100)
     poly = tiny_config(lr=0.02, iterations=100, schedule="poly")
+    cosine = tiny_config(lr=0.02, iterations=100, schedule="cosine")
     assert learning_rate(constant, 0) == learning_rate(constant, 99) == 0.02
     assert learning_rate(poly, 0) == pytest.approx(0.02)
     assert learning_rate(poly, 50) == pytest.approx(0.02 * 0.5**0.9)
     assert learning_rate(poly, 99) < learning_rate(poly, 98) < learning_rate(poly, 50)
+    assert learning_rate(cosine, 0) == pytest.approx(0.02)
+    assert learning_rate(cosine, 50) == pytest.approx(0.01)
+    assert learning_rate(cosine, 99) < learning_rate(cosine, 75) == pytest.approx(0.02 * (1 + np.cos(0.75 * np.pi)) / 2)
+
+
+def test_linear_warmup_multiplies_the_schedule():
+    warm = tiny_config(lr=0.02, iterations=100, warmup=10)
+    assert [learning_rate(warm, i) for i in (0, 4, 9, 10, 99)] == pytest.approx([0.002, 0.01, 0.02, 0.02, 0.02])
+    warm_poly = tiny_config(lr=0.02, iterations=100, warmup=10, schedule="poly")
+    assert learning_rate(warm_poly, 4) == pytest.approx(0.5 * 0.02 * (1 - 4 / 100) ** 0.9)
 
 
 def test_config_to_dict_is_plain_data():
     d = tiny_config().to_dict()
     assert d["width"] == 2 and d["momentum"] == 0.99 and d["tile"] == 188
+    assert d["batch"] == 1 and d["optimizer"] == "sgd" and d["warmup"] == 0
     assert isinstance(d["augment"], dict) and "enabled" in d["augment"]
+    assert "log_every" not in d  # removed on purpose
+
+
+def test_config_defaults_and_is_frozen():
+    config = TrainConfig()
+    assert config.lr == 0.001 and config.schedule == "constant" and config.optimizer == "sgd" and config.batch == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 0.1
+    assert dataclasses.replace(config, lr=0.1).lr == 0.1 and config.lr == 0.001
+    with pytest.raises(TypeError, match="log_every"):  # removed on purpose
+        TrainConfig(log_every=10)
+    assert not hasattr(train_module, "DEFAULT_LR")
 
 
 # --------------------------------------------------------------------------- #
@@ -148,12 +177,74 @@ def test_keyboard_interrupt_saves_last_completed_iteration(data, tmp_path, monke
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "random_tile", interrupted_at_tile_4)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as stop:
         train(*data, tiny_config(iterations=6, checkpoint_every=100), checkpoint_dir=tmp_path, progress=False)
+    assert isinstance(stop.value, KeyboardInterrupt) and stop.value.signum == signal.SIGINT
     assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 4
     monkeypatch.setattr(train_module, "random_tile", real)
     resumed = train(*data, tiny_config(iterations=6, checkpoint_every=100), checkpoint_dir=tmp_path, progress=False)
     assert_same_weights(state_of(straight.model), state_of(resumed.model))
+
+
+def test_sigterm_finishes_the_step_saves_and_raises_interrupted(data, tmp_path, monkeypatch):
+    straight = train(*data, tiny_config(iterations=6), progress=False)
+    real, calls = train_module.weighted_cross_entropy, []
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+    def sigterm_during_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)  # deferred by train until this step is complete
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "weighted_cross_entropy", sigterm_during_step_3)
+    with pytest.raises(Interrupted) as stop:
+        train(*data, tiny_config(iterations=6, checkpoint_every=100), checkpoint_dir=tmp_path, progress=False)
+    assert stop.value.signum == signal.SIGTERM
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["iteration"] == 3 and len(saved["history"]) == 3
+    assert all(isinstance(h, list) for h in saved["history"])  # plain data in the file
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
+    monkeypatch.setattr(train_module, "weighted_cross_entropy", real)
+    resumed = train(*data, tiny_config(iterations=6, checkpoint_every=100), checkpoint_dir=tmp_path, progress=False)
+    assert all(isinstance(h, tuple) for h in resumed.history)  # tuples in memory
+    assert_same_weights(state_of(straight.model), state_of(resumed.model))
+
+
+def test_batch_of_tiles_per_step(data, monkeypatch):
+    real, shapes = train_module._sample_tiles, []
+
+    def recording(data_, config, iteration):
+        batch = real(data_, config, iteration)
+        shapes.append(tuple(batch[0].shape))
+        return batch
+
+    monkeypatch.setattr(train_module, "_sample_tiles", recording)
+    result = train(*data, tiny_config(iterations=2, batch=3), progress=False)
+    assert shapes == [(3, 1, 188, 188)] * 2 and len(result.history) == 2
+    # the tiles of an iteration depend only on the seed and the iteration
+    first = real(train_module._check_training_data(*data), tiny_config(batch=3), 1)
+    again = real(train_module._check_training_data(*data), tiny_config(batch=3), 1)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+
+
+def test_adam_optimizer_trains_and_differs_from_sgd(data):
+    sgd = train(*data, tiny_config(iterations=2), progress=False)
+    adam = train(*data, tiny_config(iterations=2, optimizer="adam", lr=0.001), progress=False)
+    assert all(np.isfinite(h[1]) for h in adam.history)
+    assert not torch.equal(state_of(sgd.model)["conv_d0a_b.weight"], state_of(adam.model)["conv_d0a_b.weight"])
+
+
+def test_float_images_are_used_as_given_integer_images_scaled(data):
+    images, targets, weights = data
+    as_uint8 = train(images, targets, weights, tiny_config(iterations=2), progress=False)
+    scaled = [im.astype(np.float32) / 255 for im in images]
+    as_float = train(scaled, targets, weights, tiny_config(iterations=2), progress=False)
+    unscaled = train([im.astype(np.float32) for im in images], targets, weights, tiny_config(iterations=2),
+                     progress=False)
+    assert [h[1] for h in as_uint8.history] == pytest.approx([h[1] for h in as_float.history], rel=1e-5)
+    assert [h[1] for h in unscaled.history] != pytest.approx([h[1] for h in as_float.history], rel=1e-3)
 
 
 # --------------------------------------------------------------------------- #
@@ -186,6 +277,31 @@ def test_checkpoint_with_other_model_config_is_refused(data, tmp_path):
         train(*data, tiny_config(iterations=2, lr=0.5), checkpoint_dir=tmp_path, progress=False)
     fresh = train(*data, tiny_config(iterations=1, width=4), checkpoint_dir=tmp_path, resume=False, progress=False)
     assert fresh.model.width == 4
+
+
+class _NotPlainData:
+    pass
+
+
+def test_checkpoint_is_plain_data_with_a_checked_weights_digest(tmp_path):
+    from unetlib.checkpoint import FORMAT, load_model, save_checkpoint, weights_digest
+
+    model = UNet(width=2)
+    path = save_checkpoint(tmp_path / "m.pt", model, iteration=3, metadata={"note": "x"})
+    payload = load_checkpoint(path)
+    assert payload["format"] == FORMAT == "unetlib-checkpoint-v2" and payload["iteration"] == 3
+    assert payload["weights_sha256"] == weights_digest(payload["model_state"])
+    assert_same_weights(state_of(load_model(path)), state_of(model))
+    payload["model_state"]["conv_d0a_b.weight"].view(-1)[0] += 1.0  # one changed weight
+    torch.save(payload, tmp_path / "tampered.pt")
+    with pytest.raises(UnetlibError, match="corrupt"):
+        load_checkpoint(tmp_path / "tampered.pt")
+    torch.save({**load_checkpoint(path), "extra": _NotPlainData()}, tmp_path / "object.pt")
+    with pytest.raises(UnetlibError, match="cannot be read safely"):
+        load_checkpoint(tmp_path / "object.pt")
+    torch.save({**load_checkpoint(path), "format": "unetlib-checkpoint-v1"}, tmp_path / "old.pt")
+    with pytest.raises(UnetlibError, match="not a unetlib checkpoint"):
+        load_checkpoint(tmp_path / "old.pt")
 
 
 def _bad(case: str, data):
@@ -236,7 +352,8 @@ def test_bad_training_data_is_refused(case, message, data):
 @pytest.mark.parametrize(
     "changes, message",
     [({"tile": 500}, "16k"), ({"iterations": -1}, "iterations"), ({"lr": 0}, "lr"),
-     ({"momentum": 1.0}, "momentum"), ({"schedule": "cosine"}, "schedule")],
+     ({"momentum": 1.0}, "momentum"), ({"schedule": "step"}, "schedule"), ({"optimizer": "rmsprop"}, "optimizer"),
+     ({"batch": 0}, "batch"), ({"warmup": -1}, "warmup")],
 )
 def test_bad_config_is_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -263,20 +380,55 @@ def test_parse_slices():
             parse_slices(bad, 30)
 
 
-def test_prepare_targets_caches_to_disk(tmp_path):
+def _cache_masks():
     masks = [np.zeros((40, 50), np.int32), np.zeros((40, 50), np.int32)]
     masks[0][5:15, 5:20] = 1
     masks[0][17:30, 5:20] = 2
     masks[1][10:30, 10:40] = 7
-    targets, weights = prepare_targets(masks, cache_dir=tmp_path)
+    images = [np.full((40, 50), 200, np.uint8), np.full((40, 50), 100, np.uint8)]
+    return images, masks
+
+
+def test_training_data_caches_targets_to_disk(tmp_path):
+    images, masks = _cache_masks()
+    recipe = Recipe(dataset="isbi2012")
+    cached = training_data(recipe, images, masks, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 2
-    again_t, again_w = prepare_targets(masks, cache_dir=tmp_path)
-    direct_t, direct_w = prepare_targets(masks)
-    for a, b, c in zip(targets + weights, again_t + again_w, direct_t + direct_w):
+    again = training_data(recipe, images, masks, cache_dir=tmp_path)
+    direct = training_data(recipe, images, masks)
+    for a, b, c in zip(cached.targets + cached.weights, again.targets + again.weights,
+                       direct.targets + direct.weights):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+    targets, weights = cached.targets, cached.weights
     assert targets[0][10, 10] == 1 and targets[0][0, 0] == 0
     assert weights[0][16, 10] > weights[0][2, 40]  # the gap between two touching cells weighs more
+    np.testing.assert_allclose(cached.inputs[0], 200 / 255, rtol=1e-6)  # the recipe's "unit" scaling
+    other = training_data(recipe.replace(w0=5.0), images, masks, cache_dir=tmp_path)  # another key
+    assert len(list(tmp_path.glob("*.npz"))) == 4
+    assert other.weights[0][16, 10] < weights[0][16, 10]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wrong shape"])
+def test_corrupt_cache_entry_is_recomputed(tmp_path, damage):
+    images, masks = _cache_masks()
+    recipe = Recipe(dataset="isbi2012")
+    direct = training_data(recipe, images, masks)
+    training_data(recipe, images, masks, cache_dir=tmp_path)
+    victim = sorted(tmp_path.glob("*.npz"))[0]
+    if damage == "garbage":
+        victim.write_bytes(b"not an npz file at all")
+    elif damage == "truncated":
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    elif damage == "empty":
+        victim.write_bytes(b"")
+    else:
+        np.savez(victim, target=np.zeros((3, 3), np.uint8), weight=np.ones((3, 3), np.float32))
+    recomputed = training_data(recipe, images, masks, cache_dir=tmp_path)
+    for a, b in zip(recomputed.targets + recomputed.weights, direct.targets + direct.weights):
+        np.testing.assert_array_equal(a, b)
+    with np.load(victim) as repaired:  # the entry was replaced by a good one
+        assert repaired["weight"].shape == (40, 50)
 
 
 # --------------------------------------------------------------------------- #
@@ -316,6 +468,11 @@ def test_roc_auc_helper():
 def test_short_training_on_isbi_learns(data_root):
     """250 steps of width 8 (no augmentation, no dropout: the quickest learner) on 6 slices.
 
+    Adam at 1e-3, the optimiser of the kit's short (cpu/gpu) profiles: with the
+    paper's SGD (momentum 0.99, lr 0.002, as this test used before the optimizer
+    option existed) the loss does not fall within 250 steps on this machine
+    (the same losses before and after the refactor).
+
     The class-balanced, border-weighted loss of the paper pulls the argmax
     towards membrane early in training, so the held-out check uses what the
     network ranks: the ROC AUC of P(cell) (0.5 for any constant predictor) and
@@ -327,10 +484,11 @@ def test_short_training_on_isbi_learns(data_root):
 
     images, labels = _isbi(data_root)
     train_ids, held_out = [0, 4, 8, 12, 16, 20], [27, 29]
-    targets, weights = prepare_targets([instances_from_binary(labels[i]) for i in train_ids])
-    config = TrainConfig(width=8, tile=252, iterations=250, dropout=0.0, augment=AugmentParams(enabled=False),
-                         device="cpu", seed=0, checkpoint_every=1000)
-    result = train([images[i] for i in train_ids], targets, weights, config, progress=False)
+    masks = [instances_from_binary(labels[i]) for i in train_ids]
+    data = training_data(Recipe(dataset="isbi2012"), [images[i] for i in train_ids], masks)  # uint8 / 255
+    config = TrainConfig(width=8, tile=252, iterations=250, optimizer="adam", lr=0.001, dropout=0.0,
+                         augment=AugmentParams(enabled=False), device="cpu", seed=0, checkpoint_every=1000)
+    result = train(data.inputs, data.targets, data.weights, config, progress=False)
     losses = np.array([h[1] for h in result.history])
     assert losses[-30:].mean() < 0.85 * losses[:10].mean()
     for k in held_out:
@@ -351,5 +509,9 @@ def test_cli_trains_isbi_and_writes_checkpoint(data_root, tmp_path, capsys):
     assert main(argv) == 0
     saved = load_checkpoint(out / "last.pt")
     assert saved["iteration"] == 2 and saved["model_config"]["width"] == 2
+    recipe = Recipe.from_dict(saved["metadata"]["recipe"])  # the cpu profile, changed only by the options
+    assert recipe.profile == "cpu" and recipe.dataset == "isbi2012" and recipe.normalize == "unit"
+    assert (recipe.train.iterations, recipe.train.width, recipe.train.tile) == (2, 2, 188)
+    assert recipe.train.optimizer == "adam"
     assert "wrote" in capsys.readouterr().out
     assert main(argv[:-2] + ["--checkpoint-every", "1", "--width", "4"]) == 2  # resume with another width

@@ -1,18 +1,26 @@
-"""Atomic file writes: a temporary file beside the target, then ``os.replace``.
+"""Every file the kit writes goes through here: a temporary file beside the target, fsync, rename.
 
-An interruption never leaves a half-written file under the target's name, and
-an existing file is only ever replaced by a complete one.
+An interruption or a full disk never leaves a half-written file under the
+target's name, and an existing file is only ever replaced by a complete one.
+Failures of the file system (read-only folder, full disk, a folder where a
+file should go) become one-line :class:`~unetlib.errors.UnetlibError` messages
+naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["atomic_open"]
+import numpy as np
+
+from unetlib.errors import UnetlibError
+
+__all__ = ["atomic_open", "write_bytes", "write_text", "write_tiff", "write_error"]
 
 
 @contextmanager
@@ -23,17 +31,66 @@ def atomic_open(path: str | Path, suffix: str = ".tmp") -> Iterator[BinaryIO]:
     would otherwise append it to the name).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    if path.is_dir():
+        raise UnetlibError(f"cannot write {path}: it is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
     try:
-        with os.fdopen(fd, "wb") as f:
+        os.close(fd)
+        with open(tmp, "wb") as f:  # opened by name: writers such as tifffile want f.name
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) or _is_disk_error(exc):
+            raise write_error(path, exc) from None
         raise
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path) as f:
+        f.write(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_tiff(path: str | Path, array: np.ndarray) -> Path:
+    """Write ``array`` as a (multi-page) grey-value TIFF, atomically."""
+    import tifffile
+
+    with atomic_open(path, suffix=".tif") as f:
+        tifffile.imwrite(f, np.asarray(array), photometric="minisblack")
+    return Path(path)
+
+
+def write_error(path: Path, exc: BaseException) -> UnetlibError:
+    """A one-line error for a failed write of ``path``, naming the fix."""
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or "No space left" in str(exc) or "file write failed" in str(exc):
+        fix = "free some disk space or write elsewhere"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "the folder is not writable: choose another output folder"
+    elif code == errno.EISDIR:
+        fix = "it is a folder: give a file name"
+    else:
+        fix = "check the path and the disk"
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UnetlibError(f"cannot write {path} ({reason}): {fix}")
+
+
+def _is_disk_error(exc: BaseException) -> bool:
+    """torch.save reports a full disk as a RuntimeError ("file write failed")."""
+    return isinstance(exc, RuntimeError) and ("file write failed" in str(exc) or "No space left" in str(exc))

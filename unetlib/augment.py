@@ -73,7 +73,7 @@ import torch
 import torch.nn.functional as F
 
 from unetlib.errors import UnetlibError
-from unetlib.tiling import mirror_index
+from unetlib.geometry import mirror_index
 
 __all__ = ["elastic_grid", "displacement_field", "deform", "AugmentParams", "random_tile"]
 
@@ -358,7 +358,7 @@ def _interpolate(planes: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, order
 def _reflect(coords: torch.Tensor, size: int) -> torch.Tensor:
     """Mirror positions into [0, size - 1] without repeating the edge pixel (numpy 'reflect').
 
-    The float-coordinate twin of :func:`unetlib.tiling.mirror_index`.
+    The float-coordinate twin of :func:`unetlib.geometry.mirror_index`.
     """
     if size == 1:
         return torch.zeros_like(coords)
@@ -425,21 +425,21 @@ def _check_rng(rng):
 
 def _check_elastic(points, sigma) -> tuple[int, float]:
     if int(points) != points or points < 2:
-        raise ValueError(f"the elastic grid needs at least 2 points per axis (paper: 3), got {points}")
+        raise UnetlibError(f"the elastic grid needs at least 2 points per axis (paper: 3), got {points}")
     if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"elastic sigma must be a finite number of pixels >= 0 (paper: 10), got {sigma}")
+        raise UnetlibError(f"elastic sigma must be a finite number of pixels >= 0 (paper: 10), got {sigma}")
     return int(points), float(sigma)
 
 
 def _check_shape(shape) -> tuple[int, int]:
     if len(shape) != 2 or any(int(n) != n or n < 1 for n in shape):
-        raise ValueError(f"shape must be (height, width) in pixels, both >= 1, got {tuple(shape)}")
+        raise UnetlibError(f"shape must be (height, width) in pixels, both >= 1, got {tuple(shape)}")
     return int(shape[0]), int(shape[1])
 
 
 def _check_grid(grid):
     if grid.ndim != 3 or grid.shape[0] != 2 or min(grid.shape[1:]) < 2:
-        raise ValueError(
+        raise UnetlibError(
             f"the coarse grid must have shape (2, p, p) with p >= 2 (dy, dx), got {tuple(grid.shape)}; "
             "make one with elastic_grid(rng)"
         )
@@ -447,12 +447,12 @@ def _check_grid(grid):
 
 def _check_order(order):
     if order not in (0, 1, 3):
-        raise ValueError(f"order must be 3 (bicubic), 1 (bilinear) or 0 (nearest), got {order}")
+        raise UnetlibError(f"order must be 3 (bicubic), 1 (bilinear) or 0 (nearest), got {order}")
 
 
 def _check_mode(mode):
     if mode != "reflect":
-        raise ValueError(f"mode {mode!r} is not supported; use 'reflect' (mirroring, as numpy's 'reflect')")
+        raise UnetlibError(f"mode {mode!r} is not supported; use 'reflect' (mirroring, as numpy's 'reflect')")
 
 
 def _as_planes(image, displacement, order):
@@ -460,16 +460,16 @@ def _as_planes(image, displacement, order):
     image_t = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(image))
     field = displacement if isinstance(displacement, torch.Tensor) else torch.from_numpy(np.asarray(displacement))
     if image_t.ndim not in (2, 3):
-        raise ValueError(f"image must be (H, W) or (C, H, W), got shape {tuple(image_t.shape)}")
+        raise UnetlibError(f"image must be (H, W) or (C, H, W), got shape {tuple(image_t.shape)}")
     if tuple(field.shape) != (2, *image_t.shape[-2:]):
-        raise ValueError(
+        raise UnetlibError(
             f"displacement must have shape (2, H, W) = {(2, *image_t.shape[-2:])} for this image, "
             f"got {tuple(field.shape)}"
         )
     if field.device != image_t.device:
-        raise ValueError(f"image is on {image_t.device} but displacement on {field.device}; move both to one device")
+        raise UnetlibError(f"image is on {image_t.device} but displacement on {field.device}; move both to one device")
     if order and not image_t.is_floating_point():
-        raise ValueError(f"order {order} interpolates: the image must be floating point, got {image_t.dtype}; "
+        raise UnetlibError(f"order {order} interpolates: the image must be floating point, got {image_t.dtype}; "
                          "use order=0 for labels")
     work = torch.float64 if image_t.dtype == torch.float64 or field.dtype == torch.float64 else torch.float32
     return image_t.reshape(-1, *image_t.shape[-2:]), field.to(work)
@@ -480,19 +480,19 @@ def _check_params(params: AugmentParams):
     for name in ("max_shift", "brightness", "contrast", "gamma"):
         value = getattr(params, name)
         if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"AugmentParams.{name} must be a finite number >= 0, got {value}")
+            raise UnetlibError(f"AugmentParams.{name} must be a finite number >= 0, got {value}")
     for name in ("contrast", "gamma"):
         if getattr(params, name) >= 1:
-            raise ValueError(f"AugmentParams.{name} must be < 1 (a range 1 +- {name}), got {getattr(params, name)}")
+            raise UnetlibError(f"AugmentParams.{name} must be < 1 (a range 1 +- {name}), got {getattr(params, name)}")
     if params.image_order not in _GRID_SAMPLE_MODES:
-        raise ValueError(f"AugmentParams.image_order must be 3 (bicubic) or 1 (bilinear), got {params.image_order}")
+        raise UnetlibError(f"AugmentParams.image_order must be 3 (bicubic) or 1 (bilinear), got {params.image_order}")
 
 
 def _check_tile_sizes(in_size, out_size) -> tuple[int, int]:
     if int(in_size) != in_size or int(out_size) != out_size or not 1 <= out_size <= in_size:
-        raise ValueError(f"need integer tile sizes 1 <= out_size <= in_size, got in {in_size}, out {out_size}")
+        raise UnetlibError(f"need integer tile sizes 1 <= out_size <= in_size, got in {in_size}, out {out_size}")
     if (in_size - out_size) % 2:
-        raise ValueError(
+        raise UnetlibError(
             f"in_size - out_size must be even (the output is the centre of the input), got {in_size} and {out_size}"
         )
     return int(in_size), int(out_size)
@@ -501,7 +501,7 @@ def _check_tile_sizes(in_size, out_size) -> tuple[int, int]:
 def _check_center(center, shape) -> tuple[int, int]:
     row, col = (int(c) for c in center)
     if not (0 <= row < shape[0] and 0 <= col < shape[1]):
-        raise ValueError(f"center {tuple(center)} lies outside the image of shape {tuple(shape)}")
+        raise UnetlibError(f"center {tuple(center)} lies outside the image of shape {tuple(shape)}")
     return row, col
 
 

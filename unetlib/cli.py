@@ -14,8 +14,8 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "data": ("unetlib.data_cli", "verify, fetch and describe the datasets"),
-    "train": ("unetlib.train", "train a U-Net on one of the paper's datasets"),
-    "predict": ("unetlib.tiling", "overlap-tile prediction of an image or TIFF stack"),
+    "train": ("unetlib.train_cli", "train a U-Net on one of the paper's datasets"),
+    "predict": ("unetlib.predict_cli", "overlap-tile prediction of an image or TIFF stack"),
     "evaluate": ("unetlib.metrics.cli", "the challenges' own metrics (ISBI 2012, CTC SEG)"),
 }
 

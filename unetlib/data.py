@@ -36,7 +36,7 @@ __all__ = [
     "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc",
     "layout_hints", "indexed_files", "read_tiff", "read_man_track",
     "ManifestEntry", "read_manifest", "parse_manifest", "format_manifest", "make_manifest",
-    "pixel_digest", "VerifyReport", "verify", "verify_dataset_dir",
+    "pixel_digest", "VerifyReport", "verify", "verify_dataset_dir", "extra_files",
 ]
 
 ENV_ROOT = "UNETLIB_DATA"
@@ -89,10 +89,9 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(ENV_ROOT, "").strip()
     if env:
         return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").is_file():
-        return checkout / "data"
-    return Path.cwd() / "data"
+    from unetlib.environment import project_root
+
+    return project_root() / "data"
 
 
 def _check_dataset_name(name: str, allowed: tuple[str, ...] = DATASETS) -> str:
@@ -431,22 +430,36 @@ class ManifestEntry:
         ``"bytes"`` (sha256 of the file) or ``"pixels:DTYPE:SHAPE"``, e.g.
         ``"pixels:uint8:30x512x512"`` (sha256 of the decoded array, see
         :func:`pixel_digest`).
+    size : int or None
+        The file's size in bytes; None for a line of the old 3-column format.
+        :func:`unetlib.fetch.fetch` needs it to bound downloads and unpacking.
     """
 
     path: str
     digest: str
     method: str
+    size: int | None = None
 
     @property
     def dataset(self) -> str:
         return self.path.split("/", 1)[0]
 
+    @property
+    def decoded_bytes(self) -> int | None:
+        """Bytes of the decoded array of a ``pixels:`` entry (None for ``bytes`` entries)."""
+        if not self.method.startswith("pixels:"):
+            return None
+        _, dtype, shape = self.method.split(":", 2)
+        return int(np.dtype(dtype).itemsize * np.prod([int(n) for n in shape.split("x")]))
+
 
 Manifest = Mapping[str, ManifestEntry]
 
 _MANIFEST_HEADER = """\
-# unetlib dataset manifest: one line per file, "SHA256  METHOD  PATH", PATH relative
-# to the data root (see unetlib.data.data_root).
+# unetlib dataset manifest: one line per file, "SHA256  METHOD  SIZE  PATH", PATH
+# relative to the data root (see unetlib.data.data_root), SIZE the file's size in
+# bytes (unetlib data fetch installs only these paths and no byte more). Lines of
+# the older "SHA256  METHOD  PATH" format are still read (without a size).
 # METHOD "bytes": sha256 of the file's bytes (as `sha256sum`). The Cell Tracking
 #   Challenge hashes come from a byte-for-byte mirror copy of the official training
 #   zips; identity with the current official zips is likely but was not proven.
@@ -454,7 +467,8 @@ _MANIFEST_HEADER = """\
 #   ISBI 2012 stacks here were re-assembled from a mirror's PNG slices, so only
 #   their pixels, not their TIFF bytes, are meaningful. The hash input is the
 #   ASCII line "DTYPE SHAPE\\n" (e.g. "uint8 30x512x512\\n") followed by the
-#   C-contiguous array bytes (unetlib.data.pixel_digest).
+#   C-contiguous array bytes (unetlib.data.pixel_digest). Their SIZE is that of
+#   the reference copy's file; another encoding of the same pixels may differ.
 # Generated with unetlib.data.make_manifest + format_manifest.
 """
 
@@ -478,18 +492,30 @@ def _file_digest(path: Path) -> str:
     return sha.hexdigest()
 
 
+_MANIFEST_LINE = re.compile(
+    r"(?P<digest>[0-9a-f]{64})\s+(?P<method>bytes|pixels:\S+)\s+"
+    r"(?:(?P<size>\d+)\s+)?(?P<path>(?![-+]?\d+\s)\S.*)"  # a path never starts with a number field
+)
+
+
 def parse_manifest(text: str, source: str = "manifest") -> dict[str, ManifestEntry]:
-    """Parse manifest text (``#`` comments and blank lines ignored) into path -> entry."""
+    """Parse manifest text (``#`` comments and blank lines ignored) into path -> entry.
+
+    Lines are ``SHA256  METHOD  SIZE  PATH``; the older ``SHA256  METHOD  PATH``
+    is read as well (size None). A third field of digits is always the size.
+    """
     entries = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = line.split(None, 2)
-        if len(fields) != 3 or not re.fullmatch(r"[0-9a-f]{64}", fields[0]) or not (
-            fields[1] == "bytes" or fields[1].startswith("pixels:")
-        ):
-            raise UnetlibError(f"{source} line {number} is not 'SHA256  METHOD  PATH': {line!r}")
-        entries[fields[2].strip()] = ManifestEntry(fields[2].strip(), fields[0], fields[1])
+        match = _MANIFEST_LINE.fullmatch(line.strip())
+        if match is None:
+            raise UnetlibError(
+                f"{source} line {number} is not 'SHA256  METHOD  SIZE  PATH': {line!r}"
+            )
+        size = int(match["size"]) if match["size"] is not None else None
+        path = match["path"].strip()
+        entries[path] = ManifestEntry(path, match["digest"], match["method"], size)
     return entries
 
 
@@ -512,8 +538,9 @@ def make_manifest(
 ) -> dict[str, ManifestEntry]:
     """Hash every file below ``root/NAME`` for each dataset folder present.
 
-    ``isbi2012`` files are hashed by pixels, everything else by bytes. Hidden
-    files are skipped. ``datasets`` defaults to every folder directly in root.
+    ``isbi2012`` files are hashed by pixels, everything else by bytes; every
+    entry records the file's size. Hidden files are skipped. ``datasets``
+    defaults to every folder directly in root.
     """
     root = Path(root)
     names = datasets or sorted(
@@ -525,17 +552,24 @@ def make_manifest(
             rel = path.relative_to(root).as_posix()
             if not path.is_file() or any(part.startswith(".") for part in rel.split("/")):
                 continue
+            size = path.stat().st_size
             if name == ISBI:
                 array = read_tiff(path)
-                entries[rel] = ManifestEntry(rel, pixel_digest(array), _pixel_method(array))
+                entries[rel] = ManifestEntry(rel, pixel_digest(array), _pixel_method(array), size)
             else:
-                entries[rel] = ManifestEntry(rel, _file_digest(path), "bytes")
+                entries[rel] = ManifestEntry(rel, _file_digest(path), "bytes", size)
     return entries
 
 
 def format_manifest(entries: Manifest) -> str:
-    """The text of a manifest file (with the explanatory header), sorted by path."""
-    lines = [f"{e.digest}  {e.method}  {e.path}" for _, e in sorted(entries.items())]
+    """The text of a manifest file (with the explanatory header), sorted by path.
+
+    An entry without a size is written in the old 3-column form.
+    """
+    lines = [
+        f"{e.digest}  {e.method}  {e.path}" if e.size is None else f"{e.digest}  {e.method}  {e.size}  {e.path}"
+        for _, e in sorted(entries.items())
+    ]
     return _MANIFEST_HEADER + "\n".join(lines) + "\n"
 
 
@@ -560,6 +594,10 @@ class VerifyReport:
         Manifest paths (relative to root) with no file.
     corrupt : list of (str, str)
         (path, reason) for files that exist but do not match.
+    extra : list of str
+        Files inside a checked dataset folder that the manifest does not list.
+        Nothing vouches for them, so they are reported (as warnings: they do
+        not make ``ok`` False; ``unetlib data fetch`` never installs them).
     hints : list of str
         Likely layout mistakes seen (zip not unpacked, folder one level too deep, ...).
     """
@@ -570,6 +608,7 @@ class VerifyReport:
     absent: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
 
     @property
@@ -581,6 +620,7 @@ class VerifyReport:
         out = [f"ABSENT   {self.root / n}  (fetch: unetlib data fetch {n})" for n in self.absent]
         out += [f"MISSING  {self.root / p}" for p in self.missing]
         out += [f"CORRUPT  {self.root / p}  ({why})" for p, why in self.corrupt]
+        out += [f"EXTRA    {self.root / p}  (not in the manifest, not checked)" for p in self.extra]
         out += [f"HINT     {h}" for h in dict.fromkeys(self.hints)]
         if self.absent:
             layout = "; ".join(LAYOUT[n] for n in self.absent if n in LAYOUT)
@@ -589,7 +629,9 @@ class VerifyReport:
         status = "OK" if self.ok else "FAILED"
         out.append(
             f"{status}: {self.checked} files match the manifest; {len(self.absent)} datasets absent, "
-            f"{len(self.missing)} files missing, {len(self.corrupt)} corrupt (root {self.root})"
+            f"{len(self.missing)} files missing, {len(self.corrupt)} corrupt"
+            + (f"; {len(self.extra)} extra files not in the manifest (not checked)" if self.extra else "")
+            + f" (root {self.root})"
         )
         return out
 
@@ -640,6 +682,16 @@ def verify_dataset_dir(
     return checked, missing, corrupt
 
 
+def extra_files(folder: Path, name: str, manifest: Manifest) -> list[str]:
+    """Files below ``folder`` (the folder of dataset ``name``) that the manifest does not list.
+
+    Paths are relative to the data root (``name/...``), sorted; hidden files count too.
+    """
+    listed = {rel for rel, e in manifest.items() if e.dataset == name}
+    found = (f"{name}/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*") if p.is_file())
+    return sorted(rel for rel in found if rel not in listed)
+
+
 def _datasets_in(manifest: Manifest) -> tuple[str, ...]:
     seen = {e.dataset for e in manifest.values()}
     return tuple(n for n in DATASETS if n in seen) + tuple(sorted(seen - set(DATASETS)))
@@ -665,7 +717,8 @@ def verify(
     -------
     VerifyReport
         ``report.ok`` is False when any dataset is absent or any file missing
-        or corrupt; every such file is listed. Nothing is written or deleted.
+        or corrupt; every such file is listed. Files the manifest does not list
+        are listed in ``report.extra`` as warnings. Nothing is written or deleted.
     """
     root = data_root(root)
     manifest = _as_manifest(manifest)
@@ -684,6 +737,7 @@ def verify(
         report.checked += checked
         report.missing += missing
         report.corrupt += corrupt
+        report.extra += extra_files(folder, name, manifest)
         if missing and name in DATASETS:
             report.hints += layout_hints(root, name)
     return report

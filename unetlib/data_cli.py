@@ -28,7 +28,8 @@ def register_cli(subparsers) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
-    check = actions.add_parser("verify", help="check files against the checksum manifest")
+    check = actions.add_parser("verify", help="check files against the checksum manifest "
+                                               "(files it does not list: EXTRA warnings)")
     check.add_argument("names", nargs="*", metavar="NAME",
                        help=f"datasets (default: all of {', '.join(DATASETS)})")
     check.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
@@ -37,8 +38,8 @@ def register_cli(subparsers) -> None:
     get = actions.add_parser("fetch", help="download, verify and unpack a dataset")
     get.add_argument("name", choices=DATASETS, metavar="NAME", help=", ".join(DATASETS))
     get.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
-    get.add_argument("--url", help="source: a base URL, or a .zip URL (default: $UNETLIB_DATA_URL, "
-                                   "else the official source)")
+    get.add_argument("--url", help="source mirror: a base URL, or a .zip URL, https or http (default: "
+                                   "$UNETLIB_DATA_URL, else the official https source)")
     get.add_argument("--no-progress", action="store_true", help="no progress bar")
     get.set_defaults(func=_fetch)
 
@@ -62,6 +63,9 @@ def _fetch(args: argparse.Namespace) -> int:
     result = fetch(args.name, args.root, url=args.url, progress=not args.no_progress)
     verb = "fetched and verified" if result.fetched else "already present and complete; nothing done"
     print(f"{args.name}: {verb} ({result.path})")
+    if result.skipped:
+        print(f"note: {result.skipped} archive members not in the manifest were not installed "
+              f"(e.g. the official zips' silver truth *_ST and *_ERR_SEG folders)")
     return 0
 
 

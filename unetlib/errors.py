@@ -1,5 +1,10 @@
-"""The kit's error for bad user input: printed by the command line without a traceback."""
+"""The kit's one error for bad user input and missing or corrupt files.
+
+``UnetlibError`` is a ``ValueError``, so code that catches ``ValueError``
+catches every user error of the kit. The command line prints its message as
+one line without a traceback; the message names the file or value and the fix.
+"""
 
 
-class UnetlibError(Exception):
+class UnetlibError(ValueError):
     """Bad input or a missing/corrupt file; the message names the file and the fix."""

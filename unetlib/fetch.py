@@ -1,7 +1,7 @@
 """Download a dataset, check it against the manifest, then move it into place.
 
 Sources (overridable with ``url=`` / ``--url`` or the environment variable
-``UNETLIB_DATA_URL``, a base URL):
+``UNETLIB_DATA_URL``, a base URL; see "Untrusted sources" for what is allowed):
 
 * Cell Tracking Challenge: the official training zip
   ``https://data.celltrackingchallenge.net/training-datasets/<NAME>.zip``.
@@ -19,6 +19,26 @@ and only then renamed to ``root/NAME`` in one step. An interrupted or corrupt
 download therefore never leaves a ``root/NAME`` behind. An existing complete
 dataset is left as it is; an existing incomplete one is never deleted or
 overwritten. Only the standard library downloads (urllib).
+
+Untrusted sources: the checksum manifest, not the server, decides what is
+installed and how many bytes may arrive.
+
+* Only ``https`` URLs, and redirects only to ``https``. A mirror the user names
+  (``url=`` / ``--url`` / ``UNETLIB_DATA_URL``) may also be plain ``http``
+  (redirects from it to ``http`` or ``https``); ``file:``, ``ftp:`` and every
+  other scheme are refused, also as a redirect target.
+* A download larger than :func:`download_limit` is refused, announced or not:
+  for a Cell Tracking Challenge zip twice the manifest's total size of the
+  dataset plus 50 MiB (the official zips also hold silver truth ``*_ST`` and
+  ``*_ERR_SEG`` folders, which are small compressed masks), for an ISBI stack
+  four times its decoded pixel size plus 1 MiB (its TIFF encoding may differ
+  from the reference copy's, so its exact size is not known).
+* From a zip, only the members whose path is a manifest file of the dataset
+  are unpacked, each to the manifest's path; the others are skipped and
+  counted (:attr:`FetchResult.skipped`). A member whose declared size differs
+  from the manifest's, or that inflates past it (a zip bomb that lies about its
+  sizes), stops the fetch before more than the manifest's bytes are written.
+  Archives with unsafe member paths (absolute, ``..``) are refused outright.
 """
 
 from __future__ import annotations
@@ -30,30 +50,40 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from unetlib.data import (
-    ISBI, ISBI_FILES, Manifest, _as_manifest, _check_dataset_name,
+    ISBI, ISBI_FILES, Manifest, ManifestEntry, _as_manifest, _check_dataset_name,
     data_root, verify_dataset_dir,
 )
 from unetlib.errors import UnetlibError
 
-__all__ = ["ENV_URL", "CTC_URL", "ISBI_URL", "FetchResult", "source_urls", "fetch"]
+__all__ = ["ENV_URL", "CTC_URL", "ISBI_URL", "FetchResult", "source_urls", "download_limit", "fetch"]
 
 ENV_URL = "UNETLIB_DATA_URL"
 CTC_URL = "https://data.celltrackingchallenge.net/training-datasets"
 ISBI_URL = ("https://raw.githubusercontent.com/zhixuhao/unet/"
             "b45af4d458437d8281cc218a07fd4380818ece4a/data/membrane")
 _CHUNK = 1 << 20
+# download limits (see download_limit): a CTC zip may be _ZIP_FACTOR x the manifest's
+# total plus _ZIP_MARGIN; an ISBI stack _PIXEL_FACTOR x its decoded size plus _PIXEL_MARGIN
+_ZIP_FACTOR, _ZIP_MARGIN = 2, 50 << 20
+_PIXEL_FACTOR, _PIXEL_MARGIN = 4, 1 << 20
 
 
 @dataclass(frozen=True)
 class FetchResult:
-    """Where the dataset is, and whether this call downloaded it (False: it was already there)."""
+    """Where the dataset is, and whether this call downloaded it (False: it was already there).
+
+    ``skipped``: archive members that are not manifest files and were not installed.
+    """
 
     path: Path
     fetched: bool
+    skipped: int = 0
 
 
 def source_urls(name: str, url: str | None = None) -> list[str]:
@@ -67,14 +97,73 @@ def source_urls(name: str, url: str | None = None) -> list[str]:
         A base URL (the files are ``BASE/NAME.zip`` or ``BASE/train-volume.tif`` ...),
         or, for a CTC dataset, the full URL of a ``.zip``. Default: the
         environment variable ``UNETLIB_DATA_URL``, else the official source.
+        Such a user-given mirror may be ``https`` or plain ``http``.
+
+    Raises
+    ------
+    UnetlibError
+        A URL that is not ``https`` (the official sources) or ``http(s)`` (a
+        user-given mirror): ``file:``, ``ftp:`` and other schemes are refused.
     """
     _check_dataset_name(name)
-    base = (url or os.environ.get(ENV_URL, "").strip() or None)
+    origin, base = _user_source(url)
     if name == ISBI:
-        return [f"{(base or ISBI_URL).rstrip('/')}/{f}" for f in ISBI_FILES]
-    if base and base.lower().endswith(".zip"):
-        return [base]
-    return [f"{(base or CTC_URL).rstrip('/')}/{name}.zip"]
+        urls = [f"{(base or ISBI_URL).rstrip('/')}/{f}" for f in ISBI_FILES]
+    elif base and base.lower().endswith(".zip"):
+        urls = [base]
+    else:
+        urls = [f"{(base or CTC_URL).rstrip('/')}/{name}.zip"]
+    for address in urls:
+        _check_url(address, origin)
+    return urls
+
+
+def _user_source(url: str | None) -> tuple[str | None, str | None]:
+    """(where the user named a mirror: ``"--url"`` or the variable; the base URL), or (None, None)."""
+    if url:
+        return "--url", url.strip()
+    env = os.environ.get(ENV_URL, "").strip()
+    return (ENV_URL, env) if env else (None, None)
+
+
+def _check_url(url: str, origin: str | None) -> None:
+    """Refuse ``url`` unless it is https, or plain http named by the user (``origin`` not None)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if parts.netloc and (scheme == "https" or (scheme == "http" and origin is not None)):
+        return
+    given = f"given with {origin}" if origin else "built in"
+    raise UnetlibError(
+        f"refusing to download {url} ({given}): only https sources are allowed, plain http only "
+        f"for a mirror given with --url or {ENV_URL}, never file:, ftp: or other schemes. Pass an "
+        f"https (or http mirror) base URL with --url, or unset {ENV_URL}"
+    )
+
+
+def download_limit(name: str, manifest: Manifest | str | os.PathLike | None = None) -> int:
+    """The most bytes :func:`fetch` downloads for ``name`` before it gives up.
+
+    For a CTC dataset (one zip): ``2 x`` the manifest's total size of its
+    files ``+ 50 MiB``; the zip also holds folders the manifest does not list
+    (silver truth ``*_ST``, ``*_ERR_SEG``: compressed masks, far smaller than
+    the dataset). For ISBI 2012, per stack (the largest stack's limit):
+    ``4 x`` its decoded pixel bytes ``+ 1 MiB``, since the mirror's TIFF
+    encoding may differ from the reference copy's (see :func:`_file_limit`).
+    ``manifest`` defaults to the shipped one.
+    """
+    manifest = _manifest_for(_check_dataset_name(name), manifest)
+    entries = [e for e in manifest.values() if e.dataset == name]
+    if name == ISBI:
+        return max(_file_limit(e) for e in entries)
+    return _ZIP_FACTOR * sum(e.size for e in entries) + _ZIP_MARGIN
+
+
+def _file_limit(entry: ManifestEntry) -> int:
+    """Download limit of one file: its exact size, or for a ``pixels:`` entry 4 x decoded + 1 MiB."""
+    decoded = entry.decoded_bytes
+    if decoded is None:
+        return entry.size
+    return max(entry.size, _PIXEL_FACTOR * decoded + _PIXEL_MARGIN)
 
 
 # --------------------------------------------------------------------------- download
@@ -96,9 +185,16 @@ def _progress_bar(total: int | None, label: str, enabled: bool):
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False)
 
 
-def _copy_response(response, out, bar) -> int:
+def _copy_at_most(source, out, limit: int, bar=None) -> int:
+    """Copy ``source`` into ``out``, never more than ``limit`` bytes.
+
+    Returns the bytes copied, or ``limit + 1`` as soon as ``source`` holds more
+    than ``limit`` (the excess is read at most one byte past the limit and not written).
+    """
     written = 0
-    while chunk := response.read(_CHUNK):
+    while chunk := source.read(min(_CHUNK, limit + 1 - written)):
+        if written + len(chunk) > limit:
+            return limit + 1
         out.write(chunk)
         written += len(chunk)
         if bar is not None:
@@ -106,21 +202,56 @@ def _copy_response(response, out, bar) -> int:
     return written
 
 
-def _download(url: str, dest: Path, *, progress: bool, timeout: float) -> Path:
-    """Stream ``url`` into ``dest``; raise if the server sends fewer bytes than announced."""
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to https, or from a plain-http (user-given) mirror to http.
+
+    So https never downgrades to http, and nothing ever leads to ``file:`` or ``ftp:``.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urlsplit(req.full_url).scheme.lower(), urlsplit(newurl).scheme.lower()
+        if new == "https" or (new == "http" and old == "http"):
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+        raise UnetlibError(
+            f"refused the redirect from {req.full_url} to {newurl}: redirects may only lead to "
+            f"https (or from a plain-http mirror to http); nothing was installed. Pass a source "
+            f"that serves the files itself with --url or {ENV_URL}"
+        )
+
+
+def _too_large(url: str, limit: int, detail: str) -> UnetlibError:
+    return UnetlibError(
+        f"download of {url} is larger than {limit} bytes ({detail}), more than the checksum manifest "
+        f"allows for it; refused, nothing was installed. The source does not hold the dataset the "
+        f"manifest describes: check --url / {ENV_URL}"
+    )
+
+
+def _download(url: str, dest: Path, *, limit: int, progress: bool, timeout: float) -> Path:
+    """Stream ``url`` into ``dest``, at most ``limit`` bytes.
+
+    Raises when the server announces or sends more than ``limit`` bytes, sends
+    fewer than announced, or redirects anywhere but https (see :class:`_SafeRedirects`).
+    """
     request = urllib.request.Request(url, headers={"User-Agent": "unetlib"})
+    opener = urllib.request.build_opener(_SafeRedirects)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
+        with opener.open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if total is not None and total > limit:
+                raise _too_large(url, limit, f"the server announces {total}")
             bar = _progress_bar(total, PurePosixPath(url).name, progress)
             try:
-                written = _copy_response(response, out, bar)
+                with open(dest, "wb") as out:
+                    written = _copy_at_most(response, out, limit, bar)
             finally:
                 if bar is not None:
                     bar.close()
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise _network_error(url, exc) from exc
+    if written > limit:
+        raise _too_large(url, limit, "stopped after that many")
     if total is not None and written != total:
         raise UnetlibError(
             f"download of {url} is incomplete ({written} of {total} bytes); nothing was installed. "
@@ -138,41 +269,111 @@ def _check_member(name: str, archive: str) -> None:
         raise UnetlibError(f"{archive} contains the unsafe path {name!r}; refusing to unpack it")
 
 
-def _unpack(archive: Path, into: Path, url: str) -> Path:
+def _member_prefix(names: list[str], name: str) -> str:
+    """The folder inside the archive that holds ``01/``, ``01_GT/`` ... (``""``: the top).
+
+    The official zips hold one top folder ``NAME/``; a single top folder named
+    like ``NAME`` in another case, or the sequence folders at the top, are
+    accepted as well.
+    """
+    folders = {n.split("/", 1)[0] for n in names if "/" in n}
+    if name in folders:
+        return f"{name}/"
+    tops = {n.split("/", 1)[0] for n in names} - {""}
+    tops = {t for t in tops if not t.startswith(("__MACOSX", "."))}
+    if len(tops) == 1 and (top := tops.pop()) in folders and top.lower() == name.lower():
+        return f"{top}/"
+    return ""
+
+
+def _select_members(
+    members: list[zipfile.ZipInfo], name: str, manifest: Manifest, url: str
+) -> tuple[list[tuple[zipfile.ZipInfo, ManifestEntry]], int]:
+    """(the members that are manifest files of ``name``, with their entries; how many others)."""
+    prefix = _member_prefix([m.filename for m in members], name)
+    wanted, seen, skipped = [], set(), 0
+    for info in members:
+        if info.is_dir():
+            continue
+        entry = None
+        if info.filename.startswith(prefix):
+            entry = manifest.get(f"{name}/{info.filename[len(prefix):]}")
+        if entry is None or entry.dataset != name:
+            skipped += 1
+            continue
+        if entry.path in seen:
+            raise UnetlibError(f"the archive from {url} holds {info.filename} twice; refusing it, "
+                               f"nothing was installed")
+        seen.add(entry.path)
+        wanted.append((info, entry))
+    return wanted, skipped
+
+
+def _check_declared_size(info: zipfile.ZipInfo, entry: ManifestEntry, url: str) -> None:
+    if info.file_size != entry.size:
+        raise UnetlibError(
+            f"the archive from {url} is refused: {entry.path} declares {info.file_size} bytes, the "
+            f"manifest {entry.size}. Nothing was installed; the source is damaged or not the "
+            f"dataset the manifest describes (check --url / {ENV_URL})"
+        )
+
+
+def _copy_bounded(source, out, limit: int, what: str) -> int:
+    """Copy ``source`` into ``out``; raise as soon as it holds more than ``limit`` bytes."""
+    written = _copy_at_most(source, out, limit)
+    if written > limit:
+        raise UnetlibError(
+            f"{what} inflates to more than its {limit} bytes in the checksum manifest (a damaged "
+            f"archive or a zip bomb); refused, nothing was installed"
+        )
+    return written
+
+
+def _unpack(archive: Path, into: Path, url: str, name: str, manifest: Manifest) -> int:
+    """Unpack the manifest files of ``name`` from ``archive`` to ``into/PATH``; return how many members were skipped.
+
+    Steps: refuse unsafe member paths; pick the members that are manifest
+    files; refuse any whose declared size differs from the manifest's; copy
+    each to the manifest's path, stopping past its size.
+    """
     try:
         with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                _check_member(member, url)
-            zf.extractall(into)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+            members = zf.infolist()
+            for info in members:
+                _check_member(info.filename, url)
+            wanted, skipped = _select_members(members, name, manifest, url)
+            for info, entry in wanted:
+                _check_declared_size(info, entry, url)
+            for info, entry in wanted:
+                dest = into / entry.path
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as source, open(dest, "xb") as out:
+                    _copy_bounded(source, out, entry.size, f"member {info.filename} of {url}")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
+            NotImplementedError, RuntimeError) as exc:
         raise UnetlibError(
             f"the archive from {url} cannot be unpacked ({type(exc).__name__}: {exc}); it is "
             f"probably incomplete or corrupt. Nothing was installed; run the command again"
         ) from exc
-    return into
-
-
-def _dataset_folder(unpacked: Path, name: str) -> Path:
-    """The folder inside the unpacked archive that holds ``01/``, ``01_GT/`` ...
-
-    The official zips hold one top folder ``NAME/``; an archive holding the
-    sequence folders directly is accepted as well.
-    """
-    if (unpacked / name).is_dir():
-        return unpacked / name
-    children = [p for p in unpacked.iterdir() if not p.name.startswith(("__MACOSX", "."))]
-    if len(children) == 1 and children[0].is_dir() and children[0].name.lower() == name.lower():
-        return children[0]
-    return unpacked
+    return skipped
 
 
 # --------------------------------------------------------------------------- fetch
 
 
 def _manifest_for(name: str, manifest: Manifest | str | os.PathLike | None) -> Manifest:
+    """The manifest, which must list files of ``name``, each with its size (they bound the download)."""
     manifest = _as_manifest(manifest)
-    if not any(e.dataset == name for e in manifest.values()):
+    entries = [e for e in manifest.values() if e.dataset == name]
+    if not entries:
         raise UnetlibError(f"the checksum manifest lists no files of {name}; pass a manifest that does")
+    unsized = [e.path for e in entries if e.size is None]
+    if unsized:
+        raise UnetlibError(
+            f"the checksum manifest lists no file sizes for {len(unsized)} files of {name} (e.g. "
+            f"{unsized[0]}: the old 'SHA256  METHOD  PATH' format); fetch needs them to bound the "
+            f"download. Regenerate it with unetlib.data.format_manifest(unetlib.data.make_manifest(ROOT))"
+        )
     return manifest
 
 
@@ -205,18 +406,26 @@ def _check_against_manifest(folder: Path, name: str, manifest: Manifest, urls: l
     )
 
 
-def _download_into(tmp: Path, name: str, urls: list[str], progress: bool, timeout: float) -> Path:
-    """Download (and, for a zip, unpack) into ``tmp``; return the candidate dataset folder."""
+def _download_into(
+    tmp: Path, name: str, urls: list[str], manifest: Manifest, progress: bool, timeout: float
+) -> tuple[Path, int]:
+    """Download (and, for a zip, unpack) into ``tmp``; return (the candidate dataset folder, members skipped)."""
     if name == ISBI:
         folder = tmp / name
         folder.mkdir()
         for url, filename in zip(urls, ISBI_FILES):
-            part = _download(url, folder / f"{filename}.part", progress=progress, timeout=timeout)
+            entry = manifest.get(f"{ISBI}/{filename}")
+            if entry is None:
+                raise UnetlibError(f"the checksum manifest lists no {ISBI}/{filename}; pass a manifest that does")
+            part = _download(url, folder / f"{filename}.part", limit=_file_limit(entry),
+                             progress=progress, timeout=timeout)
             part.rename(folder / filename)
-        return folder
-    archive = _download(urls[0], tmp / f"{name}.zip.part", progress=progress, timeout=timeout)
-    unpacked = _unpack(archive, tmp / "unpacked", urls[0])
-    return _dataset_folder(unpacked, name)
+        return folder, 0
+    archive = _download(urls[0], tmp / f"{name}.zip.part", limit=download_limit(name, manifest),
+                        progress=progress, timeout=timeout)
+    unpacked = tmp / "unpacked"
+    skipped = _unpack(archive, unpacked, urls[0], name, manifest)
+    return unpacked / name, skipped
 
 
 def _temporary_folder(root: Path, name: str) -> Path:
@@ -253,9 +462,11 @@ def fetch(
     root : path, optional
         The data root (created if needed); see :func:`unetlib.data.data_root`.
     url : str, optional
-        Source override; see :func:`source_urls`.
+        Source override (a mirror; https, or plain http); see :func:`source_urls`.
+        Without it, only the official https sources are used.
     manifest : mapping or path, optional
-        Checksums to verify against; default: the one shipped with the package.
+        Checksums and sizes to verify against; default: the one shipped with
+        the package. Only its files of ``name`` are installed.
     progress : bool, default True
         Show a tqdm progress bar (on stderr) per file.
     timeout : float, default 60
@@ -264,14 +475,19 @@ def fetch(
     Returns
     -------
     FetchResult
-        ``fetched`` is False when a complete dataset was already there.
+        ``fetched`` is False when a complete dataset was already there;
+        ``skipped`` counts archive members that are not manifest files (never
+        installed), e.g. the official zips' silver truth ``*_ST``.
 
     Raises
     ------
     UnetlibError
-        Network failure, incomplete download, archive that does not unpack or
-        does not match the manifest (nothing is installed), or an existing
-        incomplete dataset folder (left untouched).
+        Network failure, a source or redirect that is not https (plain http
+        only for a user-given mirror), a download larger than
+        :func:`download_limit`, incomplete download, archive that does not
+        unpack, has unsafe paths, members of other sizes than the manifest's
+        or does not match the manifest (nothing is installed), a manifest
+        without sizes, or an existing incomplete dataset folder (left untouched).
     """
     name = _check_dataset_name(name)
     manifest = _manifest_for(name, manifest)
@@ -282,10 +498,10 @@ def fetch(
     urls = source_urls(name, url)
     tmp = _temporary_folder(root, name)
     try:
-        folder = _download_into(tmp, name, urls, progress, timeout)
+        folder, skipped = _download_into(tmp, name, urls, manifest, progress, timeout)
         _check_against_manifest(folder, name, manifest, urls)
         _move_into_place(folder, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return FetchResult(target, fetched=True)
+    return FetchResult(target, fetched=True, skipped=skipped)
 

@@ -26,6 +26,8 @@ import math
 import torch
 from torch import nn
 
+from unetlib.errors import UnetlibError
+
 __all__ = [
     "UNet",
     "output_size",
@@ -66,12 +68,12 @@ def nearest_valid_sizes(size: int) -> tuple[int, int]:
 
 
 def check_input_size(size: int, what: str = "input size") -> int:
-    """Return ``size`` if valid, else raise a ValueError naming the nearest valid sizes."""
+    """Return ``size`` if valid, else raise a UnetlibError naming the nearest valid sizes."""
     size = int(size)
     if not valid_input_size(size):
         lo, hi = nearest_valid_sizes(size)
         near = f"{lo}" if lo == hi else f"{lo} or {hi}"
-        raise ValueError(
+        raise UnetlibError(
             f"{what} {size} is not valid for the U-Net: valid sizes are 16k + 60 "
             f"with k >= 8 (188, 204, ..., 572, ...); nearest: {near}"
         )
@@ -167,11 +169,11 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+            raise UnetlibError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if width < 1 or in_channels < 1 or num_classes < 1:
-            raise ValueError("width, in_channels and num_classes must be positive")
+            raise UnetlibError("width, in_channels and num_classes must be positive")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise UnetlibError(f"dropout must be in [0, 1), got {dropout}")
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.width = width
@@ -235,7 +237,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise UnetlibError(
                 f"UNet expects (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         check_input_size(x.shape[-2], "input height")

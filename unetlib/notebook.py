@@ -14,11 +14,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
 
-__all__ = ["validate_parameters", "project_root", "output_dir", "PROFILES"]
+__all__ = ["validate_parameters", "check_range", "output_dir", "PROFILES"]
 
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "gpu", "paper")
 _INJECTED_MARKER = "# Parameters"  # first line of the cell papermill injects
 
 
@@ -91,12 +92,12 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
     return params
 
 
-def project_root() -> Path:
-    """The checkout that holds the notebooks (the folder above ``unetlib/``), else the cwd."""
-    here = Path(__file__).resolve().parents[1]
-    if (here / "notebooks").is_dir():
-        return here
-    return Path.cwd()
+def check_range(name: str, value, low=None, high=None) -> None:
+    """Refuse a numeric parameter outside ``[low, high]`` with a one-line error naming the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise UnetlibError(f"parameter {name}={value!r} must be a number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise UnetlibError(f"parameter {name}={value!r} is outside its range {low}..{high}")
 
 
 def output_dir(output: str | os.PathLike, profile: str) -> Path:

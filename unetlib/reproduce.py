@@ -1,12 +1,17 @@
-"""Reproduce the paper: run every notebook under one profile with papermill.
+"""Reproduce the paper: fetch missing data, then run every report notebook under one profile with papermill.
 
-``python -m unetlib.reproduce [--profile cpu] [--only 01_isbi2012_em ...]``
+``python -m unetlib.reproduce [--profile cpu] [--only 01_isbi2012_em ...] [--workers N | --scheduler ADDR]``
 
-The default profile is ``paper`` when a CUDA GPU is present, else ``cpu``.
-Each notebook ``notebooks/NAME.ipynb`` runs with the parameter file
-``notebooks/profiles/PROFILE/NAME.yaml`` and is written, executed, to
-``reports/PROFILE/NAME.ipynb``; its result JSON lands beside it. Wall times
-are collected in ``reports/PROFILE/timings.json``.
+The default profile is ``gpu`` when a CUDA GPU is present, else ``cpu``.
+Each report ``reports/PROFILE/NAME.ipynb`` is the executed copy of a source
+notebook (see :data:`REPORTS`; the two cell-tracking reports come from one
+notebook with a ``DATASET`` parameter) run with the parameter file
+``notebooks/profiles/PROFILE/NAME.yaml``. Executed copies hold paths relative
+to the project only. Wall times are collected in ``reports/PROFILE/timings.json``.
+
+Missing datasets are downloaded first (non-interactively, from the sources
+printed with their terms of use, checked against the shipped checksums;
+``UNETLIB_DATA_URL`` points to a mirror).
 """
 
 from __future__ import annotations
@@ -19,98 +24,202 @@ from pathlib import Path
 
 import yaml
 
-from unetlib.notebook import PROFILES, project_root
+from unetlib.atomic import write_text
+from unetlib.environment import project_root
+from unetlib.errors import UnetlibError
+from unetlib.notebook import PROFILES
 
-NOTEBOOKS = ("00_method", "01_isbi2012_em", "02_phc_u373", "03_dic_hela", "04_paper_tables")
+#: report name -> (source notebook, datasets it reads)
+REPORTS = {
+    "00_method": ("00_method", ("isbi2012", "DIC-C2DH-HeLa")),
+    "01_isbi2012_em": ("01_isbi2012_em", ("isbi2012",)),
+    "02_phc_u373": ("02_cell_tracking", ("PhC-C2DH-U373",)),
+    "02_dic_hela": ("02_cell_tracking", ("DIC-C2DH-HeLa",)),
+    "03_paper_tables": ("03_paper_tables", ()),
+}
+#: reports run by a plain ``reproduce`` (the appendix runs with ``--only 04_training_diagnosis``)
+APPENDIX = {"04_training_diagnosis": ("04_training_diagnosis", ("PhC-C2DH-U373", "DIC-C2DH-HeLa"))}
+NOTEBOOKS = tuple(REPORTS)
+TERMS = (
+    "Terms of use: ISBI 2012 (Cardona et al. 2010; Arganda-Carreras et al. 2015): non-commercial research "
+    "with citation. Cell Tracking Challenge (Maska et al. 2014, 2023; Ulman et al. 2017): cite the challenge; "
+    "public use outside the challenge needs the data providers' permission. See data/README.md."
+)
 
 
 def default_profile() -> str:
     import torch
 
-    return "paper" if torch.cuda.is_available() else "cpu"
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def profile_parameters(profile: str, notebook: str, root: Path | None = None) -> dict:
-    """The parameters of ``notebook`` under ``profile`` (from its YAML file)."""
+def profile_parameters(profile: str, report: str, root: Path | None = None) -> dict:
+    """The papermill parameters of ``report`` under ``profile`` (its YAML file)."""
     root = root or project_root()
-    path = root / "notebooks" / "profiles" / profile / f"{notebook}.yaml"
+    path = root / "notebooks" / "profiles" / profile / f"{report}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"no parameter file {path} for profile {profile!r}")
-    return yaml.safe_load(path.read_text()) or {}
+        raise UnetlibError(f"no parameter file {path.relative_to(root)} for profile {profile!r}")
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UnetlibError(f"cannot read {path.relative_to(root)} ({exc}); fix the YAML") from None
+    if not isinstance(params, dict):
+        raise UnetlibError(f"{path.relative_to(root)} must be a mapping of parameter names to values")
+    return params
 
 
-def run_notebook(notebook: str, profile: str, output_dir: Path, root: Path | None = None, **overrides) -> float:
-    """Execute one notebook with papermill; return its wall time in seconds."""
+def fetch_missing(reports, root=None) -> list[str]:
+    """Download every dataset the reports read that is not in the data root yet; return their names."""
+    from unetlib.data import data_root
+    from unetlib.fetch import fetch, source_urls
+
+    needed = sorted({d for name in reports for d in {**REPORTS, **APPENDIX}[name][1]})
+    missing = [d for d in needed if not (data_root(root) / d).exists()]
+    if missing:
+        print(TERMS, flush=True)
+    for name in missing:
+        print(f"fetching {name} from {', '.join(source_urls(name))} into {data_root(root)} ...", flush=True)
+        fetch(name, root, progress=sys.stderr.isatty())
+    return missing
+
+
+def run_notebook(report: str, profile: str, output_dir: Path, root: Path | None = None, **overrides) -> float:
+    """Execute one report with papermill; return its wall time in seconds."""
     import papermill
 
     root = root or project_root()
-    params = {**profile_parameters(profile, notebook, root), **overrides}
-    params["OUTPUT_DIR"] = str(output_dir)
+    source, _ = {**REPORTS, **APPENDIX}[report]
+    params = {**profile_parameters(profile, report, root), **overrides}
+    params["OUTPUT_DIR"] = _display_path(output_dir, root)
+    out = output_dir / f"{report}.ipynb"
     start = time.perf_counter()
-    papermill.execute_notebook(
-        str(root / "notebooks" / f"{notebook}.ipynb"),
-        str(output_dir / f"{notebook}.ipynb"),
-        parameters=params,
-        cwd=str(root / "notebooks"),
-        progress_bar=False,
-        log_output=False,
-        kernel_name="python3",
-    )
+    try:
+        papermill.execute_notebook(
+            str(root / "notebooks" / f"{source}.ipynb"), str(out), parameters=params,
+            cwd=str(root / "notebooks"), progress_bar=False, log_output=False, kernel_name="python3",
+        )
+    finally:
+        if out.is_file():
+            scrub_paths(out, root)
     return time.perf_counter() - start
 
 
-def reproduce(profile: str, notebooks=NOTEBOOKS, output_dir: Path | None = None) -> dict[str, float]:
-    """Run ``notebooks`` in order under ``profile``; return and save their wall times."""
+def scrub_paths(notebook: Path, root: Path) -> None:
+    """Make an executed notebook hold paths relative to the project only (papermill writes absolute ones)."""
+    text = notebook.read_text(encoding="utf-8")
+    home = str(Path.home())
+    for absolute, relative in ((str(root.resolve()) + "/", ""), (str(root.resolve()), "."), (home, "~")):
+        text = text.replace(json.dumps(absolute)[1:-1], relative)
+    write_text(notebook, text)
+
+
+def _display_path(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _read_timings(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        timings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"note: {path} is unreadable ({exc}); starting a new one", file=sys.stderr)
+        return {}
+    if not isinstance(timings, dict) or not all(isinstance(v, (int, float)) for v in timings.values()):
+        print(f"note: {path} is malformed; starting a new one", file=sys.stderr)
+        return {}
+    return timings
+
+
+def reproduce(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, *, fetch: bool = True,
+              **overrides) -> dict[str, float]:
+    """Run ``reports`` in order under ``profile``; return and save their wall times."""
+    if profile not in PROFILES:
+        raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    unknown = [r for r in reports if r not in {**REPORTS, **APPENDIX}]
+    if unknown:
+        raise UnetlibError(f"unknown report(s) {unknown}; choose from {', '.join({**REPORTS, **APPENDIX})}")
     root = project_root()
     output_dir = Path(output_dir or root / "reports" / profile)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if fetch:
+        fetch_missing(reports)
     timings_path = output_dir / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    for name in notebooks:
+    timings = _read_timings(timings_path)
+    for name in reports:
         print(f"[{profile}] running {name} ...", flush=True)
-        seconds = run_notebook(name, profile, output_dir, root)
+        extra = {k: v for k, v in overrides.items() if k in _accepted(name, root)}
+        seconds = run_notebook(name, profile, output_dir, root, **extra)
         timings[name] = round(seconds, 1)
-        timings_path.write_text(json.dumps(timings, indent=1) + "\n")
-        print(f"[{profile}] {name}: {seconds / 60:.1f} min -> {output_dir / (name + '.ipynb')}", flush=True)
-    print(f"[{profile}] total {sum(timings.values()) / 60:.1f} min; tables in {output_dir}")
+        write_text(timings_path, json.dumps(timings, indent=1) + "\n")
+        print(f"[{profile}] {name}: {seconds / 60:.1f} min -> {_display_path(output_dir / (name + '.ipynb'), root)}",
+              flush=True)
+    print(f"[{profile}] total {sum(timings.values()) / 60:.1f} min; tables in {_display_path(output_dir, root)}")
     return timings
+
+
+def _accepted(report: str, root: Path) -> set[str]:
+    """Parameter names the report's notebook declares (fan-out options go only where they exist)."""
+    import ast
+
+    source, _ = {**REPORTS, **APPENDIX}[report]
+    nb = json.loads((root / "notebooks" / f"{source}.ipynb").read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    return {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def update_readme(profile: str, root: Path | None = None) -> Path:
-    """Put ``reports/PROFILE/results.md`` (written by 04_paper_tables) into the README's results section."""
+    """Put ``reports/PROFILE/results.md`` (written by 03_paper_tables) into the README's results section."""
     root = root or project_root()
     results_md = root / "reports" / profile / "results.md"
     if not results_md.is_file():
-        raise FileNotFoundError(f"{results_md} does not exist: run the {profile} profile first")
+        raise UnetlibError(f"{results_md.relative_to(root)} does not exist: run the {profile} profile first")
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
     head, _, rest = text.partition(README_START)
     _, _, tail = rest.partition(README_END)
     if not rest:
-        raise ValueError(f"README.md has no {README_START} ... {README_END} section")
+        raise UnetlibError(f"README.md has no {README_START} ... {README_END} section")
     body = results_md.read_text(encoding="utf-8").strip()
     note = (f"Generated from `reports/{profile}/` by `python -m unetlib.reproduce --profile {profile} "
             "--update-readme`; the executed notebooks, tables and figures are there.")
-    readme.write_text(f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}", encoding="utf-8")
+    write_text(readme, f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}")
     return readme
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unetlib.reproduce", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=PROFILES, default=None, help="default: paper on a CUDA GPU, else cpu")
-    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
+    parser.add_argument("--profile", choices=PROFILES, default=None, help="default: gpu on a CUDA GPU, else cpu")
+    parser.add_argument("--only", nargs="+", choices=tuple({**REPORTS, **APPENDIX}), help="run only these reports")
     parser.add_argument("--output-dir", type=Path, default=None, help="default: reports/PROFILE")
+    parser.add_argument("--workers", type=int, default=None, help="run folds/directions on a local Dask cluster")
+    parser.add_argument("--scheduler", default=None, help="run folds/directions on this Dask scheduler")
+    parser.add_argument("--no-fetch", action="store_true", help="do not download missing datasets")
     parser.add_argument("--update-readme", action="store_true",
                         help="only copy reports/PROFILE/results.md into the README's results section")
     args = parser.parse_args(argv)
-    profile = args.profile or default_profile()
-    if args.update_readme:
-        print("updated", update_readme(profile))
-        return 0
-    reproduce(profile, tuple(args.only or NOTEBOOKS), args.output_dir)
+    try:
+        profile = args.profile or default_profile()
+        if args.update_readme:
+            print("updated", update_readme(profile))
+            return 0
+        if args.workers is not None and args.workers < 0:
+            raise UnetlibError(f"--workers must be >= 0, got {args.workers}")
+        overrides = {k: v for k, v in (("WORKERS", args.workers), ("SCHEDULER", args.scheduler)) if v is not None}
+        reproduce(profile, tuple(args.only or NOTEBOOKS), args.output_dir, fetch=not args.no_fetch, **overrides)
+    except UnetlibError as exc:
+        print(f"reproduce: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reproduce: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

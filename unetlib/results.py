@@ -1,101 +1,76 @@
-"""Result files: one JSON per experiment run, read by the table notebook.
+"""Result files: one JSON per experiment, the only input of the tables.
 
-Each file records what is needed to trust and repeat a number: parameters,
-seeds, the choices made where the paper is silent, checksums of the data
-actually used, the git revision, package versions, the hardware, per-fold and
-per-image metrics, and timings. Files are written atomically.
+The schema lives here and nowhere else. An :class:`ExperimentResult` holds
+what is needed to trust and repeat a number:
+
+- ``recipe``: the experiment's recipe (:class:`unetlib.recipe.Recipe`);
+- ``runs``: one entry per unit (an ISBI fold or a CTC direction), each with
+  its own ``seed`` and ``recipe``, its metrics, loss curve and timings;
+- ``mean``: the experiment's numbers (the mean over its runs);
+- ``data``: digests of the pixel arrays used (:func:`unetlib.data.pixel_digest`);
+- ``environment``: git revision, package versions, hardware, time (added on writing);
+- ``protocol``, ``timings``, ``files`` (paths relative to the result file).
+
+Files are written atomically; a file that cannot be read is reported by name.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
+import dataclasses
 import json
-import os
-import platform
-import subprocess
-from importlib import metadata
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unetlib.atomic import atomic_open
+from unetlib.atomic import write_text
+from unetlib.data import pixel_digest as array_digest
 from unetlib.errors import UnetlibError
 
-__all__ = ["array_digest", "environment", "write_result", "read_result", "read_results", "SCHEMA"]
+__all__ = ["SCHEMA", "ExperimentResult", "array_digest", "write_result", "read_result", "read_results"]
 
-SCHEMA = "unetlib-result-v1"
-_PACKAGES = ("unetlib", "torch", "numpy", "scipy", "scikit-image", "numba", "tifffile", "papermill")
-
-
-def array_digest(array: np.ndarray) -> str:
-    """sha256 of an array's shape, dtype and C-ordered bytes (stable across file formats)."""
-    array = np.ascontiguousarray(array)
-    h = hashlib.sha256(f"{array.shape}|{array.dtype.str}|".encode())
-    h.update(array.tobytes())
-    return h.hexdigest()
+SCHEMA = "unetlib-result-v2"
 
 
-def _git_revision(root: Path) -> str | None:
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if rev.returncode != 0:
-        return None
-    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+@dataclass
+class ExperimentResult:
+    """One experiment's runs and numbers (see the module docstring for each field)."""
 
+    experiment: str
+    dataset: str | None
+    profile: str
+    recipe: dict | None
+    protocol: str
+    runs: list[dict]
+    mean: dict[str, float]
+    data: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
 
-def _hardware() -> dict[str, Any]:
-    import torch
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **_jsonable(dataclasses.asdict(self))}
 
-    from unetlib.runtime import cpu_has_bf16
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any], source: str = "result") -> "ExperimentResult":
+        if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
+            found = payload.get("schema") if isinstance(payload, dict) else type(payload).__name__
+            raise UnetlibError(f"{source} is not a unetlib result file (schema {found!r}, expected {SCHEMA!r}): "
+                               "rerun the experiment's notebook")
+        known = {f.name for f in dataclasses.fields(cls)}
+        body = {k: v for k, v in payload.items() if k != "schema"}
+        missing = sorted({"experiment", "profile", "protocol", "runs", "mean"} - set(body))
+        unknown = sorted(set(body) - known)
+        if missing or unknown:
+            raise UnetlibError(f"{source} is malformed (missing {missing}, unknown {unknown}): rerun its notebook")
+        return cls(**body)
 
-    info = {
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_bf16": cpu_has_bf16(),
-        "cuda": torch.cuda.is_available(),
-    }
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    if info["cuda"]:
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def environment() -> dict[str, Any]:
-    """Git revision, package versions, Python, hardware and the time of the run."""
-    from unetlib.notebook import project_root
-
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "git_revision": _git_revision(project_root()),
-        "python": platform.python_version(),
-        "packages": versions,
-        "hardware": _hardware(),
-        "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    def run_values(self, key: str) -> list:
+        """``key`` of every run, in order (e.g. ``"pixel_error"`` or ``"SEG"``)."""
+        return [run[key] for run in self.runs]
 
 
 def _jsonable(value: Any) -> Any:
@@ -104,45 +79,59 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        return _jsonable(value.item())
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _jsonable(value.tolist())
     if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not np.isfinite(value):
+        return value.as_posix()
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
-def write_result(path: str | Path, result: dict[str, Any]) -> Path:
-    """Write ``result`` plus :func:`environment` as JSON, atomically."""
-    path = Path(path)
-    payload = {"schema": SCHEMA, **_jsonable(result), "environment": environment()}
-    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
-    with atomic_open(path) as f:
-        f.write(text.encode("utf-8"))
-    return path
+def write_result(path: str | Path, result: ExperimentResult) -> Path:
+    """Write ``result`` with the current :func:`unetlib.environment.environment`, atomically."""
+    from unetlib.environment import environment
+
+    result = dataclasses.replace(result, environment=environment())
+    text = json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n"
+    return write_text(path, text)
 
 
-def read_result(path: str | Path) -> dict[str, Any]:
-    """Read one result file, checking its schema."""
+def read_result(path: str | Path) -> ExperimentResult:
+    """Read one result file, checking its schema; errors name the file."""
     path = Path(path)
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UnetlibError(f"cannot read result file {path}: {exc}") from exc
-    if payload.get("schema") != SCHEMA:
-        raise UnetlibError(f"{path} is not a unetlib result file (schema {SCHEMA!r} expected)")
-    return payload
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnetlibError(f"cannot read result file {path} ({exc}): rerun the notebook that writes it") from None
+    return ExperimentResult.from_dict(payload, str(path))
 
 
-def read_results(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """All result files of a folder, keyed by experiment name."""
+def read_results(folder: str | Path, *, strict: bool = True) -> dict[str, ExperimentResult]:
+    """Every result file of a folder, keyed by experiment name.
+
+    A ``*.json`` that is not a result file of this kit (e.g. ``timings.json``)
+    is skipped only if it has no ``schema`` field; one that claims to be a
+    result file but cannot be read raises (``strict``) or is reported on
+    stderr, by name.
+    """
+    import sys
+
     out = {}
     for path in sorted(Path(folder).glob("*.json")):
         try:
-            payload = read_result(path)
-        except UnetlibError:
+            head = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(head, dict) and "schema" not in head:
+                continue  # another kind of JSON (timings, benchmark reports)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            pass  # reported by read_result below
+        try:
+            result = read_result(path)
+        except UnetlibError as exc:
+            if strict:
+                raise
+            print(f"skipped: {exc}", file=sys.stderr)
             continue
-        out[payload.get("experiment", path.stem)] = payload
+        out[result.experiment] = result
     return out

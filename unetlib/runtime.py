@@ -10,11 +10,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
-import platform
 
 import torch
+
+from unetlib.environment import cpu_has_bf16
+from unetlib.errors import UnetlibError
 
 __all__ = ["pick_device", "cpu_has_bf16", "autocast", "amp_dtype", "to_channels_last"]
 
@@ -25,34 +25,8 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU; use device='cpu'")
+        raise UnetlibError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU; use device='cpu'")
     return device
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_bf16() -> bool:
-    """True if this CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16).
-
-    Without native support, bf16 autocast is emulated and many times slower
-    than fp32 (measured: 14x on an AVX2-only CPU), so it must not be used.
-    Set ``UNETLIB_NO_BF16=1`` to force fp32.
-    """
-    if os.environ.get("UNETLIB_NO_BF16"):
-        return False
-    try:  # oneDNN's own test: AVX-512 with bf16 or AMX
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        pass
-    if platform.system() == "Linux":
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-                for line in f:
-                    if line.startswith("flags"):
-                        flags = line.split()
-                        return "avx512_bf16" in flags or "amx_bf16" in flags
-        except OSError:
-            return False
-    return False
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:

@@ -1,7 +1,8 @@
 """Table 1 and Table 2 of the paper, with the kit's numbers beside the paper's.
 
-The tables are built from result files alone (see :mod:`unetlib.results`), and
-written as Markdown, CSV and LaTeX.
+The tables are built from result files alone, read through
+:class:`unetlib.results.ExperimentResult`, and written (atomically) as
+Markdown, CSV and LaTeX.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from unetlib import paper
+from unetlib.atomic import write_text
+from unetlib.results import ExperimentResult
 
 __all__ = ["table1", "table2", "to_markdown", "write_table", "HELD_OUT_NOTE"]
 
@@ -24,7 +27,7 @@ _T1_KEYS = ("warping_error", "rand_error", "pixel_error")
 _T1_COLS = ("Warping error", "Rand error", "Pixel error")
 
 
-def table1(result: dict | None) -> pd.DataFrame:
+def table1(result: ExperimentResult | None) -> pd.DataFrame:
     """Table 1 (ISBI 2012) rows of the paper, then this kit's mean and per-fold rows."""
     rows = [
         {"Rank": "" if r is None else r, "Group": g, "Source": "paper (challenge test set)",
@@ -32,21 +35,20 @@ def table1(result: dict | None) -> pd.DataFrame:
         for r, g, *vals in paper.TABLE1
     ]
     if result is not None:
-        folds = result["folds"]
-        profile = result["profile"]
-        mean_label = f"u-net, this kit ({profile}), mean of folds {[f['fold'] for f in folds]}"
+        folds = result.runs
+        mean_label = f"u-net, this kit ({result.profile}), mean of folds {result.run_values('fold')}"
         rows.append({"Rank": "", "Group": mean_label, "Source": f"held-out training sections ({len(folds)} folds)",
-                     **{c: result["mean"][k] for c, k in zip(_T1_COLS, _T1_KEYS)}})
+                     **{c: result.mean[k] for c, k in zip(_T1_COLS, _T1_KEYS)}})
         for f in folds:
             rows.append({"Rank": "", "Group": f"  fold {f['fold']} (test sections {f['test_slices'][0]}-"
                          f"{f['test_slices'][-1]})", "Source": "held-out training sections",
                          **{c: f[k] for c, k in zip(_T1_COLS, _T1_KEYS)}})
-        delta = {c: result["mean"][k] - paper.UNET_TABLE1[k] for c, k in zip(_T1_COLS, _T1_KEYS)}
+        delta = {c: result.mean[k] - paper.UNET_TABLE1[k] for c, k in zip(_T1_COLS, _T1_KEYS)}
         rows.append({"Rank": "", "Group": "Δ this kit − paper u-net", "Source": "", **delta})
     return pd.DataFrame(rows)
 
 
-def table2(results: dict[str, dict]) -> pd.DataFrame:
+def table2(results: dict[str, ExperimentResult]) -> pd.DataFrame:
     """Table 2 (SEG, the paper's "IOU") rows of the paper, then this kit's rows."""
     names = ("PhC-C2DH-U373", "DIC-C2DH-HeLa")
     cols = ("PhC-U373", "DIC-HeLa")
@@ -54,17 +56,17 @@ def table2(results: dict[str, dict]) -> pd.DataFrame:
             for n, a, b in paper.TABLE2]
     ours = {c: results[n] for c, n in zip(cols, names) if n in results}
     if ours:
-        profile = next(iter(ours.values()))["profile"]
+        profile = next(iter(ours.values())).profile
         rows.append({"Name": f"u-net, this kit ({profile}), mean of directions",
                      "Source": "train on one sequence, test on the other",
-                     **{c: r["mean"]["SEG"] for c, r in ours.items()}})
+                     **{c: r.mean["SEG"] for c, r in ours.items()}})
         for direction in ("01->02", "02->01"):
             row = {"Name": f"  train {direction.replace('->', ', test ')}", "Source": "held-out sequence"}
             for c, r in ours.items():
-                row[c] = next((d["SEG"] for d in r["directions"] if d["direction"] == direction), np.nan)
+                row[c] = next((d["SEG"] for d in r.runs if d["direction"] == direction), np.nan)
             rows.append(row)
         rows.append({"Name": "Δ this kit − paper u-net", "Source": "",
-                     **{c: results[n]["mean"]["SEG"] - paper.UNET_TABLE2[n]
+                     **{c: results[n].mean["SEG"] - paper.UNET_TABLE2[n]
                         for c, n in zip(cols, names) if n in results}})
     return pd.DataFrame(rows)
 
@@ -89,14 +91,8 @@ def to_markdown(df: pd.DataFrame) -> str:
 def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> list[Path]:
     """Write ``stem``.md, .csv and .tex; return the paths."""
     stem = Path(stem)
-    md = stem.with_suffix(".md")
-    md.write_text(f"{caption}\n\n{to_markdown(df)}\n\n{HELD_OUT_NOTE}\n", encoding="utf-8")
-    csv = stem.with_suffix(".csv")
-    df.to_csv(csv, index=False)
-    tex = stem.with_suffix(".tex")
-    tex.write_text(
-        df.to_latex(index=False, na_rep="--", caption=caption,
-                    formatters={c: (lambda v, c=c: _fmt(v, c)) for c in df.columns}),
-        encoding="utf-8",
-    )
+    md = write_text(stem.with_suffix(".md"), f"{caption}\n\n{to_markdown(df)}\n\n{HELD_OUT_NOTE}\n")
+    csv = write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
+    tex = write_text(stem.with_suffix(".tex"), df.to_latex(
+        index=False, na_rep="--", caption=caption, formatters={c: (lambda v, c=c: _fmt(v, c)) for c in df.columns}))
     return [md, csv, tex]

@@ -263,9 +263,9 @@ def _check_mask(mask, what: str, allow_bool: bool = False) -> np.ndarray:
 def _check_border_parameters(w0, sigma) -> tuple[float, float]:
     w0, sigma = float(w0), float(sigma)
     if not (math.isfinite(w0) and w0 >= 0):
-        raise ValueError(f"w0 must be a finite number >= 0 (paper: 10), got {w0}")
+        raise UnetlibError(f"w0 must be a finite number >= 0 (paper: 10), got {w0}")
     if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a finite number of pixels > 0 (paper: 5), got {sigma}")
+        raise UnetlibError(f"sigma must be a finite number of pixels > 0 (paper: 5), got {sigma}")
     return w0, sigma
 
 
@@ -274,18 +274,18 @@ def _class_weight_pair(cell: np.ndarray, class_weights) -> tuple[float, float]:
         return 1.0, 1.0
     if isinstance(class_weights, str):
         if class_weights != "balanced":
-            raise ValueError(
+            raise UnetlibError(
                 f"class_weights {class_weights!r} is not known; use 'balanced', None or (w_background, w_cell)"
             )
         return _balanced_pair(cell)
     try:
         w_background, w_cell = (float(w) for w in class_weights)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise UnetlibError(
             f"class_weights must be 'balanced', None or a pair (w_background, w_cell), got {class_weights!r}"
         ) from None
     if not (w_background >= 0 and w_cell >= 0 and math.isfinite(w_background + w_cell)):
-        raise ValueError(f"class weights must be finite and >= 0, got {class_weights!r}")
+        raise UnetlibError(f"class weights must be finite and >= 0, got {class_weights!r}")
     return w_background, w_cell
 
 

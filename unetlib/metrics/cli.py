@@ -1,7 +1,11 @@
 """``unetlib evaluate``: score a prediction with the challenges' own metrics.
 
 ``unetlib evaluate isbi2012 PRED.tif GT.tif [--json]``
-    PRED = float32 stack of P(cell) in [0, 1], GT = 8-bit labels (0 membrane).
+    PRED = float32 stack of P(cell) in [0, 1], GT = 8-bit labels (0 membrane),
+    both grey-value TIFFs of the same shape, (H, W) or (S, H, W). A 2-class map
+    (a class axis of size 2 before H, W, as ``unetlib predict --probabilities``
+    writes without ``--class``), a colour TIFF, or NaN/inf/out-of-range values
+    are refused with one line naming the file and the fix.
 ``unetlib evaluate ctc RES_DIR GT_DIR [--json]``
     RES_DIR/maskTTT.tif against GT_DIR/SEG/man_segTTT.tif (the challenge's layout).
 """
@@ -11,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
 
 from unetlib.errors import UnetlibError
 
@@ -38,15 +44,58 @@ def register_cli(subparsers) -> None:
     ctc.set_defaults(func=_evaluate_ctc)
 
 
-def _read_stack(path: Path, what: str):
+_GREY_FIX = {
+    "prediction": "save P(cell) as one float32 channel, e.g. `unetlib predict --class 1 --probabilities OUT.tif`",
+    "ground-truth": "save the labels as one 8-bit channel (0 = membrane, 255 = cell)",
+}
+
+
+def _read_stack(path: Path, what: str) -> np.ndarray:
+    """Decode the TIFF's first series; refuse a missing, unreadable or colour (RGB, axes ``...S``) file."""
     import tifffile
 
     if not path.is_file():
         raise UnetlibError(f"{what} file {path} not found; check the path")
     try:
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes
+            array = tif.asarray()
     except Exception as exc:
         raise UnetlibError(f"cannot read {what} file {path} as TIFF: {exc}") from exc
+    if axes.endswith("S"):
+        raise UnetlibError(f"{what} file {path} is a colour TIFF (shape {array.shape}, axes {axes}); "
+                           f"{_GREY_FIX[what]}")
+    return array
+
+
+def _check_isbi_shapes(prob: np.ndarray, gt: np.ndarray, pred_path: Path, gt_path: Path) -> None:
+    """Same shape, else name the 2-class map (a class axis of size 2 before H, W) or both shapes."""
+    if prob.shape == gt.shape:
+        return
+    if prob.shape == gt.shape[:-2] + (2,) + gt.shape[-2:]:
+        raise UnetlibError(
+            f"prediction {pred_path} has shape {prob.shape}: a 2-class probability map for ground truth "
+            f"{gt_path} of shape {gt.shape}; score P(cell) alone: `unetlib predict --class 1 "
+            f"--probabilities OUT.tif` writes it"
+        )
+    raise UnetlibError(
+        f"prediction {pred_path} has shape {prob.shape}, ground truth {gt_path} shape {gt.shape}; both "
+        f"must be (H, W) or (S, H, W) of the same slices at full resolution"
+    )
+
+
+def _check_isbi_values(prob: np.ndarray, pred_path: Path) -> None:
+    """A float map must be finite and within [0, 1] (other dtypes: the metric names the fix)."""
+    if not np.issubdtype(prob.dtype, np.floating):
+        return
+    bad = int(np.count_nonzero(~np.isfinite(prob)))
+    if bad:
+        raise UnetlibError(f"prediction {pred_path} holds {bad} values that are not finite (NaN or inf); "
+                           f"fix the model output before scoring")
+    lo, hi = float(prob.min()), float(prob.max())
+    if lo < 0.0 or hi > 1.0:
+        raise UnetlibError(f"prediction {pred_path} spans [{lo}, {hi}], outside [0, 1]; pass P(cell) "
+                           f"(the softmax of the cell class), not logits or 0-255 values")
 
 
 def _evaluate_isbi2012(args: argparse.Namespace) -> int:
@@ -54,7 +103,12 @@ def _evaluate_isbi2012(args: argparse.Namespace) -> int:
 
     prob = _read_stack(args.pred, "prediction")
     gt = _read_stack(args.gt, "ground-truth")
-    result = isbi2012_errors(prob, gt, self_pairs=args.self_pairs == "yes", sort_mode=args.sort_mode)
+    _check_isbi_shapes(prob, gt, args.pred, args.gt)
+    _check_isbi_values(prob, args.pred)
+    try:
+        result = isbi2012_errors(prob, gt, self_pairs=args.self_pairs == "yes", sort_mode=args.sort_mode)
+    except ValueError as exc:  # the metric's own input checks: name the files
+        raise UnetlibError(f"{args.pred} against {args.gt}: {exc}") from None
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0

@@ -100,35 +100,35 @@ def _as_frames(frames, what: str) -> dict[int, np.ndarray]:
     elif isinstance(frames, Sequence) or isinstance(frames, np.ndarray):
         items = enumerate(frames)
     else:
-        raise ValueError(f"{what} must be a mapping frame -> label image or a sequence, got {type(frames).__name__}")
+        raise UnetlibError(f"{what} must be a mapping frame -> label image or a sequence, got {type(frames).__name__}")
     return {int(t): _check_label_image(np.asarray(img), f"{what} frame {t}") for t, img in items}
 
 
 def _check_label_image(image: np.ndarray, what: str) -> np.ndarray:
     if image.ndim != 2:
-        raise ValueError(f"{what}: expected a 2-D label image, got shape {image.shape}")
+        raise UnetlibError(f"{what}: expected a 2-D label image, got shape {image.shape}")
     if image.dtype == bool:
         return image.astype(np.uint8)
     if not np.issubdtype(image.dtype, np.integer):
-        raise ValueError(
+        raise UnetlibError(
             f"{what}: label images must have an integer dtype (e.g. uint16), got {image.dtype}; "
             "label connected components (scipy.ndimage.label) instead of passing probabilities"
         )
     if image.size and image.min() < 0:
-        raise ValueError(f"{what}: negative labels found; labels must be 0 (background) or positive")
+        raise UnetlibError(f"{what}: negative labels found; labels must be 0 (background) or positive")
     return image
 
 
 def _check_frames_match(gt: dict, pred: dict) -> None:
     missing = sorted(set(gt) - set(pred))
     if missing:
-        raise ValueError(
+        raise UnetlibError(
             f"no result for annotated frame(s) {missing[:10]}; every frame with a GT "
             "segmentation needs a result label image (an empty image if nothing was found)"
         )
     for t in gt:
         if gt[t].shape != pred[t].shape:
-            raise ValueError(f"frame {t}: result shape {pred[t].shape} differs from GT shape {gt[t].shape}")
+            raise UnetlibError(f"frame {t}: result shape {pred[t].shape} differs from GT shape {gt[t].shape}")
 
 
 # ---------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def ctc_seg(gt_frames, pred_frames) -> SEGResult:
 
     Raises
     ------
-    ValueError
+    UnetlibError
         Bad label images, a missing result frame, or no reference object at
         all (the Java reference raises here too; py-ctcmetrics returns 0).
     """
@@ -193,7 +193,7 @@ def ctc_seg(gt_frames, pred_frames) -> SEGResult:
     _check_frames_match(gt, pred)
     objects = [row for t in sorted(gt) for row in _frame_objects(t, gt[t], pred[t])]
     if not objects:
-        raise ValueError("no reference (GT) object was found in any annotated frame; SEG is undefined")
+        raise UnetlibError("no reference (GT) object was found in any annotated frame; SEG is undefined")
     return SEGResult(
         seg=float(sum(row["jaccard"] for row in objects) / len(objects)),
         n_reference=len(objects),
@@ -312,7 +312,7 @@ def write_ctc_results(masks, res_dir: str | Path, digits: int = 3) -> list[Path]
     written = []
     for t, labels in sorted(frames.items()):
         if labels.max(initial=0) > np.iinfo(np.uint16).max:
-            raise ValueError(f"mask frame {t}: label {labels.max()} does not fit uint16; relabel consecutively")
+            raise UnetlibError(f"mask frame {t}: label {labels.max()} does not fit uint16; relabel consecutively")
         path = res_dir / f"mask{t:0{digits}d}.tif"
         tifffile.imwrite(path, labels.astype(np.uint16))
         written.append(path)

@@ -34,6 +34,8 @@ import numpy as np
 from numba import njit
 from scipy import ndimage
 
+from unetlib.errors import UnetlibError
+
 __all__ = [
     "PIXEL_RAND_THRESHOLDS",
     "WARPING_THRESHOLDS",
@@ -189,27 +191,27 @@ def _as_stack(prob: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _check_shapes(prob: np.ndarray, gt: np.ndarray) -> None:
     if prob.shape != gt.shape:
-        raise ValueError(
+        raise UnetlibError(
             f"prediction shape {prob.shape} differs from ground-truth shape {gt.shape}; "
             "pass the probability map of the same slices at full resolution"
         )
     if prob.ndim not in (2, 3) or prob.size == 0:
-        raise ValueError(
+        raise UnetlibError(
             f"expected one slice (H, W) or a stack (S, H, W), got shape {prob.shape}"
         )
 
 
 def _check_probabilities(prob: np.ndarray) -> None:
     if prob.dtype not in (np.float32, np.float64):
-        raise ValueError(
+        raise UnetlibError(
             f"prediction must be a float32/float64 map of P(cell) in [0, 1], got dtype {prob.dtype}; "
             "convert 8-bit maps with prob = image / 255.0"
         )
     if np.isnan(prob).any():
-        raise ValueError("prediction contains NaN; fix the model output before scoring")
+        raise UnetlibError("prediction contains NaN; fix the model output before scoring")
     lo, hi = float(prob.min()), float(prob.max())
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(
+        raise UnetlibError(
             f"prediction values span [{lo}, {hi}], outside [0, 1]; pass P(cell) "
             "(e.g. the softmax of the cell channel), not logits or 0-255 values"
         )
@@ -219,17 +221,17 @@ def _binary_ground_truth(gt: np.ndarray) -> np.ndarray:
     if gt.dtype == bool:
         return gt
     if not (np.issubdtype(gt.dtype, np.integer) or np.issubdtype(gt.dtype, np.floating)):
-        raise ValueError(f"ground truth must be a numeric image, got dtype {gt.dtype}")
+        raise UnetlibError(f"ground truth must be a numeric image, got dtype {gt.dtype}")
     values = np.unique(gt)
     if values.size > 2 or (values < 0).any() or np.isnan(values).any():
         shown = values[:6].tolist()
-        raise ValueError(
+        raise UnetlibError(
             f"ground truth must be binary (0 = membrane, one positive value such as 1 or 255 "
             f"= cell); found {values.size} distinct values {shown}; for a label image "
             "use the CTC SEG metric, or binarise with gt > 0"
         )
     if values.size == 2 and values[0] != 0:
-        raise ValueError(
+        raise UnetlibError(
             f"ground truth values {values.tolist()} have no 0 (membrane); "
             "expected 0 for membrane and one positive value for cell"
         )
@@ -238,9 +240,9 @@ def _binary_ground_truth(gt: np.ndarray) -> np.ndarray:
 
 def _check_options(sort_mode: str, warping_radius: int) -> None:
     if sort_mode not in SORT_MODES:
-        raise ValueError(f"sort_mode must be one of {SORT_MODES}, got {sort_mode!r}")
+        raise UnetlibError(f"sort_mode must be one of {SORT_MODES}, got {sort_mode!r}")
     if int(warping_radius) != warping_radius:
-        raise ValueError(f"warping_radius must be an integer number of pixels, got {warping_radius!r}")
+        raise UnetlibError(f"warping_radius must be an integer number of pixels, got {warping_radius!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -300,7 +302,7 @@ def _map_slices(per_slice, n: int, progress: bool, desc: str) -> list:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(per_slice, range(n))
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             results = tqdm(results, total=n, desc=desc, unit="slice")
         return list(results)

@@ -1,0 +1,121 @@
+"""Where and on what the kit runs: the project checkout, the CPU, the GPU, package versions, git.
+
+Everything that describes the machine is read here once, for result files,
+benchmarks and the precision choice of :mod:`unetlib.runtime`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["project_root", "cpu_model", "cpu_flags", "cpu_has_bf16", "hardware", "git_revision", "environment"]
+
+_PACKAGES = ("unetlib", "torch", "numpy", "scipy", "scikit-image", "numba", "tifffile", "papermill")
+
+
+def project_root() -> Path:
+    """The checkout that holds the package (the folder above ``unetlib/`` with a ``pyproject.toml``), else the cwd."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout
+    return Path.cwd()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux), else what the platform module says."""
+    return _cpuinfo().get("model name") or platform.processor() or None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux; empty elsewhere)."""
+    return set(_cpuinfo().get("flags", "").split())
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """True if this CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16).
+
+    Without native support, bf16 autocast is emulated and many times slower
+    than fp32 (measured: 14x on an AVX2-only CPU), so it must not be used.
+    Set ``UNETLIB_NO_BF16=1`` to force fp32.
+    """
+    if os.environ.get("UNETLIB_NO_BF16"):
+        return False
+    try:  # oneDNN's own test: AVX-512 with bf16 or AMX
+        import torch
+
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        pass
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def hardware() -> dict[str, Any]:
+    """CPU model and cores, torch threads, native bf16, GPU name."""
+    import torch
+
+    info = {
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_bf16(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if info["cuda"]:
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def git_revision(root: Path | None = None) -> str | None:
+    """``HEAD`` of the checkout, with ``+dirty`` when tracked files differ; None outside git."""
+    root = root or project_root()
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def environment() -> dict[str, Any]:
+    """Git revision, package versions, Python, hardware and the time of the run."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "hardware": hardware(),
+        "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

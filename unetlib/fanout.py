@@ -1,0 +1,85 @@
+"""Fan-out of experiment units (an ISBI fold, a CTC direction) on Dask, for users who outgrow one process.
+
+An experiment driver (:func:`unetlib.protocols.run_isbi2012`,
+:func:`~unetlib.protocols.run_ctc`) takes a *runner*: a function
+``runner(function, calls)`` that returns ``[function(**kwargs) for kwargs in calls]``
+in order. :func:`runner` gives
+
+- the serial runner (``workers=0`` and no scheduler): everything in this process;
+- a ``dask.distributed`` runner: a ``LocalCluster`` of ``workers`` processes,
+  or an existing cluster by its scheduler address (for example one started
+  on Slurm by ``dask-jobqueue``). Each unit is one task; results come back as
+  the same typed objects and merge into the same result file as a serial run.
+
+Units read their data from the data root and write only below the output
+folder, so the workers must see both (a shared file system on a cluster).
+Each local worker gets ``cores / workers`` PyTorch threads; on one GPU the
+workers share the device (the networks train concurrently).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from unetlib.errors import UnetlibError
+from unetlib.protocols import Runner, serial
+
+__all__ = ["runner", "serial"]
+
+
+def runner(workers: int = 0, scheduler: str | None = None, threads_per_worker: int | None = None) -> Runner:
+    """The serial runner, or a Dask runner on a local cluster of ``workers`` or on ``scheduler``."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise UnetlibError(f"workers must be an integer >= 0 (0 runs serially), got {workers!r}")
+    if not scheduler and workers == 0:
+        return serial
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UnetlibError("the fan-out needs Dask: pip install 'distributed' (or run with WORKERS = 0)") from None
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // max(workers, 1))
+    return _DaskRunner(Client, LocalCluster, workers, scheduler or None, threads)
+
+
+class _DaskRunner:
+    """Submits each call as one Dask task and gathers the results in order."""
+
+    def __init__(self, client_cls, cluster_cls, workers: int, scheduler: str | None, threads: int) -> None:
+        self._client_cls, self._cluster_cls = client_cls, cluster_cls
+        self.workers, self.scheduler, self.threads = workers, scheduler, threads
+
+    def __call__(self, function: Callable, calls: list[dict]) -> list:
+        if not calls:
+            return []
+        cluster = None
+        try:
+            if self.scheduler:
+                client = self._client_cls(self.scheduler)
+            else:
+                cluster = self._cluster_cls(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=None,
+                                            env={"OMP_NUM_THREADS": str(self.threads),
+                                                 "MKL_NUM_THREADS": str(self.threads)})
+                client = self._client_cls(cluster)
+        except OSError as exc:
+            raise UnetlibError(f"cannot reach the Dask scheduler {self.scheduler or '(local)'}: {exc}") from None
+        try:
+            futures = [client.submit(_call, function, kwargs, self.threads, pure=False) for kwargs in calls]
+            return client.gather(futures)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    def __repr__(self) -> str:
+        where = self.scheduler or f"LocalCluster({self.workers} workers x {self.threads} threads)"
+        return f"dask runner on {where}"
+
+
+def _call(function: Callable, kwargs: dict, threads: int):
+    """One unit inside a worker: quiet (no progress bars) and with its share of the cores."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return function(**{**kwargs, "progress": False})

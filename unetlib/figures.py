@@ -1,0 +1,154 @@
+"""Figures and small tables the notebooks show: loss curves, segmentations, the recipe's choices.
+
+Each function takes results or arrays, draws one figure and returns it
+(``save=`` writes a PNG atomically); none reads data on its own, so the
+notebooks stay a narrative around library calls.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from unetlib.atomic import write_bytes
+from unetlib.results import ExperimentResult
+
+__all__ = [
+    "choices_table", "loss_curves", "isbi_examples", "ctc_examples", "instance_overlay", "training_sample",
+    "save_figure", "versus_paper",
+]
+
+_DPI = 80
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    return write_bytes(path, buffer.getvalue())
+
+
+def choices_table(recipe):
+    """The recipe's choices where the paper is silent, with their reasons (a pandas DataFrame)."""
+    import pandas as pd
+
+    return pd.DataFrame(recipe.choices(), columns=["choice", "value", "why"]).set_index("choice")
+
+
+def loss_curves(results: dict[str, Sequence], *, title: str = "training loss", window: int = 50, ax=None,
+                save: str | Path | None = None):
+    """Loss against iteration for each named curve of ``(iteration, loss, seconds)`` rows, with a running mean."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 4))
+    for label, rows in results.items():
+        rows = np.asarray(rows, dtype=float)
+        if rows.size == 0:
+            continue
+        it, loss = rows[:, 0], rows[:, 1]
+        line, = ax.plot(it, loss, lw=0.6, alpha=0.35)
+        n = max(1, min(window, len(loss) // 4 or 1))
+        ax.plot(it[n - 1:], np.convolve(loss, np.ones(n) / n, "valid"), color=line.get_color(), label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("weighted cross entropy")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+def instance_overlay(ax, image: np.ndarray, labels: np.ndarray, title: str = "", alpha: float = 0.55) -> None:
+    """``image`` in grey with ``labels`` (0 = background) in cycling colours."""
+    ax.imshow(image, cmap="gray")
+    ax.imshow(np.ma.masked_equal(labels % 20 + (labels > 0), 0), cmap="tab20", alpha=alpha, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def isbi_examples(result: ExperimentResult, out_dir: str | Path, save: str | Path | None = None):
+    """For each fold: its first held-out section, the ground truth and the predicted P(cell)."""
+    import matplotlib.pyplot as plt
+
+    runs = result.runs
+    fig, axes = plt.subplots(len(runs), 3, figsize=(12, 4 * len(runs)), squeeze=False)
+    for row, run in zip(axes, runs):
+        with np.load(Path(out_dir) / run["example"]) as ex:
+            row[0].imshow(ex["image"], cmap="gray")
+            row[1].imshow(ex["gt"], cmap="gray")
+            row[2].imshow(ex["prob"], cmap="gray", vmin=0, vmax=1)
+        section = run["test_slices"][0]
+        row[0].set_title(f"fold {run['fold']}: section {section}", fontsize=9)
+        row[1].set_title("ground truth (black: membrane)", fontsize=9)
+        row[2].set_title(f"P(cell); fold errors: pixel {run['pixel_error']:.4f}, Rand {run['rand_error']:.4f}",
+                         fontsize=9)
+        for ax in row:
+            ax.axis("off")
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+def ctc_examples(result: ExperimentResult, out_dir: str | Path, save: str | Path | None = None):
+    """For each direction: the first test frame with its ground truth, P(cell) and the predicted instances."""
+    import matplotlib.pyplot as plt
+
+    runs = result.runs
+    fig, axes = plt.subplots(len(runs), 3, figsize=(14, 4.2 * len(runs)), squeeze=False)
+    for row, run in zip(axes, runs):
+        with np.load(Path(out_dir) / run["example"]) as ex:
+            image, gt, pred, prob = ex["image"], ex["gt"], ex["pred"], ex["prob"]
+        instance_overlay(row[0], image, gt.astype(np.int64), f"{run['direction']}: frame {run['test_frames'][0]}, "
+                         "ground truth")
+        row[1].imshow(prob, cmap="magma", vmin=0, vmax=1)
+        row[1].set_title("P(cell)", fontsize=9)
+        row[1].axis("off")
+        instance_overlay(row[2], image, pred.astype(np.int64),
+                         f"predicted instances (direction SEG {run['SEG']:.3f})")
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+def training_sample(image, target, weights, x, y, w, title: str = "", save: str | Path | None = None):
+    """A source image with its target and weights, next to one augmented training tile (input, target, weights)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 3, figsize=(12, 8))
+    for a, (array, cmap, name) in zip(ax[0], ((image, "gray", "image"), (target, "gray", "target"),
+                                              (weights, "jet", "weight map w(x)"))):
+        a.imshow(array, cmap=cmap)
+        a.set_title(f"source {name}", fontsize=9)
+    for a, (array, cmap, name) in zip(ax[1], ((x, "gray", "input tile"), (y, "gray", "target (output tile)"),
+                                              (w, "jet", "weights (output tile)"))):
+        a.imshow(array, cmap=cmap)
+        a.set_title(f"augmented {name} {array.shape[0]}²", fontsize=9)
+    for a in ax.ravel():
+        a.axis("off")
+    fig.suptitle(title)
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+def versus_paper(result: ExperimentResult) -> list[str]:
+    """One line per number: this kit's value, the paper's, and the difference (relative for errors)."""
+    from unetlib import paper
+
+    lines = []
+    if result.dataset == "isbi2012":
+        for key in ("pixel_error", "rand_error", "warping_error"):
+            ours, theirs = result.mean[key], paper.UNET_TABLE1[key]
+            lines.append(f"{key.replace('_', ' ')}: {ours:.6g} here vs {theirs:.6g} in the paper "
+                         f"({100 * (ours - theirs) / theirs:+.0f} %)")
+    else:
+        ours, theirs = result.mean["SEG"], paper.UNET_TABLE2[result.dataset]
+        lines.append(f"SEG: {ours:.4f} here vs {theirs:.4f} in the paper ({ours - theirs:+.4f})")
+        for run in result.runs:
+            lines.append(f"  {run['direction']}: SEG {run['SEG']:.4f} ({run['matched_objects']}/{run['objects']} "
+                         f"annotated cells matched), foreground IoU {run['foreground_iou']:.4f}")
+    return lines

@@ -1,0 +1,239 @@
+"""Geometry of overlap-tile inference (paper Sec. 2, Fig. 2) and of the square's symmetries.
+
+- :func:`mirror_index`: coordinates outside an image mapped back inside by
+  mirroring (reflection without repeating the edge pixel, numpy's ``reflect``),
+  the extrapolation of Fig. 2; :func:`unetlib.augment` uses its float twin.
+- :class:`TileLayout` / :func:`plan_tiles`: where the tiles of an image lie.
+  Every tile's input origin sits at ``-92 + 16 m`` in image coordinates, so
+  all tiles share one max-pool grid with a single virtual pass of the network
+  over the whole mirror-extrapolated image: the stride between tiles is the
+  largest multiple of 16 not above the tile's output edge (``16 k - 124`` is
+  never a multiple of 16), and the few pixels two tiles both predict are
+  written once. Stitched outputs are therefore seamless by construction.
+- :func:`tta_transforms`: the flips and rotations averaged at test time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from unetlib.errors import UnetlibError
+from unetlib.model import BORDER, MIN_INPUT, check_input_size, input_size_for_output
+
+__all__ = ["GRID", "TTA_MODES", "mirror_index", "TileLayout", "plan_tiles", "tta_transforms"]
+
+GRID = 16  #: period of the pooling grid after four 2x2 max-pools (pixels)
+TTA_MODES = ("none", "flips", "d4")
+_BYTES_PER_PIXEL_PER_WIDTH = 4 * 8  # fp32 activations alive at the peak, about 8 * width maps
+
+
+def mirror_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Map coordinates outside ``[0, size)`` back inside by repeated mirroring.
+
+    Reflection does not repeat the edge pixel (numpy ``reflect``): for
+    ``size = 4`` the coordinates ``-2, -1, 0, 3, 4, 5`` map to ``2, 1, 0, 3, 2, 1``.
+    Far coordinates reflect again (period ``2 * (size - 1)``), so a 92-pixel
+    context also works for images of only a few pixels; a 1-pixel axis repeats.
+    """
+    index = np.asarray(index, dtype=np.int64)
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    folded = np.mod(index, period)
+    return np.where(folded >= size, period - folded, folded)
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where the tiles of one image lie, per axis ``(rows, columns)``.
+
+    Attributes
+    ----------
+    shape : (int, int)
+        Image height and width (pixels).
+    tile : (int, int)
+        Input tile edge, ``16 k + 60`` (pixels).
+    stride : (int, int)
+        Distance between tile origins, a multiple of 16 (pixels).
+    counts : (int, int)
+        Number of tiles along each axis.
+    """
+
+    shape: tuple[int, int]
+    tile: tuple[int, int]
+    stride: tuple[int, int]
+    counts: tuple[int, int]
+
+    @property
+    def out(self) -> tuple[int, int]:
+        """Output tile edge, ``tile - 184`` (pixels)."""
+        return self.tile[0] - 2 * BORDER, self.tile[1] - 2 * BORDER
+
+    @property
+    def n_tiles(self) -> int:
+        return self.counts[0] * self.counts[1]
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """Extent of the equivalent whole-image pass (input pixels, from -92)."""
+        return tuple((n - 1) * s + t for n, s, t in zip(self.counts, self.stride, self.tile))
+
+    def origins(self) -> Iterator[tuple[int, int]]:
+        """Output origins ``(y, x)`` of the tiles in image coordinates, row by row."""
+        for i in range(self.counts[0]):
+            for j in range(self.counts[1]):
+                yield i * self.stride[0], j * self.stride[1]
+
+    def write_window(self, y: int, x: int) -> tuple[slice, slice]:
+        """The image region the tile at ``(y, x)`` writes: up to the next tile, the last to the image end.
+
+        Windows are disjoint and cover the image; the pixels a tile predicts
+        beyond its window are identical to its neighbour's and are dropped.
+        """
+        return (
+            _window(y, self.stride[0], self.counts[0], self.shape[0]),
+            _window(x, self.stride[1], self.counts[1], self.shape[1]),
+        )
+
+
+def _window(origin: int, stride: int, count: int, length: int) -> slice:
+    last = origin // stride == count - 1
+    return slice(origin, length if last else origin + stride)
+
+
+def _stride_for(tile: int) -> int:
+    return GRID * ((tile - 2 * BORDER) // GRID)
+
+
+def _count_for(length: int, tile: int) -> int | None:
+    """Tiles needed along an axis of ``length`` pixels, or None if ``tile`` cannot tile it."""
+    out = tile - 2 * BORDER
+    if out >= length:
+        return 1
+    stride = _stride_for(tile)
+    if stride == 0:
+        return None
+    return math.ceil((length - out) / stride) + 1
+
+
+def _axis_layout(length: int, tile: int, what: str) -> tuple[int, int]:
+    count = _count_for(length, tile)
+    if count is None:
+        raise UnetlibError(
+            f"{what} {tile} gives a {tile - 2 * BORDER}-pixel output, less than one "
+            f"{GRID}-pixel stride, and cannot tile {length} pixels; use a tile of at least "
+            f"{MIN_INPUT + GRID}"
+        )
+    return _stride_for(tile) if count > 1 else max(_stride_for(tile), GRID), count
+
+
+def _best_tile(length: int, cap: int) -> int:
+    """Valid tile edge <= ``cap`` that feeds the fewest input pixels along an axis.
+
+    The total input extent ``count * tile`` is minimised; ties go to the larger
+    tile (fewer forward passes). The smallest tile that covers the axis in one
+    pass is the largest candidate, since any larger single tile only adds padding.
+    """
+    largest = input_size_for_output(length)
+    best, best_cost = None, None
+    for tile in range(MIN_INPUT, max(min(cap, largest), MIN_INPUT + GRID) + 1, GRID):
+        count = _count_for(length, tile)
+        if count is None:
+            continue
+        cost = count * tile
+        if best_cost is None or cost <= best_cost:
+            best, best_cost = tile, cost
+    return best
+
+
+def _largest_tile(pixels: float) -> int:
+    """Largest valid edge with ``edge <= pixels`` (at least the smallest tilable edge)."""
+    edge = 60 + GRID * int((pixels - 60) // GRID) if pixels >= MIN_INPUT else MIN_INPUT
+    return max(edge, MIN_INPUT + GRID)
+
+
+def plan_tiles(
+    shape: Sequence[int],
+    tile: int | Sequence[int] | None = None,
+    *,
+    bytes_per_pixel: float = _BYTES_PER_PIXEL_PER_WIDTH * 64,
+    memory_budget: float = 2**31,
+) -> TileLayout:
+    """Choose the tile layout for an image of ``shape = (height, width)`` pixels.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image height and width (pixels).
+    tile : int or (int, int) or None
+        Input tile edge(s), each ``16 k + 60``. None chooses automatically:
+        each axis takes the valid edge that feeds the fewest input pixels
+        (``tiles * edge``), which is the smallest tile covering the image in one
+        pass whenever that fits the memory budget, else (nearly always) the
+        largest tile that fits. The shorter axis is chosen first under a square
+        budget, the longer one with what remains.
+    bytes_per_pixel : float
+        Estimated peak memory of one forward per input pixel (bytes); default is
+        the paper network (width 64) in fp32.
+    memory_budget : float
+        Bytes one forward pass of one tile may use (default 2 GiB).
+
+    Returns
+    -------
+    TileLayout
+    """
+    height, width = _check_shape(shape)
+    if tile is None:
+        tile = _auto_tile(height, width, bytes_per_pixel, memory_budget)
+    tile_h, tile_w = _check_tile(tile)
+    stride_h, count_h = _axis_layout(height, tile_h, "tile height")
+    stride_w, count_w = _axis_layout(width, tile_w, "tile width")
+    return TileLayout((height, width), (tile_h, tile_w), (stride_h, stride_w), (count_h, count_w))
+
+
+def _auto_tile(height: int, width: int, bytes_per_pixel: float, budget: float) -> tuple[int, int]:
+    area = max(budget / bytes_per_pixel, 1.0)
+    short, long_ = (height, width) if height <= width else (width, height)
+    first = _best_tile(short, _largest_tile(math.sqrt(area)))
+    second = _best_tile(long_, _largest_tile(area / first))
+    return (first, second) if height <= width else (second, first)
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+    if len(shape) != 2 or min(shape) < 1:
+        raise UnetlibError(f"image shape {tuple(shape)} is empty or not 2-D; give a (height, width) of at least 1 pixel")
+    return int(shape[0]), int(shape[1])
+
+
+def _check_tile(tile: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(tile, (int, np.integer)):
+        tile = (int(tile), int(tile))
+    if len(tile) != 2:
+        raise UnetlibError(f"tile must be an int or (height, width), got {tile!r}")
+    return check_input_size(tile[0], "tile height"), check_input_size(tile[1], "tile width")
+
+
+def tta_transforms(mode: str | None) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """The transforms averaged at test time, as functions returning numpy views.
+
+    ``None``/``"none"``: identity. ``"flips"``: the release's four (none,
+    left-right, up-down, both). ``"d4"``: the eight symmetries of the square
+    (four rotations, each with and without a mirror), the identity plus the
+    paper's "7 rotated versions".
+    Each acts on the last two axes.
+    """
+    mode = "none" if mode is None else str(mode).lower()
+    if mode not in TTA_MODES:
+        raise UnetlibError(f"tta must be one of {TTA_MODES} or None, got {mode!r}")
+    lr = lambda a: a[..., ::-1]  # noqa: E731
+    ud = lambda a: a[..., ::-1, :]  # noqa: E731
+    if mode == "none":
+        return [lambda a: a]
+    if mode == "flips":
+        return [lambda a: a, lr, ud, lambda a: a[..., ::-1, ::-1]]
+    rotations = [lambda a, k=k: np.rot90(a, k, axes=(-2, -1)) for k in range(4)]
+    return rotations + [lambda a, r=r: r(lr(a)) for r in rotations]

@@ -1,0 +1,117 @@
+"""``unetlib predict CHECKPOINT IMAGE``: overlap-tile prediction of a file with a trained network.
+
+The checkpoint's recipe sets the input scaling and the test-time averaging
+(``--normalize`` and ``--tta`` override them); outputs are written atomically
+and never over an input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from unetlib.errors import UnetlibError
+
+__all__ = ["register_cli"]
+
+
+def register_cli(subparsers) -> None:
+    """Add ``unetlib predict CHECKPOINT IMAGE ...``."""
+    from unetlib.geometry import TTA_MODES
+    from unetlib.preprocess import NORMALIZATIONS
+
+    parser = subparsers.add_parser(
+        "predict",
+        help="overlap-tile prediction of an image or TIFF stack",
+        description="Seamless overlap-tile prediction (paper Fig. 2) of a 2-D TIFF/PNG image or a TIFF "
+        "stack with a trained checkpoint; writes float32 probabilities and/or labels as TIFF.",
+    )
+    parser.add_argument("checkpoint", help="checkpoint written by `unetlib train`")
+    parser.add_argument("image", help="2-D TIFF/PNG image or TIFF stack (S, H, W)")
+    parser.add_argument("--probabilities", metavar="OUT.tif", help="write float32 softmax probabilities here")
+    parser.add_argument("--labels", metavar="OUT.tif", help="write argmax labels (uint8/uint16) here")
+    parser.add_argument("--class", dest="class_index", type=int, metavar="K",
+                        help="write only P(class K) to --probabilities (e.g. 1 = P(cell) for the ISBI submission)")
+    parser.add_argument("--tile", metavar="T or HxW", help="input tile edge, 16k + 60 (default: automatic)")
+    parser.add_argument("--tta", choices=TTA_MODES, help="test-time averaging (default: the checkpoint's recipe)")
+    parser.add_argument("--normalize", choices=NORMALIZATIONS, help="input scaling (default: the checkpoint's recipe)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--batch-size", type=int, help="tiles per forward pass (default: automatic)")
+    parser.add_argument("--no-amp", action="store_true", help="compute in fp32")
+    parser.set_defaults(func=_cli_predict)
+
+
+def _cli_predict(args) -> int:
+    from unetlib.atomic import write_tiff
+    from unetlib.checkpoint import load_checkpoint, load_model
+    from unetlib.inference import Tiling, label_dtype, predict, softmax
+    from unetlib.userfiles import check_output_paths, read_image
+
+    _check_outputs(args)
+    check_output_paths({"image": args.image, "checkpoint": args.checkpoint},
+                       {"--probabilities": args.probabilities, "--labels": args.labels})
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UnetlibError(f"--batch-size must be at least 1, got {args.batch_size}")
+    model = load_model(args.checkpoint, device="cpu")
+    normalize, tta = _recipe_defaults(load_checkpoint(args.checkpoint), args)
+    _check_class(args.class_index, model.num_classes, args.checkpoint)
+    image = read_image(args.image, model.in_channels)
+    print(f"{args.image}: {image.shape} {image.dtype}, read as {'a stack' if image.ndim == 3 else 'one image'}; "
+          f"input scaling {normalize!r}, test-time averaging {tta!r}")
+    tiling = Tiling(tile=_parse_tile(args.tile), batch_size=args.batch_size, device=args.device,
+                    amp=not args.no_amp, progress=True)
+    logits = predict(model, image, tta=tta, normalize=normalize, output="logits", tiling=tiling)
+    class_axis = logits.ndim - 3
+    if args.probabilities:
+        probabilities = softmax(logits, axis=class_axis)
+        if args.class_index is not None:
+            probabilities = np.take(probabilities, args.class_index, axis=class_axis)
+        _report(write_tiff(args.probabilities, probabilities), probabilities)
+    if args.labels:
+        labels = logits.argmax(axis=class_axis).astype(label_dtype(model.num_classes))
+        _report(write_tiff(args.labels, labels), labels)
+    return 0
+
+
+def _recipe_defaults(payload: dict, args) -> tuple[str, str]:
+    """Input scaling and TTA: the options if given, else the checkpoint's recipe, else the release's."""
+    from unetlib.recipe import Recipe
+
+    recipe = None
+    stored = (payload.get("metadata") or {}).get("recipe")
+    if stored is not None:
+        recipe = Recipe.from_dict(stored)
+    elif args.normalize is None:
+        print(f"note: {args.checkpoint} carries no recipe; scaling inputs as 'unit' (uint8 / 255)")
+    normalize = args.normalize or (recipe.normalize if recipe else "unit")
+    tta = args.tta or (recipe.tta if recipe else "none")
+    return normalize, tta
+
+
+def _report(path: Path, array: np.ndarray) -> None:
+    print(f"wrote {path} {array.dtype} {array.shape}")
+
+
+def _check_outputs(args) -> None:
+    if not args.probabilities and not args.labels:
+        raise UnetlibError("nothing to write: give --probabilities OUT.tif and/or --labels OUT.tif")
+    if args.class_index is not None and not args.probabilities:
+        raise UnetlibError("--class selects a probability map: also give --probabilities OUT.tif")
+
+
+def _check_class(class_index: int | None, num_classes: int, checkpoint: str) -> None:
+    if class_index is not None and not 0 <= class_index < num_classes:
+        raise UnetlibError(f"--class {class_index} does not exist: {checkpoint} has classes 0..{num_classes - 1}")
+
+
+def _parse_tile(text: str | None):
+    if text is None:
+        return None
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise UnetlibError(f"--tile {text!r} is not a number or HxW (e.g. 572 or 444x892)") from None
+    if len(parts) not in (1, 2):
+        raise UnetlibError(f"--tile {text!r} is not a number or HxW (e.g. 572 or 444x892)")
+    return parts[0] if len(parts) == 1 else tuple(parts)

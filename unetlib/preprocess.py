@@ -1,0 +1,97 @@
+"""Input scaling: the one place where pixel values become network inputs.
+
+Training (:func:`unetlib.train.train`, through the experiment protocols) and
+inference (:func:`unetlib.inference.predict`) both call :func:`normalizer`,
+so a network always sees its inputs scaled the way it was trained. The mode
+travels with the model: it is part of the :class:`unetlib.recipe.Recipe`
+saved in every checkpoint.
+
+Modes
+-----
+``"unit"``
+    Integers divided by their dtype's maximum (uint8 -> /255, as the 2015
+    release), booleans as 0/1, floats as given.
+``"zscore"``
+    Zero mean and unit standard deviation per image and channel.
+``"minmax"``
+    ``[min, max]`` of each image and channel -> ``[0, 1]``.
+``"none"``
+    Values as given.
+
+Statistics are computed in float64, a block of rows at a time, so a large
+image never needs a second full-size float copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from unetlib.errors import UnetlibError
+
+__all__ = ["NORMALIZATIONS", "normalizer", "normalize_image", "check_mode", "row_blocks"]
+
+NORMALIZATIONS = ("unit", "zscore", "minmax", "none")
+_CHUNK_ROWS = 256  # rows per block for whole-image statistics
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`NORMALIZATIONS`, else a one-line error naming them."""
+    if mode not in NORMALIZATIONS:
+        raise UnetlibError(f"normalize must be one of {NORMALIZATIONS}, got {mode!r}")
+    return mode
+
+
+def row_blocks(array: np.ndarray, rows: int = _CHUNK_ROWS) -> Iterator[np.ndarray]:
+    """Views of ``array`` of at most ``rows`` rows (second-to-last axis) each."""
+    for start in range(0, array.shape[-2], rows):
+        yield array[..., start : start + rows, :]
+
+
+def normalizer(image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(offset, scale)`` for one ``(C, H, W)`` image: input = ``(x - offset) * scale``.
+
+    Both are float32 arrays of shape ``(C, 1, 1)``; see the module docstring for the modes.
+    """
+    check_mode(mode)
+    channels = image.shape[0]
+    offset, scale = np.zeros(channels), np.ones(channels)
+    if mode == "unit" and image.dtype.kind in "iu":
+        scale[:] = 1.0 / np.iinfo(image.dtype).max
+    elif mode == "zscore":
+        offset, std = _mean_std(image)
+        scale = 1.0 / np.where(std > 0, std, 1.0)
+    elif mode == "minmax":
+        low = np.array([image[c].min() for c in range(channels)], dtype=np.float64)
+        high = np.array([image[c].max() for c in range(channels)], dtype=np.float64)
+        offset, scale = low, 1.0 / np.where(high > low, high - low, 1.0)
+    shape = (channels, 1, 1)
+    return offset.reshape(shape).astype(np.float32), scale.reshape(shape).astype(np.float32)
+
+
+def normalize_image(image: np.ndarray, mode: str = "unit") -> np.ndarray:
+    """One ``(H, W)`` (or ``(C, H, W)``) image as float32, scaled exactly as inference scales it."""
+    check_mode(mode)
+    image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
+        raise UnetlibError(f"image dtype {image.dtype} is not numeric; give an integer or float array")
+    planes = image[None] if image.ndim == 2 else image
+    offset, scale = normalizer(planes, mode)
+    out = (planes.astype(np.float32) - offset) * scale
+    if not np.isfinite(out).all():
+        raise UnetlibError("the scaled image holds NaN or infinite values; check the input for NaN/inf or huge values")
+    return out[0] if image.ndim == 2 else out
+
+
+def _mean_std(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of ``(C, H, W)``, in float64, one row block at a time."""
+    total = np.zeros(image.shape[0])
+    squares = np.zeros(image.shape[0])
+    for block in row_blocks(image):
+        block = block.astype(np.float64)
+        total += block.sum(axis=(1, 2))
+        squares += np.square(block).sum(axis=(1, 2))
+    n = image.shape[1] * image.shape[2]
+    mean = total / n
+    return mean, np.sqrt(np.maximum(squares / n - mean**2, 0.0))

@@ -1,0 +1,436 @@
+"""The paper's experiments as library calls: one ISBI fold, one CTC direction, and whole experiments.
+
+Every official test label of the paper's datasets is hidden, so the kit
+evaluates on held-out training data:
+
+- ISBI 2012: k-fold over contiguous blocks of the 30 consecutive sections
+  (contiguous, so that a test slice's neighbours are not in the training set);
+- Cell Tracking Challenge: train on the annotated frames of one sequence,
+  segment and score the annotated frames of the other, both ways.
+
+One *unit* (:func:`isbi_fold`, :func:`ctc_direction`) is
+
+    load data -> targets and Eq. 2 weight maps -> train -> overlap-tile
+    prediction -> post-processing -> the challenge's metric -> official files
+
+and returns a typed, JSON-safe result carrying its own seed and recipe. Units
+read their data themselves and write only below ``out_dir``, so they run
+anywhere: in a notebook, serially, or as tasks of a cluster
+(:mod:`unetlib.fanout`). :func:`run_isbi2012` and :func:`run_ctc` run the
+units of an experiment and merge them into one :class:`~unetlib.results.ExperimentResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from unetlib import data as datasets
+from unetlib.atomic import atomic_open, write_tiff
+from unetlib.errors import UnetlibError
+from unetlib.inference import Tiling, predict
+from unetlib.preprocess import normalize_image
+from unetlib.recipe import Recipe
+from unetlib.results import ExperimentResult, array_digest
+from unetlib.train import TrainResult, train
+from unetlib.weights import instances_from_binary, training_target
+
+__all__ = [
+    "Split", "contiguous_folds", "select_folds",
+    "TrainingData", "training_data", "train_network", "cell_probabilities", "cell_instances",
+    "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
+    "run_isbi2012", "run_ctc", "check_direction", "serial", "DIRECTIONS",
+]
+
+DIRECTIONS = ("01->02", "02->01")
+_CURVE_POINTS = 200  # loss-curve points kept in result files
+
+
+# --------------------------------------------------------------------------- #
+# Splits
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class Split:
+    """One fold: its index, training and test items (slice indices)."""
+
+    fold: int
+    train: tuple[int, ...]
+    test: tuple[int, ...]
+
+
+def contiguous_folds(n: int, k: int) -> list[Split]:
+    """Split ``range(n)`` into ``k`` contiguous test blocks (sizes differ by at most one)."""
+    if not 2 <= k <= n:
+        raise UnetlibError(f"the number of folds must be between 2 and {n}, got {k}")
+    bounds = np.linspace(0, n, k + 1).round().astype(int)
+    splits = []
+    for i in range(k):
+        test = tuple(range(bounds[i], bounds[i + 1]))
+        splits.append(Split(i, tuple(j for j in range(n) if j not in test), test))
+    return splits
+
+
+def select_folds(splits: list[Split], run_folds: Sequence[int] | None) -> list[Split]:
+    """The folds to run: all for ``None``, else those whose index is listed."""
+    if run_folds is None:
+        return splits
+    bad = [i for i in run_folds if not (isinstance(i, int) and 0 <= i < len(splits))]
+    if bad or len(set(run_folds)) != len(run_folds):
+        raise UnetlibError(f"RUN_FOLDS {list(run_folds)} must list distinct fold indices 0..{len(splits) - 1}")
+    return [splits[i] for i in run_folds]
+
+
+# --------------------------------------------------------------------------- #
+# Steps shared by every unit
+# --------------------------------------------------------------------------- #
+@dataclass
+class TrainingData:
+    """Network inputs (scaled), binary targets and Eq. 2 weight maps, one per training image."""
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    weights: list[np.ndarray]
+
+
+def training_data(recipe: Recipe, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                  markers: Sequence[np.ndarray] | None = None, cache_dir: str | Path | None = None) -> TrainingData:
+    """Scale the images and compute each mask's target and weight map once (recipe's w0, sigma, w_c).
+
+    With ``recipe.ignore_unannotated`` and tracking ``markers`` given, cells
+    that have a marker but no segmentation mask get weight 0 around them (25 px),
+    instead of being taught as background. Weight maps are cached in
+    ``cache_dir`` (a corrupt cache entry is recomputed).
+    """
+    inputs = [normalize_image(image, recipe.normalize) for image in images]
+    targets, weights = [], []
+    for i, mask in enumerate(masks):
+        target, weight = _cached_target(np.asarray(mask).astype(np.int32, copy=False), recipe, cache_dir)
+        if recipe.ignore_unannotated and markers is not None:
+            weight = np.where(_unannotated(mask, markers[i]), np.float32(0), weight)
+        targets.append(target)
+        weights.append(weight)
+    return TrainingData(inputs, targets, weights)
+
+
+def _unannotated(mask: np.ndarray, markers: np.ndarray, margin: int = 25) -> np.ndarray:
+    """Pixels within ``margin`` of a tracking marker whose cell has no mask (and not in any mask)."""
+    missing = [m for m in np.unique(markers) if m and not (mask[markers == m] > 0).any()]
+    if not missing:
+        return np.zeros(mask.shape, bool)
+    near = ndimage.binary_dilation(np.isin(markers, missing), iterations=margin)
+    return near & (mask == 0)
+
+
+def _cached_target(mask: np.ndarray, recipe: Recipe, cache_dir) -> tuple[np.ndarray, np.ndarray]:
+    if cache_dir is None:
+        return training_target(mask, w0=recipe.w0, sigma=recipe.sigma, class_weights=recipe.class_weights)
+    key = hashlib.sha256(np.ascontiguousarray(mask).tobytes())
+    key.update(repr((mask.shape, recipe.w0, recipe.sigma, recipe.class_weights)).encode())
+    path = Path(cache_dir) / f"target-{key.hexdigest()[:24]}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                target, weight = stored["target"], stored["weight"]
+            if target.shape == mask.shape and weight.shape == mask.shape and np.isfinite(weight).all():
+                return target, weight
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            pass  # corrupt entry: recompute and replace it
+    target, weight = training_target(mask, w0=recipe.w0, sigma=recipe.sigma, class_weights=recipe.class_weights)
+    with atomic_open(path, suffix=".npz") as f:
+        np.savez(f, target=target, weight=weight)
+    return target, weight
+
+
+def train_network(recipe: Recipe, data: TrainingData, checkpoint_dir: str | Path | None = None,
+                  progress: bool = True) -> TrainResult:
+    """Train the recipe's network on ``data``; the recipe is saved in the checkpoint."""
+    return train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=checkpoint_dir,
+                 progress=progress, metadata={"recipe": recipe.to_dict()})
+
+
+def cell_probabilities(model, recipe: Recipe, images: np.ndarray, tta: str | None = None) -> np.ndarray:
+    """P(cell) of an image stack by overlap-tile inference with the recipe's scaling, tile and averaging."""
+    tiling = Tiling(tile=recipe.predict_tile, device=recipe.train.device, amp=recipe.train.amp, progress=False)
+    prob = predict(model, images, tta=recipe.tta if tta is None else tta, normalize=recipe.normalize,
+                   tiling=tiling)
+    return prob[:, 1]
+
+
+def cell_instances(p_cell: np.ndarray, threshold: float = 0.5, min_size: int = 0) -> np.ndarray:
+    """Instance labels from P(cell): 4-connected components of ``p_cell > threshold``.
+
+    Components smaller than ``min_size`` pixels are removed; labels are
+    renumbered 1..n and returned as uint16 (the CTC result format).
+    """
+    labels, n = ndimage.label(np.asarray(p_cell) > threshold)
+    if min_size > 0 and n:
+        sizes = np.bincount(labels.ravel())
+        keep = sizes >= min_size
+        keep[0] = False
+        remap = np.zeros(n + 1, np.int64)
+        remap[keep] = np.arange(1, keep.sum() + 1)
+        labels = remap[labels]
+    if labels.max(initial=0) > np.iinfo(np.uint16).max:
+        raise UnetlibError("more than 65535 objects: cannot be written as a uint16 CTC mask")
+    return labels.astype(np.uint16)
+
+
+def _curve(history: list) -> list[list[float]]:
+    """At most ``_CURVE_POINTS`` (iteration, loss, seconds) rows of a training history."""
+    step = max(1, len(history) // _CURVE_POINTS)
+    rows = [list(h) for h in history[::step]]
+    if history and rows[-1][0] != history[-1][0]:
+        rows.append(list(history[-1]))
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# ISBI 2012: one fold
+# --------------------------------------------------------------------------- #
+@dataclass
+class FoldResult:
+    """One ISBI 2012 fold: held-out errors, with the seed and recipe it was trained with."""
+
+    fold: int
+    seed: int
+    train_slices: list[int]
+    test_slices: list[int]
+    warping_error: float
+    rand_error: float
+    pixel_error: float
+    metrics: dict
+    loss_curve: list
+    seconds: dict
+    recipe: dict
+    checkpoint: str
+    example: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, progress: bool = True) -> FoldResult:
+    """Train on ``split.train`` sections, segment ``split.test``, score them with the 2015 leaderboard's errors.
+
+    The fold trains with seed ``recipe.train.seed + split.fold``. Writes the
+    checkpoint to ``out_dir/checkpoints/isbi2012_foldK/`` and the first
+    held-out section (image, ground truth, P(cell)) to ``out_dir/isbi2012_foldK_example.npz``.
+    """
+    from unetlib.metrics import isbi2012_errors
+
+    out_dir, seconds = Path(out_dir), {}
+    recipe = recipe.seeded(recipe.train.seed + split.fold)
+    isbi = datasets.load_isbi2012(root)
+    train_ids, test_ids = list(split.train), list(split.test)
+    start = time.perf_counter()
+    masks = [instances_from_binary(isbi.train_labels[i]) for i in train_ids]
+    data = training_data(recipe, isbi.train_images[train_ids], masks, cache_dir=out_dir / "cache")
+    seconds["weight_maps"] = time.perf_counter() - start
+    checkpoint = out_dir / "checkpoints" / f"isbi2012_fold{split.fold}"
+    run = train_network(recipe, data, checkpoint, progress)
+    seconds["train"] = run.history[-1][2] if run.history else 0.0
+    start = time.perf_counter()
+    prob = cell_probabilities(run.model, recipe, isbi.train_images[test_ids])
+    seconds["predict"] = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = isbi2012_errors(prob, isbi.train_labels[test_ids])
+    seconds["metrics"] = time.perf_counter() - start
+    example = out_dir / f"isbi2012_fold{split.fold}_example.npz"
+    with atomic_open(example, suffix=".npz") as f:
+        np.savez_compressed(f, image=isbi.train_images[test_ids[0]], gt=isbi.train_labels[test_ids[0]],
+                            prob=prob[0].astype(np.float32))
+    return FoldResult(
+        fold=split.fold, seed=recipe.train.seed, train_slices=train_ids, test_slices=test_ids,
+        warping_error=float(scores.warping_error), rand_error=float(scores.rand_error),
+        pixel_error=float(scores.pixel_error), metrics=_without_per_slice(scores.to_dict()),
+        loss_curve=_curve(run.history), seconds={k: round(v, 2) for k, v in seconds.items()},
+        recipe=recipe.to_dict(), checkpoint=_relative(checkpoint / "last.pt", out_dir),
+        example=_relative(example, out_dir),
+    )
+
+
+def _without_per_slice(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "per_slice"}
+
+
+def _relative(path: Path, base: Path) -> str:
+    return Path(path).relative_to(base).as_posix()
+
+
+# --------------------------------------------------------------------------- #
+# Cell Tracking Challenge: one direction
+# --------------------------------------------------------------------------- #
+@dataclass
+class DirectionResult:
+    """One CTC direction (train on one sequence, test on the other): SEG, seed and recipe."""
+
+    direction: str
+    train_sequence: str
+    test_sequence: str
+    seed: int
+    train_frames: list[int]
+    test_frames: list[int]
+    SEG: float
+    foreground_iou: float
+    objects: int
+    matched_objects: int
+    loss_curve: list
+    seconds: dict
+    recipe: dict
+    checkpoint: str
+    res_dir: str
+    example: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=None,
+                  progress: bool = True) -> DirectionResult:
+    """Train on the annotated frames of one sequence, segment and score the other's (``"01->02"``).
+
+    Trains with seed ``recipe.train.seed + int(train sequence)``; writes the
+    checkpoint to ``out_dir/checkpoints/DATASET_trainSS/``, the instance masks
+    in the challenge's layout to ``out_dir/DATASET/TT_RES/maskNNN.tif`` and the
+    first test frame (image, ground truth, instances, P(cell)) to
+    ``out_dir/DATASET_TT_example.npz``.
+    """
+    from unetlib.metrics import ctc_seg, write_ctc_results
+
+    train_seq, test_seq = check_direction(direction)
+    out_dir, seconds, name = Path(out_dir), {}, recipe.dataset
+    recipe = recipe.seeded(recipe.train.seed + int(train_seq))
+    need_markers = recipe.ignore_unannotated
+    source = datasets.load_ctc(name, train_seq, root, tra=need_markers)
+    target = datasets.load_ctc(name, test_seq, root, tra=False)
+    frames, test_frames = sorted(source.seg), sorted(target.seg)
+    start = time.perf_counter()
+    markers = [source.tra[t] for t in frames] if need_markers else None
+    data = training_data(recipe, [source.frames[t] for t in frames], [source.seg[t] for t in frames],
+                         markers, cache_dir=out_dir / "cache")
+    seconds["weight_maps"] = time.perf_counter() - start
+    checkpoint = out_dir / "checkpoints" / f"{name}_train{train_seq}"
+    run = train_network(recipe, data, checkpoint, progress)
+    seconds["train"] = run.history[-1][2] if run.history else 0.0
+    start = time.perf_counter()
+    prob = cell_probabilities(run.model, recipe, target.frames[test_frames])
+    masks = {t: cell_instances(prob[i], recipe.threshold, recipe.min_size) for i, t in enumerate(test_frames)}
+    seconds["predict"] = time.perf_counter() - start
+    seg = ctc_seg({t: target.seg[t] for t in test_frames}, masks)
+    res_dir = out_dir / name / f"{test_seq}_RES"
+    write_ctc_results(masks, res_dir)
+    example = out_dir / f"{name}_{test_seq}_example.npz"
+    first = test_frames[0]
+    with atomic_open(example, suffix=".npz") as f:
+        np.savez_compressed(f, image=target.frames[first], gt=target.seg[first], pred=masks[first],
+                            prob=prob[0].astype(np.float32))
+    return DirectionResult(
+        direction=direction, train_sequence=train_seq, test_sequence=test_seq, seed=recipe.train.seed,
+        train_frames=frames, test_frames=test_frames, SEG=float(seg.seg), foreground_iou=float(seg.foreground_iou),
+        objects=int(seg.n_reference), matched_objects=int(seg.n_matched), loss_curve=_curve(run.history),
+        seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
+        checkpoint=_relative(checkpoint / "last.pt", out_dir), res_dir=_relative(res_dir, out_dir),
+        example=_relative(example, out_dir),
+    )
+
+
+def check_direction(direction: str) -> tuple[str, str]:
+    if direction not in DIRECTIONS:
+        raise UnetlibError(f"direction {direction!r} is not one of {DIRECTIONS} (train->test sequence)")
+    train_seq, test_seq = direction.split("->")
+    return train_seq, test_seq
+
+
+# --------------------------------------------------------------------------- #
+# Whole experiments
+# --------------------------------------------------------------------------- #
+Runner = Callable[[Callable, list[dict]], list]
+
+
+def serial(function: Callable, calls: list[dict]) -> list:
+    """Run ``function(**kwargs)`` for each entry of ``calls`` in this process, in order."""
+    return [function(**kwargs) for kwargs in calls]
+
+
+def run_isbi2012(recipe: Recipe, out_dir: str | Path, *, folds: int = 5, run_folds: Sequence[int] | None = None,
+                 submission_slices: int = 0, root=None, runner: Runner | None = None,
+                 progress: bool = True) -> ExperimentResult:
+    """ISBI 2012 k-fold over contiguous blocks: every selected fold (:func:`isbi_fold`), then the mean.
+
+    With ``submission_slices > 0`` the first fold's network also segments that many
+    sections of the test volume into ``out_dir/isbi2012_test_submission.tif``
+    (the challenge's format: float32 P(cell)); the test labels were never published.
+    """
+    if recipe.dataset != "isbi2012":
+        raise UnetlibError(f"run_isbi2012 needs an isbi2012 recipe, got {recipe.dataset!r}")
+    if not 0 <= submission_slices <= 30:
+        raise UnetlibError(f"submission_slices must lie in 0..30, got {submission_slices}")
+    out_dir = Path(out_dir)
+    isbi = datasets.load_isbi2012(root)
+    splits = select_folds(contiguous_folds(len(isbi.train_images), folds), run_folds)
+    start = time.perf_counter()
+    calls = [dict(recipe=recipe, split=s, out_dir=out_dir, root=root, progress=progress) for s in splits]
+    runs = (runner or serial)(isbi_fold, calls)
+    files = {}
+    if submission_slices:
+        files["submission"] = _isbi_submission(runs[0], recipe, isbi, out_dir, submission_slices)
+    return ExperimentResult(
+        experiment="isbi2012_em", dataset="isbi2012", profile=recipe.profile, recipe=recipe.to_dict(),
+        protocol=(f"{folds}-fold cross-validation over contiguous blocks of the 30 training sections; folds run: "
+                  f"{[r.fold for r in runs]}; held-out training data, not the hidden challenge test set"),
+        runs=[r.to_dict() for r in runs],
+        mean={k: float(np.mean([getattr(r, k) for r in runs])) for k in ("warping_error", "rand_error", "pixel_error")},
+        data={"train_volume": array_digest(isbi.train_images), "train_labels": array_digest(isbi.train_labels),
+              "test_volume": array_digest(isbi.test_images)},
+        timings={"wall": round(time.perf_counter() - start, 1)},
+        files=files,
+    )
+
+
+def _isbi_submission(fold: FoldResult, recipe: Recipe, isbi, out_dir: Path, slices: int) -> str:
+    from unetlib.checkpoint import load_model
+
+    model = load_model(out_dir / fold.checkpoint)
+    prob = cell_probabilities(model, recipe, isbi.test_images[:slices])
+    path = out_dir / "isbi2012_test_submission.tif"
+    write_tiff(path, prob.astype(np.float32))
+    return _relative(path, out_dir)
+
+
+def run_ctc(recipe: Recipe, out_dir: str | Path, *, directions: Sequence[str] = DIRECTIONS, root=None,
+            runner: Runner | None = None, progress: bool = True) -> ExperimentResult:
+    """Both directions (train on one sequence, test on the other) of a CTC dataset, then the mean SEG."""
+    if recipe.dataset not in datasets.CTC_DATASETS:
+        raise UnetlibError(f"run_ctc needs a Cell Tracking Challenge recipe, got {recipe.dataset!r}")
+    directions = list(directions)
+    if not directions or len(set(directions)) != len(directions):
+        raise UnetlibError(f"DIRECTIONS must list distinct directions of {DIRECTIONS}, got {directions}")
+    for direction in directions:
+        check_direction(direction)
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    calls = [dict(recipe=recipe, direction=d, out_dir=out_dir, root=root, progress=progress) for d in directions]
+    runs = (runner or serial)(ctc_direction, calls)
+    data = {}
+    for seq in sorted({r.train_sequence for r in runs} | {r.test_sequence for r in runs}):
+        q = datasets.load_ctc(recipe.dataset, seq, root, tra=False)
+        data[f"{seq}_frames"] = array_digest(q.frames)
+        data[f"{seq}_seg"] = array_digest(np.stack([q.seg[t] for t in sorted(q.seg)]))
+    return ExperimentResult(
+        experiment=recipe.dataset, dataset=recipe.dataset, profile=recipe.profile, recipe=recipe.to_dict(),
+        protocol=("train on one sequence's annotated frames, test on the other's; directions run: "
+                  f"{directions}; held-out training data, not the hidden challenge test set"),
+        runs=[r.to_dict() for r in runs],
+        mean={"SEG": float(np.mean([r.SEG for r in runs]))},
+        data=data,
+        timings={"wall": round(time.perf_counter() - start, 1)},
+        files={},
+    )

@@ -1,0 +1,281 @@
+"""The recipe: one object that says how a network was made, from pixels to instances.
+
+A :class:`Recipe` holds everything that defines one experiment's network:
+the dataset, the input scaling, the network and its training
+(:class:`~unetlib.train.TrainConfig`, with the augmentation), the Eq. 2 weight
+map, the test-time averaging and the post-processing into instances. It is
+
+- saved in every checkpoint (so ``unetlib predict`` scales inputs and averages
+  exactly as the network was trained and evaluated),
+- recorded with every run in every result file,
+- and the single source of the named profiles: :func:`preset` gives the
+  recipe of a dataset under ``smoke``, ``cpu``, ``gpu`` or ``paper``; the
+  notebooks, ``unetlib train DATASET`` and the fan-out all start from it.
+
+Every field where the paper is silent is a choice; :data:`WHY` says why it
+was made, and the notebooks print those reasons next to the cells that use
+them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from unetlib.augment import AugmentParams
+from unetlib.data import CTC_DATASETS, DATASETS
+from unetlib.errors import UnetlibError
+from unetlib.geometry import TTA_MODES
+from unetlib.notebook import PROFILES
+from unetlib.preprocess import NORMALIZATIONS
+from unetlib.train import TrainConfig
+
+__all__ = ["Recipe", "preset", "PROFILES", "WHY", "CTC_DATASETS"]
+
+
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one network is trained, applied and turned into a segmentation.
+
+    Attributes
+    ----------
+    dataset : str
+        ``"isbi2012"``, ``"PhC-C2DH-U373"`` or ``"DIC-C2DH-HeLa"``.
+    profile : str
+        The preset it came from (``"custom"`` when built by hand).
+    normalize : str
+        Input scaling, see :mod:`unetlib.preprocess` (training and inference).
+    train : TrainConfig
+        Network width and variant, optimiser, schedule, tiles, iterations,
+        seed and augmentation.
+    w0, sigma : float
+        Eq. 2 border weight and width (paper: 10 and 5 px).
+    class_weights : "balanced", None or (float, float)
+        ``w_c`` of Eq. 2 (see :func:`unetlib.weights.class_weight_map`).
+    ignore_unannotated : bool
+        Cell Tracking Challenge only: where a tracking marker shows a cell that
+        the segmentation annotation leaves out, the loss weight is 0 around it
+        (such cells are not background).
+    tta : {"none", "flips", "d4"}
+        Test-time averaging of the logits.
+    predict_tile : int or None
+        Inference tile edge (16 k + 60); None chooses automatically.
+    threshold : float
+        Instances are the 4-connected components of ``P(cell) > threshold``.
+    min_size : int
+        Components smaller than this many pixels are removed.
+    """
+
+    dataset: str
+    profile: str = "custom"
+    normalize: str = "unit"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    w0: float = 10.0
+    sigma: float = 5.0
+    class_weights: Any = "balanced"
+    ignore_unannotated: bool = False
+    tta: str = "flips"
+    predict_tile: int | None = None
+    threshold: float = 0.5
+    min_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise UnetlibError(f"Recipe.dataset {self.dataset!r} is not one of {DATASETS}")
+        if self.normalize not in NORMALIZATIONS:
+            raise UnetlibError(f"Recipe.normalize {self.normalize!r} is not one of {NORMALIZATIONS}")
+        if self.tta not in TTA_MODES:
+            raise UnetlibError(f"Recipe.tta {self.tta!r} is not one of {TTA_MODES}")
+        if not isinstance(self.train, TrainConfig):
+            raise UnetlibError("Recipe.train must be a unetlib.train.TrainConfig")
+        for name, low in (("w0", 0.0), ("sigma", 1e-9), ("threshold", 0.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
+                raise UnetlibError(f"Recipe.{name} must be a finite number >= {low:g}, got {value!r}")
+        if not self.threshold < 1.0:
+            raise UnetlibError(f"Recipe.threshold must lie in [0, 1), got {self.threshold}")
+        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
+            raise UnetlibError(f"Recipe.min_size must be an integer >= 0, got {self.min_size!r}")
+        if self.ignore_unannotated and self.dataset not in CTC_DATASETS:
+            raise UnetlibError("Recipe.ignore_unannotated needs tracking markers: only for the Cell Tracking Challenge")
+
+    # ------------------------------------------------------------------ #
+    def replace(self, **changes: Any) -> "Recipe":
+        """A copy with ``changes``; ``"train.lr"``-style names (or a ``train={...}`` dict) reach into
+        the training config and ``"train.augment.rotation"`` into its augmentation."""
+        top, nested = {}, {}
+        for name, value in changes.items():
+            head, _, rest = name.partition(".")
+            if head == "train" and isinstance(value, dict) and not rest:
+                nested.update(value)
+            elif rest:
+                if head != "train":
+                    raise UnetlibError(f"unknown recipe field {name!r}: only train.* has sub-fields")
+                nested[rest] = value
+            else:
+                top[name] = value
+        _check_names(top, {f.name for f in dataclasses.fields(self)}, "recipe")
+        if nested:
+            top["train"] = _replace_train(self.train, nested)
+        return dataclasses.replace(self, **top)
+
+    def seeded(self, seed: int) -> "Recipe":
+        """The same recipe with another training seed (each fold or direction has its own)."""
+        return self.replace(**{"train.seed": int(seed)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-safe data (checkpoints and result files)."""
+        data = dataclasses.asdict(self)
+        if isinstance(data["class_weights"], tuple):
+            data["class_weights"] = list(data["class_weights"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
+        """The inverse of :meth:`to_dict`; unknown or malformed fields are one-line errors."""
+        if not isinstance(data, dict):
+            raise UnetlibError(f"a recipe must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        _check_names(data, {f.name for f in dataclasses.fields(cls)}, "recipe")
+        train = dict(data.pop("train", {}) or {})
+        augment = dict(train.pop("augment", {}) or {})
+        _check_names(train, {f.name for f in dataclasses.fields(TrainConfig)}, "recipe train")
+        _check_names(augment, {f.name for f in dataclasses.fields(AugmentParams)}, "recipe augment")
+        if isinstance(data.get("class_weights"), list):
+            data["class_weights"] = tuple(data["class_weights"])
+        try:
+            config = TrainConfig(**train, augment=AugmentParams(**augment))
+            return cls(**data, train=config)
+        except TypeError as exc:
+            raise UnetlibError(f"malformed recipe: {exc}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def choices(self) -> list[tuple[str, Any, str]]:
+        """``(name, value, why)`` for every choice with a reason in :data:`WHY` (for the notebooks)."""
+        flat = _flatten(self.to_dict())
+        rows = []
+        for name, why in WHY.items():
+            if name in flat:
+                rows.append((name, flat[name], why.get(self.dataset, why.get("*", "")) if isinstance(why, dict) else why))
+        return rows
+
+
+def _check_names(given: dict, known: set[str], what: str) -> None:
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise UnetlibError(f"unknown {what} field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def _replace_train(config: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
+    augment = {k.partition(".")[2]: v for k, v in changes.items() if k.startswith("augment.")}
+    plain = {k: v for k, v in changes.items() if not k.startswith("augment.")}
+    if isinstance(plain.get("augment"), dict):
+        augment.update(plain.pop("augment"))
+    _check_names(plain, {f.name for f in dataclasses.fields(TrainConfig)}, "train")
+    if augment:
+        _check_names(augment, {f.name for f in dataclasses.fields(AugmentParams)}, "augment")
+        plain["augment"] = dataclasses.replace(config.augment, **augment)
+    return dataclasses.replace(config, **plain)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# --------------------------------------------------------------------------- #
+# The presets (profiles)
+# --------------------------------------------------------------------------- #
+#: The paper's recipe where the paper is exact (Sections 2-3): width 64, 572² tiles,
+#: one tile per SGD step with momentum 0.99, Eq. 2 with w0 = 10, sigma = 5, the elastic
+#: 3x3 grid with sigma = 10 px, and (for the EM data) the release's uint8 / 255 inputs.
+_PAPER_TRAIN = dict(width=64, tile=572, batch=1, optimizer="sgd", momentum=0.99, lr=0.001,
+                    schedule="constant", warmup=0)
+
+_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "isbi2012": {
+        "smoke": dict(normalize="unit", tta="d4",
+                      train=dict(width=4, tile=188, iterations=10, optimizer="adam", lr=0.001)),
+        "cpu": dict(normalize="unit", tta="d4",
+                    train=dict(width=16, tile=380, iterations=2000, optimizer="adam", lr=0.001,
+                               schedule="poly", warmup=100)),
+        "gpu": dict(normalize="unit", tta="d4",
+                    train=dict(width=64, tile=572, iterations=1500, optimizer="adam", lr=0.0005,
+                               schedule="poly", warmup=100)),
+        "paper": dict(normalize="unit", tta="d4", train=dict(_PAPER_TRAIN, iterations=20000)),
+    },
+    "PhC-C2DH-U373": {
+        "smoke": dict(normalize="zscore", tta="flips", min_size=20,
+                      train=dict(width=4, tile=188, iterations=10, optimizer="adam", lr=0.001)),
+        "cpu": dict(normalize="zscore", tta="flips", min_size=20,
+                    train=dict(width=16, tile=380, iterations=1000, optimizer="adam", lr=0.001,
+                               schedule="poly", warmup=100)),
+        "gpu": dict(normalize="zscore", tta="flips", min_size=20,
+                    train=dict(width=64, tile=572, iterations=1500, optimizer="adam", lr=0.0005,
+                               schedule="poly", warmup=100)),
+        "paper": dict(normalize="zscore", tta="flips", min_size=20, train=dict(_PAPER_TRAIN, iterations=20000)),
+    },
+    "DIC-C2DH-HeLa": {
+        "smoke": dict(normalize="zscore", tta="flips", min_size=20,
+                      train=dict(width=4, tile=188, iterations=10, optimizer="adam", lr=0.001)),
+        "cpu": dict(normalize="zscore", tta="flips", min_size=20,
+                    train=dict(width=16, tile=380, iterations=1400, optimizer="adam", lr=0.001,
+                               schedule="poly", warmup=100)),
+        "gpu": dict(normalize="zscore", tta="flips", min_size=20,
+                    train=dict(width=64, tile=572, iterations=1500, optimizer="adam", lr=0.0005,
+                               schedule="poly", warmup=100)),
+        "paper": dict(normalize="zscore", tta="flips", min_size=20, train=dict(_PAPER_TRAIN, iterations=20000)),
+    },
+}
+
+
+def preset(dataset: str, profile: str) -> Recipe:
+    """The recipe of ``dataset`` under ``profile`` (``smoke``, ``cpu``, ``gpu``, ``paper``)."""
+    if dataset not in _PRESETS:
+        raise UnetlibError(f"unknown dataset {dataset!r}; choose one of {', '.join(_PRESETS)}")
+    if profile not in PROFILES:
+        raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    spec = dict(_PRESETS[dataset][profile])
+    train = dict(spec.pop("train"))
+    augment = train.pop("augment", {})
+    config = TrainConfig(**train, augment=AugmentParams(**augment), checkpoint_every=250)
+    return Recipe(dataset=dataset, profile=profile, train=config, **spec)
+
+
+#: Why each choice was made (per dataset where it differs); shown by the notebooks.
+WHY: dict[str, Any] = {
+    "normalize": {
+        "isbi2012": "uint8 / 255, as the 2015 release scales its inputs.",
+        "*": "per-image standardisation: the release scales by 1/255, but the cell images are low-contrast "
+             "(DIC-HeLa: mean 119, std 10 of 255, an input std of 0.04), which a short schedule does not learn from.",
+    },
+    "train.optimizer": "Adam on the cpu and gpu profiles: at a few thousand steps SGD with momentum 0.99 and one "
+                       "tile per step stalls or collapses to a constant prediction (appendix notebook 05); "
+                       "the paper profile keeps the paper's SGD.",
+    "train.schedule": "poly decay (1 - i/n)^0.9 after a linear warm-up: a short run ends with small steps.",
+    "train.lr": "Adam's default 1e-3 on width 16; SGD 1e-3 with momentum 0.99 on the paper profile (loss falls "
+                "on a short run, appendix notebook 05).",
+    "train.width": "channels of the first level; 64 in the paper, 16 on two CPU cores (1/16 of the FLOPs).",
+    "train.tile": "training input tile edge (16k + 60); 572 in the paper.",
+    "class_weights": "w_c of Eq. 2: 'balanced' = inverse class frequency with mean 1.",
+    "ignore_unannotated": "cells visible in the tracking markers but missing from the segmentation "
+                          "annotation get loss weight 0 instead of being taught as background.",
+    "tta": {
+        "isbi2012": "the paper averaged its EM submission over '7 rotated versions' plus the identity: d4.",
+        "*": "the release's 4 flips, averaged as logits.",
+    },
+    "threshold": "instances are the components of P(cell) > threshold.",
+    "min_size": "smaller predicted components are removed as debris.",
+}

@@ -1,0 +1,100 @@
+"""``unetlib train DATASET``: train one network with the same recipe as the notebooks' profile.
+
+The recipe is :func:`unetlib.recipe.preset` of the dataset under ``--profile``
+(``cpu`` by default; ``gpu`` / ``paper`` on a CUDA machine), changed only by
+the options given; it is saved in the checkpoint, so ``unetlib predict`` uses
+the same input scaling and test-time averaging.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from unetlib.errors import UnetlibError
+
+__all__ = ["register_cli", "parse_slices"]
+
+
+def register_cli(subparsers) -> None:
+    """Add ``unetlib train DATASET ...``."""
+    from unetlib.data import DATASETS
+    from unetlib.recipe import PROFILES
+
+    p = subparsers.add_parser(
+        "train", help="train a U-Net on one of the paper's datasets",
+        description="Train a U-Net with a profile's recipe (paper Section 3) and write OUT/last.pt; "
+        "an existing OUT/last.pt is resumed unless --no-resume. Ctrl-C or SIGTERM save and stop.",
+    )
+    p.add_argument("dataset", choices=DATASETS, metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--profile", choices=PROFILES, default="cpu", help="recipe preset (cpu)")
+    p.add_argument("--sequence", default="01", choices=("01", "02"), help="CTC sequence to train on (01)")
+    p.add_argument("--slices", default=None, help="ISBI 2012 slices, e.g. 0-19 or 0-9,20-29 (all 30)")
+    p.add_argument("--iterations", type=int, help="optimiser steps (the profile's)")
+    p.add_argument("--width", type=int, help="first-level channels (the profile's)")
+    p.add_argument("--tile", type=int, help="input tile edge, 16k+60 (the profile's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (the profile's)")
+    p.add_argument("--seed", type=int, help="random seed, an integer >= 0 (the profile's)")
+    p.add_argument("--out", default=None, help="output folder for last.pt (runs/train-DATASET)")
+    p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (the profile's)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
+    p.add_argument("--data", default=None, help="dataset root (default: $UNETLIB_DATA or data/)")
+    p.set_defaults(func=_cli)
+
+
+def parse_slices(text: str, count: int) -> list[int]:
+    """``"0-19"`` or ``"0-9,20-29"`` (inclusive ranges) -> sorted slice indices below ``count``."""
+    chosen: set[int] = set()
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise UnetlibError(f"--slices {text!r}: write ranges like 0-19 or 0-9,20-29") from None
+        if not 0 <= a <= b < count:
+            raise UnetlibError(f"--slices {text!r}: slices must lie in 0-{count - 1}, in increasing order")
+        chosen.update(range(a, b + 1))
+    return sorted(chosen)
+
+
+def _recipe(args):
+    from unetlib.recipe import preset
+
+    changes = {f"train.{name}": getattr(args, key) for key, name in (
+        ("iterations", "iterations"), ("width", "width"), ("tile", "tile"), ("lr", "lr"), ("seed", "seed"),
+        ("checkpoint_every", "checkpoint_every")) if getattr(args, key) is not None}
+    return preset(args.dataset, args.profile).replace(**changes)
+
+
+def _data(args, recipe, cache_dir: Path):
+    """Training data of the chosen dataset, prepared as the experiments prepare it."""
+    from unetlib import data as datasets
+    from unetlib.protocols import training_data
+    from unetlib.weights import instances_from_binary
+
+    if args.dataset == "isbi2012":
+        isbi = datasets.load_isbi2012(args.data)
+        keep = parse_slices(args.slices, len(isbi.train_images)) if args.slices else list(range(len(isbi.train_images)))
+        masks = [instances_from_binary(isbi.train_labels[i]) for i in keep]
+        return training_data(recipe, isbi.train_images[keep], masks, cache_dir=cache_dir), f"{len(keep)} sections"
+    if args.slices:
+        raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
+    ctc = datasets.load_ctc(args.dataset, args.sequence, args.data, tra=recipe.ignore_unannotated)
+    frames = sorted(ctc.seg)
+    markers = [ctc.tra[t] for t in frames] if recipe.ignore_unannotated else None
+    data = training_data(recipe, [ctc.frames[t] for t in frames], [ctc.seg[t] for t in frames], markers,
+                         cache_dir=cache_dir)
+    return data, f"{len(frames)} annotated frames of sequence {args.sequence}"
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from unetlib.protocols import train_network
+
+    out = Path(args.out or f"runs/train-{args.dataset}")
+    recipe = _recipe(args)
+    data, what = _data(args, recipe, out / "cache")
+    result = train_network(recipe, data, checkpoint_dir=out)
+    last = result.history[-1] if result.history else None
+    summary = f"iteration {last[0]}, loss {last[1]:.4f}" if last else "no iterations run"
+    print(f"trained {args.dataset} ({recipe.profile} recipe) on {what} ({summary}); wrote {result.checkpoint}")
+    return 0

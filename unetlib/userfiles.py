@@ -1,0 +1,98 @@
+"""Reading images given by users, and checking where outputs may go.
+
+User files are untrusted: a TIFF is read with its axes stated, never guessed
+silently, and an output path that would overwrite an input (or another output
+of the same command) is refused before anything is computed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from unetlib.errors import UnetlibError
+
+__all__ = ["read_image", "check_output_paths"]
+
+_COLOUR_AXES = ("S",)  # tifffile's axis code for colour samples
+
+
+def read_image(path: str | os.PathLike, in_channels: int = 1, what: str = "image") -> np.ndarray:
+    """A 2-D image ``(H, W)`` or a stack ``(S, H, W)``; with ``in_channels > 1``, channels first.
+
+    TIFF files are interpreted by their axes: a colour TIFF (RGB samples) is
+    refused for a single-channel model instead of being read as a stack of H
+    images; other formats (PNG, ...) go through scikit-image with the same rule.
+
+    Raises
+    ------
+    UnetlibError
+        Missing, unreadable, colour (for 1 channel) or non-numeric files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UnetlibError(f"{what} {path} does not exist; give a 2-D TIFF/PNG or a TIFF stack")
+    colour, image = _read_tiff(path, what) if path.suffix.lower() in (".tif", ".tiff") else _read_other(path, what)
+    if image.dtype.kind not in "biuf":
+        raise UnetlibError(f"{what} {path} holds {image.dtype} pixels; give integer or float grey values")
+    if colour:
+        if in_channels == 1:
+            raise UnetlibError(
+                f"{what} {path} is a colour image {image.shape} but the model takes 1 channel: "
+                "save it as greyscale (e.g. skimage.color.rgb2gray) first"
+            )
+        if image.shape[-1] != in_channels:
+            raise UnetlibError(f"{what} {path} has {image.shape[-1]} colour channels; the model takes {in_channels}")
+        image = np.moveaxis(image, -1, -3)
+    return image
+
+
+def _read_tiff(path: Path, what: str) -> tuple[bool, np.ndarray]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            image = series.asarray()
+            axes = series.axes
+    except Exception as exc:  # tifffile and imagecodecs raise many kinds
+        raise UnetlibError(f"cannot read {what} {path} as TIFF ({type(exc).__name__}: {exc}); check the file") from None
+    return axes.endswith(_COLOUR_AXES), image
+
+
+def _read_other(path: Path, what: str) -> tuple[bool, np.ndarray]:
+    from skimage import io
+
+    try:
+        image = io.imread(path)
+    except Exception as exc:
+        raise UnetlibError(f"cannot read {what} {path} ({type(exc).__name__}: {exc}); give a TIFF or PNG") from None
+    return image.ndim == 3 and image.shape[-1] in (3, 4), image
+
+
+def check_output_paths(inputs: dict[str, str | os.PathLike | None], outputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse outputs that are folders, that would overwrite an input, or that collide with each other.
+
+    ``inputs`` and ``outputs`` map option names (for the message) to paths;
+    None entries are ignored.
+    """
+    seen: dict[Path, str] = {}
+    given_inputs = {name: _resolved(p) for name, p in inputs.items() if p is not None}
+    for name, value in outputs.items():
+        if value is None:
+            continue
+        path = _resolved(value)
+        if path.is_dir():
+            raise UnetlibError(f"{name} {value} is a folder; give a file name such as {Path(value) / 'out.tif'}")
+        for in_name, in_path in given_inputs.items():
+            if path == in_path or (path.exists() and in_path.exists() and os.path.samefile(path, in_path)):
+                raise UnetlibError(f"{name} {value} is the {in_name}: refusing to overwrite an input; choose another path")
+        if path in seen:
+            raise UnetlibError(f"{name} and {seen[path]} are the same file {value}: give each output its own path")
+        seen[path] = name
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(path).expanduser().resolve()
