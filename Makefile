@@ -8,7 +8,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup reproduce test bench clean
+# Wheels an offline GPU machine (Python 3.12, its own CUDA PyTorch) lacks for the fan-out.
+GPU_WHEELS := dask==2026.8.0 distributed==2026.8.0 tornado==6.6.1 tblib==3.2.2 zict==3.0.0 locket==1.0.0 partd==1.4.2
+
+.PHONY: setup reproduce test bench gpu-wheels gpu-pack clean
 
 setup: $(STAMP)
 
@@ -29,6 +32,14 @@ test: setup
 bench: setup
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) -m benchmarks.run_all
+
+gpu-wheels: setup  # for benchmarks/gpu_check.sh on an offline GPU machine
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .gpu/wheels $(GPU_WHEELS)
+
+gpu-pack: setup  # the dataset frames the GPU run reads, into .gpu/data
+	$(PY) -m benchmarks.gpu_pack --out .gpu/data
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,7 +5,7 @@ Measured, as wall-clock medians on the CPU:
 - *weight map*: :func:`unetlib.weights.training_target` on a real Cell
   Tracking Challenge mask (DIC-C2DH-HeLa, mirrored to 572 x 572; skipped with a
   note when the data are absent) and on a synthetic 512 x 512 mask with 40
-  cells (the case of PERF.md), next to the brute-force version (one
+  cells, next to the brute-force version (one
   full-image distance transform per cell);
 - *elastic deformation*: :func:`unetlib.augment.deform` of an image (bicubic)
   plus its labels (nearest) with a 3x3, sigma = 10 px field;

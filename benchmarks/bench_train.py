@@ -1,9 +1,11 @@
 """Training throughput: the full loop of :func:`unetlib.train.train` against the bare step.
 
-For each width, at one 572 x 572 tile per step (batch 1, the paper's setting):
+For each width, at one tile per step (batch 1; 572 x 572 is the paper's
+setting, ``--tile 380 --optimizer adam --widths 16`` the cpu profile's):
 
-- *bare step*: forward + weighted cross entropy + backward + SGD (momentum
-  0.99) on one pre-made tile, in channels_last with the kit's autocast;
+- *bare step*: forward + weighted cross entropy + backward + optimiser step
+  (SGD with momentum 0.99, or Adam) on one pre-made tile, in channels_last
+  with the kit's autocast;
 - *full loop*: :func:`unetlib.train.train` on synthetic 512 x 512 images
   (augmentation in a background thread, loss check, history, progress off,
   no checkpoints).
@@ -33,7 +35,7 @@ from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
 from unetlib.train import TrainConfig, train, weighted_cross_entropy
 from benchmarks.common import OUT_DIR, cpu_name, write_report
 
-TILE = 572
+TILE = 572  # the default; --tile changes it
 
 
 def synthetic_cells(n: int, size: int = 512, seed: int = 0):
@@ -47,11 +49,15 @@ def synthetic_cells(n: int, size: int = 512, seed: int = 0):
     return images, masks
 
 
-def bare_step_seconds(width: int, device: torch.device, tile: tuple, iterations: int, warmup: int) -> list[float]:
+def bare_step_seconds(width: int, device: torch.device, tile: tuple, iterations: int, warmup: int,
+                      optimizer_name: str = "sgd") -> list[float]:
     """Seconds per bare training step on one pre-made tile (after ``warmup`` steps)."""
     torch.manual_seed(0)
     model = to_channels_last(UNet(width=width), device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
+    if optimizer_name == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
     x, y, w = (t[None].to(device) for t in tile)
     x = x.contiguous(memory_format=torch.channels_last)
     times = []
@@ -70,10 +76,11 @@ def bare_step_seconds(width: int, device: torch.device, tile: tuple, iterations:
     return times
 
 
-def full_loop_seconds(width: int, device: torch.device, data, iterations: int, warmup: int) -> list[float]:
+def full_loop_seconds(width: int, device: torch.device, data, iterations: int, warmup: int,
+                      optimizer_name: str = "sgd") -> list[float]:
     """Seconds per iteration of :func:`train` (differences of its history's time stamps)."""
     config = TrainConfig(width=width, tile=TILE, iterations=warmup + iterations, device=str(device),
-                         checkpoint_every=10**9, seed=0)
+                         checkpoint_every=10**9, seed=0, optimizer=optimizer_name)
     result = train(*data, config, progress=False)
     stamps = [h[2] for h in result.history]
     return list(np.diff(stamps[warmup - 1 :])) if warmup else list(np.diff([0.0] + stamps))
@@ -92,7 +99,7 @@ def augment_seconds(data, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run(widths: list[int], iterations: int, warmup: int) -> dict:
+def run(widths: list[int], iterations: int, warmup: int, optimizer_name: str = "sgd") -> dict:
     device = pick_device(None)
     images, masks = synthetic_cells(4)
     prepared = training_data(Recipe(dataset="isbi2012"), images, masks)  # uint8 / 255, Eq. 2 w0 = 10, sigma = 5
@@ -102,10 +109,10 @@ def run(widths: list[int], iterations: int, warmup: int) -> dict:
                        rng=np.random.default_rng(0), params=AugmentParams())
     rows = []
     for width in widths:
-        bare = statistics.median(bare_step_seconds(width, device, tile, iterations, warmup))
-        full = statistics.median(full_loop_seconds(width, device, data, iterations, warmup))
+        bare = statistics.median(bare_step_seconds(width, device, tile, iterations, warmup, optimizer_name))
+        full = statistics.median(full_loop_seconds(width, device, data, iterations, warmup, optimizer_name))
         rows.append({
-            "width": width, "tile": TILE, "batch": 1,
+            "width": width, "tile": TILE, "batch": 1, "optimizer": optimizer_name,
             "bare_step_s": bare, "full_loop_s": full,
             "bare_it_per_s": 1 / bare, "full_it_per_s": 1 / full,
             "overhead_pct": 100 * (full / bare - 1),
@@ -122,6 +129,7 @@ def run(widths: list[int], iterations: int, warmup: int) -> dict:
         "warmup": warmup,
         "augment_tile_s": augment_seconds(data, max(3, iterations)),
         "statistic": "median seconds per iteration",
+        "optimizer": optimizer_name,
         "rows": rows,
     }
 
@@ -131,7 +139,7 @@ def markdown(result: dict) -> str:
         f"# Training throughput ({result['device']}, amp {result['amp_dtype']}, "
         f"{result['threads']} threads, torch {result['torch']})",
         "",
-        f"Tile {TILE} x {TILE}, batch 1, SGD momentum 0.99; median of {result['iterations']} "
+        f"Tile {TILE} x {TILE}, batch 1, {result['optimizer']}; median of {result['iterations']} "
         f"iterations after {result['warmup']} warm-up. One augmented tile alone: "
         f"{1000 * result['augment_tile_s']:.0f} ms.",
         "",
@@ -144,16 +152,21 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global TILE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="width 8, a couple of iterations")
     parser.add_argument("--widths", default="64,32,16", help="comma-separated widths (64,32,16)")
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations per width (10)")
+    parser.add_argument("--tile", type=int, default=TILE, help=f"input tile edge, 16k + 60 ({TILE})")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="optimiser of both measurements")
+    parser.add_argument("--name", default="train", help="report name: NAME.json and NAME.md (train)")
     parser.add_argument("--out", default=str(OUT_DIR), help=f"output folder ({OUT_DIR})")
     args = parser.parse_args(argv)
+    TILE = args.tile
     widths = [8] if args.quick else [int(w) for w in args.widths.split(",")]
     iterations, warmup = (2, 1) if args.quick else (args.iterations, 2)
-    result = run(widths, iterations, warmup)
-    write_report(args.out, "train", result, markdown(result))
+    result = run(widths, iterations, warmup, args.optimizer)
+    write_report(args.out, args.name, result, markdown(result))
     return 0
 
 

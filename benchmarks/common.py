@@ -31,9 +31,10 @@ def cpu_name() -> str:
 
 def write_report(out_dir: str | Path, name: str, report: dict, markdown: str) -> None:
     """Write ``name``.json (with the machine description) and ``name``.md; print the Markdown."""
+    from unetlib.atomic import write_text
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps({"machine_info": machine_info(), **report}, indent=2) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown)
+    write_text(out_dir / f"{name}.json", json.dumps({"machine_info": machine_info(), **report}, indent=2) + "\n")
+    write_text(out_dir / f"{name}.md", markdown)
     print(markdown)
     print(f"wrote {out_dir / (name + '.json')} and {out_dir / (name + '.md')}")

@@ -19,7 +19,7 @@ CASES = ["continuous", "saturated", "uniform_slice"]
 
 
 # ---------------------------------------------------------------------------
-# Slow, obvious references (written from METRICS.md A.5, independent of the kernels)
+# Slow, obvious references (written from the definitions in docs/metrics.md, independent of the kernels)
 # ---------------------------------------------------------------------------
 
 CROSS = ndimage.generate_binary_structure(2, 1)

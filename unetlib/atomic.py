@@ -85,9 +85,12 @@ def write_error(path: Path, exc: BaseException) -> UnetlibError:
         fix = "the folder is not writable: choose another output folder"
     elif code == errno.EISDIR:
         fix = "it is a folder: give a file name"
+    elif code in (errno.ENOTDIR, errno.EEXIST):
+        fix = "a part of the path is a file, not a folder: choose another output path"
     else:
         fix = "check the path and the disk"
-    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    reason = getattr(exc, "strerror", None) or (lines[0][:200] if lines else type(exc).__name__)
     return UnetlibError(f"cannot write {path} ({reason}): {fix}")
 
 

@@ -56,10 +56,9 @@ coordinates are exact binary fractions: an integer sampling position returns
 the pixel exactly, in float32 too, and an unaugmented tile is exactly the
 mirrored crop.
 
-Speed: PERF.md measured about 10 ms for this torch pipeline on a 572 x 572
-tile; on a heavily shared 2-core machine a tile took about 30 ms with one
-torch thread, and several times more with two threads competing for busy
-cores (see benchmarks/bench_augment.py).
+Speed: one augmented 572 x 572 training tile takes about 10-30 ms on two CPU
+cores, depending on the machine and on how busy the cores are
+(``python -m benchmarks.bench_augment``; docs/performance.md).
 """
 
 from __future__ import annotations

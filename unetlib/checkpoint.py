@@ -14,6 +14,7 @@ replaced by a complete one.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +76,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         match their digest (corrupt).
     """
     path = Path(path)
+    if path.is_dir():
+        raise UnetlibError(f"checkpoint {path} is a folder, not a file; give its last.pt (e.g. {path / 'last.pt'})")
     if not path.is_file():
         raise UnetlibError(f"checkpoint {path} does not exist; train one with `unetlib train`")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the safe unpickler warns about files it then refuses anyway
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, not a torch file, or objects the safe loader refuses
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, OSError) and not isinstance(exc, PermissionError) or "zip archive" in str(exc):
+            reason = f"truncated or not a PyTorch file: {reason}"
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = "it holds objects other than tensors and plain data, which are never unpickled"
         raise UnetlibError(
@@ -97,7 +104,18 @@ def _check_payload(path: Path, payload: Any) -> None:
         raise UnetlibError(f"{path} is not a unetlib checkpoint (format {found!r}, expected {FORMAT!r})")
     config, state = payload.get("model_config"), payload.get("model_state")
     if not isinstance(config, dict) or set(config) != _MODEL_KEYS:
-        raise UnetlibError(f"checkpoint {path} has a malformed model_config {config!r}: train again")
+        known = ", ".join(sorted(_MODEL_KEYS))
+        raise UnetlibError(f"checkpoint {path} has a malformed model_config {_short(config)} (expected the keys "
+                           f"{known}): it is not from this version of unetlib or was altered; train again")
+    bad = [k for k in ("in_channels", "num_classes", "width")
+           if isinstance(config[k], bool) or not isinstance(config[k], int) or not 1 <= config[k] <= 1 << 16]
+    if not isinstance(config["dropout"], (int, float)) or isinstance(config["dropout"], bool):
+        bad.append("dropout")
+    if not isinstance(config["variant"], str):
+        bad.append("variant")
+    if bad:
+        raise UnetlibError(f"checkpoint {path} has a malformed model_config ({', '.join(bad)} "
+                           f"{_short({k: config[k] for k in bad})}): train again")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UnetlibError(f"checkpoint {path} has no valid model_state (a dict of tensors): train again")
     if payload.get("weights_sha256") != weights_digest(state):
@@ -107,10 +125,27 @@ def _check_payload(path: Path, payload: Any) -> None:
         )
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> UNet:
-    """Rebuild the :class:`UNet` saved in ``path``, in eval mode on ``device``."""
-    payload = load_checkpoint(path)
+def _short(value: Any, limit: int = 160) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", payload: dict | None = None) -> UNet:
+    """Rebuild the :class:`UNet` saved in ``path``, in eval mode on ``device``.
+
+    ``payload`` is the already loaded :func:`load_checkpoint` of ``path`` (read again when None).
+    The configuration is first checked against the stored tensors' shapes (first and last layer:
+    width, input channels, classes), so a crafted configuration (e.g. an enormous width) is
+    refused before the network is allocated: the network built is then the size of the stored one.
+    """
+    payload = load_checkpoint(path) if payload is None else payload
+    config, state = payload["model_config"], payload["model_state"]
     try:
+        for name, shape in (("conv_d0a_b.weight", (config["width"], config["in_channels"], 3, 3)),
+                            ("conv_u0d_score.weight", (config["num_classes"], config["width"], 1, 1))):
+            if name not in state or tuple(state[name].shape) != shape:
+                found = tuple(state[name].shape) if name in state else "missing"
+                raise UnetlibError(f"{name} is {found}, the configuration implies {shape}")
         model = UNet(**payload["model_config"])
         model.load_state_dict(payload["model_state"])
     except (RuntimeError, TypeError, ValueError) as exc:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
@@ -23,8 +26,21 @@ COMMANDS = {
 from unetlib.errors import UnetlibError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``unetlib train: error: ... (see unetlib train --help)``), exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop (which defers it itself): stop like Ctrl-C, exit 143."""
+
+    signum = signal.SIGTERM
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="unetlib",
         description="The U-Net (Ronneberger et al., MICCAI 2015) reproduction kit.",
     )
@@ -39,18 +55,72 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every user error or fault ends as one line on stderr and a non-zero exit code.
+
+    Exit codes: 0 success, 1 a check that found problems (``data verify``), 2 bad input or a
+    missing, corrupt or unwritable file, 130 Ctrl-C (SIGINT), 143 SIGTERM.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     parser = build_parser(command)
     args = parser.parse_args(argv)
+    name = f"unetlib {args.command}"
+    with _terminate_as_interrupt():
+        try:
+            return int(args.func(args) or 0)
+        except (UnetlibError, ValueError) as exc:
+            return _fail(name, str(exc))
+        except OSError as exc:  # an input that cannot be read, a folder that cannot be listed, ...
+            return _fail(name, _os_error(exc))
+        except MemoryError:
+            return _fail(name, "out of memory: use a smaller --tile or --batch-size, or a smaller image or stack")
+        except KeyboardInterrupt as stop:
+            signum = int(getattr(stop, "signum", signal.SIGINT))
+            what = signal.Signals(signum).name
+            note = getattr(stop, "note", None) or "nothing was left half-written"
+            print(f"{name}: interrupted by {what}; {_one_line(note)}", file=sys.stderr)
+            return 128 + signum
+
+
+def _fail(name: str, message: str) -> int:
+    print(f"{name}: error: {_one_line(message)}", file=sys.stderr)
+    return 2
+
+
+def _one_line(message: str) -> str:
+    """The message on one line (a library's multi-line text joined), never empty."""
+    return " ".join(str(message).split()) or "failed (no message)"
+
+
+def _os_error(exc: OSError) -> str:
+    path = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, PermissionError):
+        fix = "check its permissions (or choose another path)"
+    elif isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        fix = "check the path"
+    elif isinstance(exc, IsADirectoryError):
+        fix = "it is a folder: give a file"
+    else:
+        fix = "check the file and the disk"
+    return f"cannot access {path} ({reason}): {fix}"
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """While a command runs, SIGTERM raises like Ctrl-C (a clean stop, temporary files removed, exit 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
     try:
-        return int(args.func(args) or 0)
-    except (UnetlibError, FileNotFoundError, ValueError) as exc:
-        print(f"unetlib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"unetlib {args.command}: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

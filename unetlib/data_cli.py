@@ -48,10 +48,27 @@ def register_cli(subparsers) -> None:
     show.set_defaults(func=_info)
 
 
+def _checked_root(args: argparse.Namespace, must_exist: bool) -> Path:
+    """The data root; one that is a file (or, with ``must_exist``, missing) is a one-line error naming where it came from."""
+    import os
+
+    root = data_root(args.root)
+    source = ("--root" if args.root is not None else
+              f"${ENV_ROOT}" if os.environ.get(ENV_ROOT, "").strip() else "the default data root")
+    if root.exists() and not root.is_dir():
+        raise UnetlibError(f"data root {root} ({source}) is a file, not a folder: point --root or ${ENV_ROOT} "
+                           "at the folder that holds isbi2012/ and the cell tracking datasets")
+    if must_exist and not root.exists():
+        raise UnetlibError(f"data root {root} ({source}) does not exist: fetch the datasets with `unetlib data "
+                           f"fetch NAME --root {root}`, or point --root or ${ENV_ROOT} at the folder that holds them")
+    return root
+
+
 def _verify(args: argparse.Namespace) -> int:
     for name in args.names:
         if name not in DATASETS:
             raise UnetlibError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    _checked_root(args, must_exist=True)
     report = verify(args.root, args.names or None)
     print(report)
     return 0 if report.ok else 1
@@ -60,6 +77,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from unetlib.fetch import fetch  # urllib and zipfile only when fetching
 
+    _checked_root(args, must_exist=False)  # before any download
     result = fetch(args.name, args.root, url=args.url, progress=not args.no_progress)
     verb = "fetched and verified" if result.fetched else "already present and complete; nothing done"
     print(f"{args.name}: {verb} ({result.path})")
@@ -70,7 +88,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    root = data_root(args.root)
+    root = _checked_root(args, must_exist=False)  # a missing root is reported below, with how to fetch
     print(f"data root: {root}" + ("" if root.is_dir() else "  (does not exist)"))
     for name in DATASETS:
         folder = root / name

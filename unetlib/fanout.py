@@ -45,6 +45,8 @@ def runner(workers: int = 0, scheduler: str | None = None, threads_per_worker: i
 class _DaskRunner:
     """Submits each call as one Dask task and gathers the results in order."""
 
+    connect_timeout = 10  # seconds to reach an existing scheduler
+
     def __init__(self, client_cls, cluster_cls, workers: int, scheduler: str | None, threads: int) -> None:
         self._client_cls, self._cluster_cls = client_cls, cluster_cls
         self.workers, self.scheduler, self.threads = workers, scheduler, threads
@@ -55,14 +57,14 @@ class _DaskRunner:
         cluster = None
         try:
             if self.scheduler:
-                client = self._client_cls(self.scheduler)
+                client = self._client_cls(self.scheduler, timeout=self.connect_timeout)
             else:
                 cluster = self._cluster_cls(n_workers=self.workers, threads_per_worker=1, processes=True,
                                             dashboard_address=None,
                                             env={"OMP_NUM_THREADS": str(self.threads),
                                                  "MKL_NUM_THREADS": str(self.threads)})
                 client = self._client_cls(cluster)
-        except OSError as exc:
+        except (OSError, TimeoutError) as exc:
             raise UnetlibError(f"cannot reach the Dask scheduler {self.scheduler or '(local)'}: {exc}") from None
         try:
             futures = [client.submit(_call, function, kwargs, self.threads, pure=False) for kwargs in calls]

@@ -7,6 +7,7 @@ and never over an input.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,20 +49,28 @@ def _cli_predict(args) -> int:
     from unetlib.inference import Tiling, label_dtype, predict, softmax
     from unetlib.userfiles import check_output_paths, read_image
 
+    # every option and path is checked before the checkpoint and the image are read
     _check_outputs(args)
     check_output_paths({"image": args.image, "checkpoint": args.checkpoint},
                        {"--probabilities": args.probabilities, "--labels": args.labels})
     if args.batch_size is not None and args.batch_size < 1:
         raise UnetlibError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model = load_model(args.checkpoint, device="cpu")
-    normalize, tta = _recipe_defaults(load_checkpoint(args.checkpoint), args)
+    tile = _parse_tile(args.tile)
+    _check_device(args.device)
+    payload = load_checkpoint(args.checkpoint)
+    model = load_model(args.checkpoint, device="cpu", payload=payload)
+    normalize, tta = _recipe_defaults(payload, args)
     _check_class(args.class_index, model.num_classes, args.checkpoint)
     image = read_image(args.image, model.in_channels)
+    _check_image(image, args.image, model.in_channels, normalize)
     print(f"{args.image}: {image.shape} {image.dtype}, read as {'a stack' if image.ndim == 3 else 'one image'}; "
           f"input scaling {normalize!r}, test-time averaging {tta!r}")
-    tiling = Tiling(tile=_parse_tile(args.tile), batch_size=args.batch_size, device=args.device,
-                    amp=not args.no_amp, progress=True)
-    logits = predict(model, image, tta=tta, normalize=normalize, output="logits", tiling=tiling)
+    tiling = Tiling(tile=tile, batch_size=args.batch_size, device=args.device,  # a bar on a terminal only:
+                    amp=not args.no_amp, progress=sys.stderr.isatty())  # logs keep stderr for the error line
+    try:
+        logits = predict(model, image, tta=tta, normalize=normalize, output="logits", tiling=tiling)
+    except UnetlibError as exc:  # name the files the message is about
+        raise UnetlibError(f"predicting {args.image} with {args.checkpoint}: {exc}") from None
     class_axis = logits.ndim - 3
     if args.probabilities:
         probabilities = softmax(logits, axis=class_axis)
@@ -72,6 +81,42 @@ def _cli_predict(args) -> int:
         labels = logits.argmax(axis=class_axis).astype(label_dtype(model.num_classes))
         _report(write_tiff(args.labels, labels), labels)
     return 0
+
+
+#: Largest magnitude a network input may have after scaling: networks are trained on values of
+#: order 1, and far larger ones saturate the softmax into meaningless 0/1 maps (or overflow to NaN).
+MAX_SCALED_INPUT = 1e6
+
+
+def _check_image(image: np.ndarray, path: str, in_channels: int, normalize: str) -> None:
+    """Refuse, naming the file, an image the network cannot take: wrong axes, no pixels, NaN/inf, huge values."""
+    from unetlib.preprocess import row_blocks
+
+    if in_channels == 1 and image.ndim not in (2, 3):
+        raise UnetlibError(f"image {path} has shape {image.shape}, but the model takes 1 channel: "
+                           "save a 2-D image (H, W) or a stack (S, H, W) without further axes")
+    if in_channels > 1 and (image.ndim not in (3, 4) or image.shape[-3] != in_channels):
+        raise UnetlibError(f"image {path} has shape {image.shape}, but the model takes {in_channels} channels: "
+                           f"save ({in_channels}, H, W) or a stack (S, {in_channels}, H, W)")
+    if image.size == 0:
+        raise UnetlibError(f"image {path} is empty (shape {image.shape}); give an image with at least one pixel")
+    if image.dtype.kind != "f" and not (normalize == "none" and image.dtype.kind in "iu"):
+        return  # integers are scaled by their dtype's maximum (or per image): always in range
+    bad, peak = 0, 0.0
+    for block in row_blocks(image):
+        finite = np.isfinite(block) if image.dtype.kind == "f" else np.ones(block.shape, bool)
+        bad += int(block.size - np.count_nonzero(finite))
+        if finite.any():
+            peak = max(peak, float(np.abs(block[finite].astype(np.float64)).max()))
+    if bad:
+        raise UnetlibError(f"image {path} holds {bad} NaN or infinite values; replace them "
+                           "(e.g. numpy.nan_to_num) and save the image again")
+    if normalize in ("unit", "none") and peak > MAX_SCALED_INPUT:
+        raise UnetlibError(
+            f"image {path} holds values up to {peak:.3g}, which the input scaling {normalize!r} passes to the "
+            f"network unchanged (limit {MAX_SCALED_INPUT:.0e}; networks are trained on values of order 1): "
+            "pass --normalize zscore or minmax, or rescale the image"
+        )
 
 
 def _recipe_defaults(payload: dict, args) -> tuple[str, str]:
@@ -100,6 +145,14 @@ def _check_outputs(args) -> None:
         raise UnetlibError("--class selects a probability map: also give --probabilities OUT.tif")
 
 
+def _check_device(device: str | None) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UnetlibError("--device cuda: PyTorch sees no CUDA GPU on this machine; use --device cpu "
+                           "(or leave --device out to use a GPU only when there is one)")
+
+
 def _check_class(class_index: int | None, num_classes: int, checkpoint: str) -> None:
     if class_index is not None and not 0 <= class_index < num_classes:
         raise UnetlibError(f"--class {class_index} does not exist: {checkpoint} has classes 0..{num_classes - 1}")
@@ -114,4 +167,8 @@ def _parse_tile(text: str | None):
         raise UnetlibError(f"--tile {text!r} is not a number or HxW (e.g. 572 or 444x892)") from None
     if len(parts) not in (1, 2):
         raise UnetlibError(f"--tile {text!r} is not a number or HxW (e.g. 572 or 444x892)")
+    from unetlib.model import check_input_size
+
+    for part in parts:
+        check_input_size(part, "--tile" if len(parts) == 1 else f"--tile {text}: edge")
     return parts[0] if len(parts) == 1 else tuple(parts)

@@ -46,6 +46,7 @@ from unetlib.weights import instances_from_binary, training_target
 __all__ = [
     "Split", "contiguous_folds", "select_folds",
     "TrainingData", "training_data", "train_network", "cell_probabilities", "cell_instances",
+    "tune_postprocessing",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
     "run_isbi2012", "run_ctc", "check_direction", "serial", "DIRECTIONS",
 ]
@@ -183,6 +184,31 @@ def cell_instances(p_cell: np.ndarray, threshold: float = 0.5, min_size: int = 0
     return labels.astype(np.uint16)
 
 
+#: The grid searched by :func:`tune_postprocessing`.
+TUNE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+TUNE_MIN_SIZES = (0, 20, 50, 100, 200, 400)
+
+
+def tune_postprocessing(p_cell: np.ndarray, masks: Sequence[np.ndarray]) -> tuple[float, int]:
+    """The threshold and minimum size (from a small grid) with the best SEG on *training* frames.
+
+    ``p_cell`` is the network's P(cell) on the frames it was trained on and
+    ``masks`` their annotations; the test sequence is never looked at. Ties go
+    to the smaller threshold, then the smaller minimum size.
+    """
+    from unetlib.metrics import ctc_seg
+
+    reference = {i: np.asarray(m) for i, m in enumerate(masks)}
+    best, best_seg = (TUNE_THRESHOLDS[0], TUNE_MIN_SIZES[0]), -1.0
+    for threshold in TUNE_THRESHOLDS:
+        for min_size in TUNE_MIN_SIZES:
+            found = {i: cell_instances(p_cell[i], threshold, min_size) for i in reference}
+            seg = ctc_seg(reference, found).seg
+            if seg > best_seg + 1e-12:
+                best, best_seg = (threshold, min_size), seg
+    return best
+
+
 def _curve(history: list) -> list[list[float]]:
     """At most ``_CURVE_POINTS`` (iteration, loss, seconds) rows of a training history."""
     step = max(1, len(history) // _CURVE_POINTS)
@@ -282,6 +308,9 @@ class DirectionResult:
     foreground_iou: float
     objects: int
     matched_objects: int
+    threshold: float
+    min_size: int
+    postprocessing: str
     loss_curve: list
     seconds: dict
     recipe: dict
@@ -321,8 +350,15 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     run = train_network(recipe, data, checkpoint, progress)
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
+    threshold, min_size, how = recipe.threshold, recipe.min_size, "fixed by the recipe"
+    if recipe.tune_postprocessing:  # on the training sequence only, never on the test sequence
+        train_prob = cell_probabilities(run.model, recipe, source.frames[frames])
+        threshold, min_size = tune_postprocessing(train_prob, [source.seg[t] for t in frames])
+        how = "tuned on the training sequence"
+    seconds["tune"] = time.perf_counter() - start
+    start = time.perf_counter()
     prob = cell_probabilities(run.model, recipe, target.frames[test_frames])
-    masks = {t: cell_instances(prob[i], recipe.threshold, recipe.min_size) for i, t in enumerate(test_frames)}
+    masks = {t: cell_instances(prob[i], threshold, min_size) for i, t in enumerate(test_frames)}
     seconds["predict"] = time.perf_counter() - start
     seg = ctc_seg({t: target.seg[t] for t in test_frames}, masks)
     res_dir = out_dir / name / f"{test_seq}_RES"
@@ -335,7 +371,8 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     return DirectionResult(
         direction=direction, train_sequence=train_seq, test_sequence=test_seq, seed=recipe.train.seed,
         train_frames=frames, test_frames=test_frames, SEG=float(seg.seg), foreground_iou=float(seg.foreground_iou),
-        objects=int(seg.n_reference), matched_objects=int(seg.n_matched), loss_curve=_curve(run.history),
+        objects=int(seg.n_reference), matched_objects=int(seg.n_matched), threshold=float(threshold),
+        min_size=int(min_size), postprocessing=how, loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
         checkpoint=_relative(checkpoint / "last.pt", out_dir), res_dir=_relative(res_dir, out_dir),
         example=_relative(example, out_dir),

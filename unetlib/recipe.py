@@ -69,6 +69,10 @@ class Recipe:
         Instances are the 4-connected components of ``P(cell) > threshold``.
     min_size : int
         Components smaller than this many pixels are removed.
+    tune_postprocessing : bool
+        Cell Tracking Challenge only: choose ``threshold`` and ``min_size``
+        from a small grid by SEG on the *training* sequence (the values above
+        are then unused); the test sequence is never looked at.
     """
 
     dataset: str
@@ -83,6 +87,7 @@ class Recipe:
     predict_tile: int | None = None
     threshold: float = 0.5
     min_size: int = 0
+    tune_postprocessing: bool = False
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -101,8 +106,9 @@ class Recipe:
             raise UnetlibError(f"Recipe.threshold must lie in [0, 1), got {self.threshold}")
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
             raise UnetlibError(f"Recipe.min_size must be an integer >= 0, got {self.min_size!r}")
-        if self.ignore_unannotated and self.dataset not in CTC_DATASETS:
-            raise UnetlibError("Recipe.ignore_unannotated needs tracking markers: only for the Cell Tracking Challenge")
+        if (self.ignore_unannotated or self.tune_postprocessing) and self.dataset not in CTC_DATASETS:
+            raise UnetlibError("Recipe.ignore_unannotated and tune_postprocessing apply to the Cell Tracking "
+                               "Challenge datasets only")
 
     # ------------------------------------------------------------------ #
     def replace(self, **changes: Any) -> "Recipe":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,15 +93,24 @@ def run_notebook(report: str, profile: str, output_dir: Path, root: Path | None 
     params = {**profile_parameters(profile, report, root), **overrides}
     params["OUTPUT_DIR"] = _display_path(output_dir, root)
     out = output_dir / f"{report}.ipynb"
+    running = output_dir / f".{report}.running.ipynb"  # the previous good report stays until this one succeeds
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
-            str(root / "notebooks" / f"{source}.ipynb"), str(out), parameters=params,
+            str(root / "notebooks" / f"{source}.ipynb"), str(running), parameters=params,
             cwd=str(root / "notebooks"), progress_bar=False, log_output=False, kernel_name="python3",
         )
-    finally:
-        if out.is_file():
-            scrub_paths(out, root)
+    except BaseException:
+        if running.is_file():
+            failed = output_dir / f"{report}.failed.ipynb"
+            scrub_paths(running, root)
+            os.replace(running, failed)
+            print(f"[{profile}] {report} failed; the executed notebook is {_display_path(failed, root)}",
+                  file=sys.stderr)
+        raise
+    scrub_paths(running, root)
+    os.replace(running, out)
+    (output_dir / f"{report}.failed.ipynb").unlink(missing_ok=True)
     return time.perf_counter() - start
 
 
@@ -172,6 +182,48 @@ def _accepted(report: str, root: Path) -> set[str]:
             for t in node.targets if isinstance(t, ast.Name)}
 
 
+def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=None, fetch: bool = True,
+                       root=None) -> dict[str, float]:
+    """The experiments and tables of ``profile`` without notebooks (the same library calls the notebooks make).
+
+    For machines without Jupyter (clusters, offline GPU boxes): writes the
+    result files, Table 1 and Table 2 and ``results.md`` into ``output_dir``,
+    with each experiment's parameters taken from the profile's files.
+    """
+    from unetlib import protocols, recipe, results, tables
+
+    project = project_root()
+    output_dir = Path(output_dir or project / "reports" / profile)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if fetch:
+        fetch_missing(NOTEBOOKS, root)
+    timings = {}
+    start = time.perf_counter()
+    isbi = profile_parameters(profile, "01_isbi2012_em", project)
+    found = {"isbi2012_em": protocols.run_isbi2012(
+        recipe.preset("isbi2012", profile), output_dir, folds=isbi.get("FOLDS", 5), run_folds=isbi.get("RUN_FOLDS"),
+        submission_slices=isbi.get("SUBMISSION_SLICES", 0), root=root, runner=runner)}
+    timings["01_isbi2012_em"] = round(time.perf_counter() - start, 1)
+    for report in ("02_phc_u373", "02_dic_hela"):
+        start = time.perf_counter()
+        params = profile_parameters(profile, report, project)
+        found[params["DATASET"]] = protocols.run_ctc(recipe.preset(params["DATASET"], profile), output_dir,
+                                                     directions=params.get("DIRECTIONS", protocols.DIRECTIONS),
+                                                     root=root, runner=runner)
+        timings[report] = round(time.perf_counter() - start, 1)
+    for name, result in found.items():
+        results.write_result(output_dir / f"{name}.json", result)
+    t1, t2 = tables.table1(found["isbi2012_em"]), tables.table2(found)
+    tables.write_table(t1, output_dir / "table1", f"Table 1 (ISBI 2012), profile {profile}.")
+    tables.write_table(t2, output_dir / "table2", f"Table 2 (SEG), profile {profile}.")
+    write_text(output_dir / "results.md", "\n".join([
+        f"Profile `{profile}` (headless run)", "", "**Table 1 (ISBI 2012)**", "", tables.to_markdown(t1), "",
+        "**Table 2 (SEG)**", "", tables.to_markdown(t2), "", tables.HELD_OUT_NOTE]) + "\n")
+    write_text(output_dir / "timings.json", json.dumps(timings, indent=1) + "\n")
+    print(f"[{profile}] headless: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
+    return timings
+
+
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -202,6 +254,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="run folds/directions on a local Dask cluster")
     parser.add_argument("--scheduler", default=None, help="run folds/directions on this Dask scheduler")
     parser.add_argument("--no-fetch", action="store_true", help="do not download missing datasets")
+    parser.add_argument("--headless", action="store_true",
+                        help="run the experiments and tables without notebooks (no Jupyter needed)")
     parser.add_argument("--update-readme", action="store_true",
                         help="only copy reports/PROFILE/results.md into the README's results section")
     args = parser.parse_args(argv)
@@ -213,10 +267,23 @@ def main(argv=None) -> int:
         if args.workers is not None and args.workers < 0:
             raise UnetlibError(f"--workers must be >= 0, got {args.workers}")
         overrides = {k: v for k, v in (("WORKERS", args.workers), ("SCHEDULER", args.scheduler)) if v is not None}
+        if args.headless:
+            from unetlib.fanout import runner
+
+            reproduce_headless(profile, args.output_dir, fetch=not args.no_fetch,
+                               runner=runner(args.workers or 0, args.scheduler))
+            return 0
         reproduce(profile, tuple(args.only or NOTEBOOKS), args.output_dir, fetch=not args.no_fetch, **overrides)
     except UnetlibError as exc:
         print(f"reproduce: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a notebook cell failed: papermill's error carries the cell's exception
+        if type(exc).__name__ != "PapermillExecutionError":
+            raise
+        print(f"reproduce: error: a notebook failed at cell {exc.exec_count}: {exc.ename}: "
+              f"{str(exc.evalue).splitlines()[0] if exc.evalue else ''} (the executed copy is saved as "
+              "NAME.failed.ipynb beside the reports)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("reproduce: interrupted", file=sys.stderr)
         return 130

@@ -57,13 +57,25 @@ def parse_slices(text: str, count: int) -> list[int]:
     return sorted(chosen)
 
 
+_OPTIONS = ("iterations", "width", "tile", "lr", "seed", "checkpoint_every")  # TrainConfig fields set by options
+
+
 def _recipe(args):
     from unetlib.recipe import preset
 
-    changes = {f"train.{name}": getattr(args, key) for key, name in (
-        ("iterations", "iterations"), ("width", "width"), ("tile", "tile"), ("lr", "lr"), ("seed", "seed"),
-        ("checkpoint_every", "checkpoint_every")) if getattr(args, key) is not None}
-    return preset(args.dataset, args.profile).replace(**changes)
+    recipe = preset(args.dataset, args.profile)
+    if args.iterations is not None and args.iterations < 1:  # TrainConfig allows 0; a run of 0 steps is a mistake
+        raise UnetlibError(f"--iterations must be at least 1, got {args.iterations} (0 would only write an "
+                           f"untrained network; the {args.profile} profile trains {recipe.train.iterations})")
+    given = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}
+    try:
+        recipe = recipe.replace(**{f"train.{name}": value for name, value in given.items()})
+    except UnetlibError as exc:  # name the option, not the dataclass field
+        message = str(exc)
+        for name in given:
+            message = message.replace(f"TrainConfig.{name}", f"--{name.replace('_', '-')}")
+        raise UnetlibError(message) from None
+    return recipe
 
 
 def _data(args, recipe, cache_dir: Path):
@@ -74,10 +86,11 @@ def _data(args, recipe, cache_dir: Path):
 
     if args.dataset == "isbi2012":
         isbi = datasets.load_isbi2012(args.data)
-        keep = parse_slices(args.slices, len(isbi.train_images)) if args.slices else list(range(len(isbi.train_images)))
+        keep = (parse_slices(args.slices, len(isbi.train_images)) if args.slices is not None
+                else list(range(len(isbi.train_images))))
         masks = [instances_from_binary(isbi.train_labels[i]) for i in keep]
         return training_data(recipe, isbi.train_images[keep], masks, cache_dir=cache_dir), f"{len(keep)} sections"
-    if args.slices:
+    if args.slices is not None:
         raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
     ctc = datasets.load_ctc(args.dataset, args.sequence, args.data, tra=recipe.ignore_unannotated)
     frames = sorted(ctc.seg)
@@ -89,12 +102,33 @@ def _data(args, recipe, cache_dir: Path):
 
 def _cli(args: argparse.Namespace) -> int:
     from unetlib.protocols import train_network
+    from unetlib.userfiles import check_output_folder
 
     out = Path(args.out or f"runs/train-{args.dataset}")
-    recipe = _recipe(args)
-    data, what = _data(args, recipe, out / "cache")
-    result = train_network(recipe, data, checkpoint_dir=out)
+    recipe = _recipe(args)  # every option is checked before anything is read or written
+    check_output_folder("--out", out)
+    if (out / "last.pt").is_dir():
+        raise UnetlibError(f"{out / 'last.pt'} is a folder; move it away or choose another --out")
+    try:
+        data, what = _data(args, recipe, out / "cache")
+        result = train_network(recipe, data, checkpoint_dir=out)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note
+        stop.note = _saved_note(out / "last.pt")
+        raise
     last = result.history[-1] if result.history else None
     summary = f"iteration {last[0]}, loss {last[1]:.4f}" if last else "no iterations run"
     print(f"trained {args.dataset} ({recipe.profile} recipe) on {what} ({summary}); wrote {result.checkpoint}")
     return 0
+
+
+def _saved_note(path: Path) -> str:
+    """What an interrupted run left: the checkpoint and its iteration, and how to resume."""
+    from unetlib.checkpoint import load_checkpoint
+
+    if not path.is_file():
+        return "no iteration was complete, so no checkpoint was written"
+    try:
+        iteration = load_checkpoint(path).get("iteration")
+    except UnetlibError:
+        return f"the checkpoint {path} could not be read back: check it before resuming"
+    return f"the checkpoint {path} was saved at iteration {iteration}: run the same command again to resume"

@@ -14,7 +14,7 @@ import numpy as np
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["read_image", "check_output_paths"]
+__all__ = ["read_image", "check_output_paths", "check_output_folder"]
 
 _COLOUR_AXES = ("S",)  # tifffile's axis code for colour samples
 
@@ -32,6 +32,8 @@ def read_image(path: str | os.PathLike, in_channels: int = 1, what: str = "image
         Missing, unreadable, colour (for 1 channel) or non-numeric files.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UnetlibError(f"{what} {path} is a folder; give a 2-D TIFF/PNG file or a TIFF stack")
     if not path.is_file():
         raise UnetlibError(f"{what} {path} does not exist; give a 2-D TIFF/PNG or a TIFF stack")
     colour, image = _read_tiff(path, what) if path.suffix.lower() in (".tif", ".tiff") else _read_other(path, what)
@@ -58,7 +60,7 @@ def _read_tiff(path: Path, what: str) -> tuple[bool, np.ndarray]:
             image = series.asarray()
             axes = series.axes
     except Exception as exc:  # tifffile and imagecodecs raise many kinds
-        raise UnetlibError(f"cannot read {what} {path} as TIFF ({type(exc).__name__}: {exc}); check the file") from None
+        raise UnetlibError(f"cannot read {what} {path} as TIFF ({_reason(exc)}); check the file") from None
     return axes.endswith(_COLOUR_AXES), image
 
 
@@ -68,15 +70,23 @@ def _read_other(path: Path, what: str) -> tuple[bool, np.ndarray]:
     try:
         image = io.imread(path)
     except Exception as exc:
-        raise UnetlibError(f"cannot read {what} {path} ({type(exc).__name__}: {exc}); give a TIFF or PNG") from None
+        raise UnetlibError(f"cannot read {what} {path} ({_reason(exc)}); give a TIFF or PNG") from None
     return image.ndim == 3 and image.shape[-1] in (3, 4), image
 
 
+def _reason(exc: BaseException) -> str:
+    """``Type: first line of the message`` (readers' messages can span many lines)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+
+
 def check_output_paths(inputs: dict[str, str | os.PathLike | None], outputs: dict[str, str | os.PathLike | None]) -> None:
-    """Refuse outputs that are folders, that would overwrite an input, or that collide with each other.
+    """Refuse outputs that are folders, that would overwrite an input, that collide with each other,
+    or whose folder cannot be written.
 
     ``inputs`` and ``outputs`` map option names (for the message) to paths;
-    None entries are ignored.
+    None entries are ignored. Different spellings of one file (``./x.tif``,
+    ``sub/../x.tif``, a symbolic or hard link) are the same file.
     """
     seen: dict[Path, str] = {}
     given_inputs = {name: _resolved(p) for name, p in inputs.items() if p is not None}
@@ -84,14 +94,40 @@ def check_output_paths(inputs: dict[str, str | os.PathLike | None], outputs: dic
         if value is None:
             continue
         path = _resolved(value)
-        if path.is_dir():
+        if path.is_dir() or str(value).endswith(("/", os.sep)):
             raise UnetlibError(f"{name} {value} is a folder; give a file name such as {Path(value) / 'out.tif'}")
         for in_name, in_path in given_inputs.items():
-            if path == in_path or (path.exists() and in_path.exists() and os.path.samefile(path, in_path)):
+            if _same(path, in_path):
                 raise UnetlibError(f"{name} {value} is the {in_name}: refusing to overwrite an input; choose another path")
-        if path in seen:
-            raise UnetlibError(f"{name} and {seen[path]} are the same file {value}: give each output its own path")
+        for other, other_name in seen.items():
+            if _same(path, other):
+                raise UnetlibError(f"{name} and {other_name} are the same file {value}: give each output its own path")
+        _check_folder(name, value, path.parent)
         seen[path] = name
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Resolved paths ``a`` and ``b`` name one file (equal, or hard links of one existing file)."""
+    return a == b or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def check_output_folder(name: str, folder: str | os.PathLike) -> None:
+    """Refuse an output folder that is a file, lies below a file, or cannot be written (before any work)."""
+    path = _resolved(folder)
+    if path.exists() and not path.is_dir():
+        raise UnetlibError(f"{name} {folder} is a file, not a folder; give a folder for the outputs")
+    _check_folder(name, folder, path)
+
+
+def _check_folder(name: str, value, folder: Path) -> None:
+    """The output's folder (or its nearest existing ancestor, as it will be created) must be a writable folder."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UnetlibError(f"{name} {value}: {existing} is a file, not a folder; choose another output path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UnetlibError(f"{name} {value}: the folder {existing} is not writable; choose another output folder")
 
 
 def _resolved(path: str | os.PathLike) -> Path:

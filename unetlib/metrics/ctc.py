@@ -215,12 +215,18 @@ def _foreground_iou(gt: dict, pred: dict) -> float:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
+    """A label image, checked (2-D, integer, no negative labels); errors name the file and the fix."""
     import tifffile
 
     try:
-        return tifffile.imread(path)
+        image = tifffile.imread(path)
     except Exception as exc:  # corrupt or not a TIFF
-        raise UnetlibError(f"cannot read {path}: {exc}; re-export it as a 16-bit label TIFF") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UnetlibError(f"cannot read {path} ({first}); re-export it as a 16-bit label TIFF") from None
+    try:
+        return _check_label_image(image, str(path))
+    except UnetlibError as exc:
+        raise UnetlibError(f"{exc}; re-export {path.name} as a 2-D uint16 label TIFF") from None
 
 
 def _numbered_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
@@ -234,6 +240,8 @@ def read_ctc_gt(gt_dir: str | Path) -> dict[int, np.ndarray]:
     """
     gt_dir = Path(gt_dir)
     seg_dir = gt_dir / "SEG" if (gt_dir / "SEG").is_dir() else gt_dir
+    if gt_dir.exists() and not gt_dir.is_dir():
+        raise UnetlibError(f"GT folder {gt_dir} is a file, not a folder; pass the <seq>_GT folder of the dataset")
     if not seg_dir.is_dir():
         raise UnetlibError(f"GT folder {gt_dir} does not exist; pass the <seq>_GT folder of the dataset")
     if any(_MAN_SEG_3D_SLICE.match(p.name) for p in seg_dir.iterdir()):
@@ -255,6 +263,8 @@ def read_ctc_results(res_dir: str | Path, frames=None) -> dict[int, np.ndarray]:
         Read only these frames; a missing one raises an error naming the file.
     """
     res_dir = Path(res_dir)
+    if res_dir.exists() and not res_dir.is_dir():
+        raise UnetlibError(f"result folder {res_dir} is a file, not a folder; pass the <seq>_RES folder of maskTTT.tif")
     if not res_dir.is_dir():
         raise UnetlibError(f"result folder {res_dir} does not exist; write masks with write_ctc_results")
     files = _numbered_files(res_dir, _MASK)
@@ -284,6 +294,15 @@ def evaluate_ctc_folder(res_dir: str | Path, gt_dir: str | Path) -> SEGResult:
     """
     gt = read_ctc_gt(gt_dir)
     pred = read_ctc_results(res_dir, frames=sorted(gt))
+    for t in sorted(gt):
+        if gt[t].shape != pred[t].shape:
+            raise UnetlibError(
+                f"result mask of frame {t} in {res_dir} has shape {pred[t].shape} but its GT in {gt_dir} has "
+                f"{gt[t].shape}: write masks at the full size of the frames"
+            )
+    if not any(image.any() for image in gt.values()):
+        raise UnetlibError(f"the GT in {gt_dir} holds no object in any annotated frame; SEG is undefined: "
+                           "check that it is the dataset's <seq>_GT folder")
     return ctc_seg(gt, pred)
 
 
@@ -304,16 +323,18 @@ def write_ctc_results(masks, res_dir: str | Path, digits: int = 3) -> list[Path]
     list of Path
         The files written.
     """
-    import tifffile
+    from unetlib.atomic import write_tiff
 
     frames = _as_frames(masks, "mask")
-    res_dir = Path(res_dir)
-    res_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for t, labels in sorted(frames.items()):
+    for t, labels in sorted(frames.items()):  # every frame is checked before anything is written
         if labels.max(initial=0) > np.iinfo(np.uint16).max:
             raise UnetlibError(f"mask frame {t}: label {labels.max()} does not fit uint16; relabel consecutively")
+    res_dir = Path(res_dir)
+    if res_dir.exists() and not res_dir.is_dir():
+        raise UnetlibError(f"result folder {res_dir} is a file, not a folder; give a folder for the masks")
+    written = []
+    for t, labels in sorted(frames.items()):
         path = res_dir / f"mask{t:0{digits}d}.tif"
-        tifffile.imwrite(path, labels.astype(np.uint16))
+        write_tiff(path, labels.astype(np.uint16))  # atomic: a previous mask is only replaced by a complete one
         written.append(path)
     return written

@@ -16,7 +16,7 @@ the creation of image segmentation algorithms for connectomics",
 Front. Neuroanat. 9:142 (2015). The warping error follows Jain et al.,
 "Boundary learning by optimization with topological constraints", CVPR 2010.
 The implementation here follows the kit's specification of that code
-(``METRICS.md``, part A) and reproduces the organisers' outputs bit for bit.
+(``docs/metrics.md``) and reproduces the organisers' outputs bit for bit.
 
 Conventions: ``prob`` is P(cell) in [0, 1] (0 = certainly membrane); ``gt`` is
 0 for membrane and one positive value (1 or 255) for cell. A prediction
