@@ -49,7 +49,8 @@ def register_cli(subparsers) -> None:
 
 
 def _checked_root(args: argparse.Namespace, must_exist: bool) -> Path:
-    """The data root; one that is a file (or, with ``must_exist``, missing) is a one-line error naming where it came from."""
+    """The data root; one that is a file (or, with ``must_exist``, missing) is a one-line error
+    naming where it came from (``--root``, ``$UNETLIB_DATA`` or the default)."""
     import os
 
     root = data_root(args.root)

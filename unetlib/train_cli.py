@@ -101,17 +101,22 @@ def _data(args, recipe, cache_dir: Path):
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from unetlib.protocols import train_network
+    from unetlib.train import train
     from unetlib.userfiles import check_output_folder
 
     out = Path(args.out or f"runs/train-{args.dataset}")
     recipe = _recipe(args)  # every option is checked before anything is read or written
     check_output_folder("--out", out)
-    if (out / "last.pt").is_dir():
-        raise UnetlibError(f"{out / 'last.pt'} is a folder; move it away or choose another --out")
+    last = out / "last.pt"
+    if last.is_dir():
+        raise UnetlibError(f"{last} is a folder; move it away or choose another --out")
+    if last.exists() and not args.no_resume:
+        _check_resumable(last)
     try:
         data, what = _data(args, recipe, out / "cache")
-        result = train_network(recipe, data, checkpoint_dir=out)
+        # as protocols.train_network (the recipe travels in the checkpoint), with --no-resume honoured
+        result = train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=out,
+                       resume=not args.no_resume, metadata={"recipe": recipe.to_dict()})
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note
         stop.note = _saved_note(out / "last.pt")
         raise
@@ -119,6 +124,17 @@ def _cli(args: argparse.Namespace) -> int:
     summary = f"iteration {last[0]}, loss {last[1]:.4f}" if last else "no iterations run"
     print(f"trained {args.dataset} ({recipe.profile} recipe) on {what} ({summary}); wrote {result.checkpoint}")
     return 0
+
+
+def _check_resumable(path: Path) -> None:
+    """The checkpoint to resume from is readable: refused (kept as it is) before any work, naming --no-resume."""
+    from unetlib.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(path)
+    except UnetlibError as exc:
+        raise UnetlibError(f"cannot resume: {exc}; or pass --no-resume to train afresh "
+                           "(the file is then replaced at the first checkpoint)") from None
 
 
 def _saved_note(path: Path) -> str:
