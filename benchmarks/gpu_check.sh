@@ -4,7 +4,9 @@
 #      step, a checkpoint written on the GPU read on the CPU),
 #   2. the GPU benchmarks (512² and 2048² tiled inference with and without 8-fold TTA at
 #      width 64, training iterations per second, peak GPU memory) -> OUT/benchmarks/gpu.*,
-#   3. the gpu profile, headless (all folds and directions, several networks at once on the
+#   3. the paper profile's learning rate at the paper's size: 300 SGD steps (momentum 0.99,
+#      one 572² tile, width 64) on PhC-U373; the loss must fall -> OUT/paper_lr.log,
+#   4. the gpu profile, headless (all folds and directions, several networks at once on the
 #      one GPU) -> OUT/gpu/ (result files, Table 1, Table 2, results.md).
 #
 # GPU machines in clusters are often offline and bring their own CUDA build of PyTorch. This
@@ -33,6 +35,16 @@ echo "== 1. CUDA tests"
 "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_gpu.py tests/test_augment.py 2>&1 | tee "$OUT/gpu_tests.log"
 echo "== 2. benchmarks ($((SECONDS - start)) s)"
 "$PY" -m benchmarks.bench_gpu --out "$OUT/benchmarks"
-echo "== 3. the gpu profile, headless ($((SECONDS - start)) s)"
+echo "== 3. the paper profile's learning rate, 300 steps at width 64 ($((SECONDS - start)) s)"
+"$PY" -m unetlib train PhC-C2DH-U373 --profile paper --iterations 300 --checkpoint-every 300 \
+    --out /tmp/unetlib-paper-lr 2>&1 | tee "$OUT/paper_lr.log"
+"$PY" - <<'PYEOF' | tee -a "$OUT/paper_lr.log"
+from unetlib.checkpoint import load_checkpoint
+h = load_checkpoint("/tmp/unetlib-paper-lr/last.pt")["history"]
+first, last = sum(r[1] for r in h[:30]) / 30, sum(r[1] for r in h[-30:]) / 30
+print(f"paper profile, SGD momentum 0.99: loss {first:.3f} (first 30 steps) -> {last:.3f} (last 30): "
+      + ("falls" if last < 0.8 * first else "DOES NOT FALL"))
+PYEOF
+echo "== 4. the gpu profile, headless ($((SECONDS - start)) s)"
 "$PY" -m unetlib.reproduce --profile gpu --headless --no-fetch --workers "${WORKERS:-5}" --output-dir "$OUT/gpu"
 echo "== done in $((SECONDS - start)) s"

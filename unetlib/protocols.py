@@ -151,10 +151,13 @@ def _cached_target(mask: np.ndarray, recipe: Recipe, cache_dir) -> tuple[np.ndar
 
 
 def train_network(recipe: Recipe, data: TrainingData, checkpoint_dir: str | Path | None = None,
-                  progress: bool = True) -> TrainResult:
-    """Train the recipe's network on ``data``; the recipe is saved in the checkpoint."""
+                  progress: bool = True, resume: bool = True) -> TrainResult:
+    """Train the recipe's network on ``data``; the recipe is saved in the checkpoint.
+
+    An existing ``checkpoint_dir/last.pt`` of the same recipe is resumed unless ``resume=False``.
+    """
     return train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=checkpoint_dir,
-                 progress=progress, metadata={"recipe": recipe.to_dict()})
+                 progress=progress, resume=resume, metadata={"recipe": recipe.to_dict()})
 
 
 def cell_probabilities(model, recipe: Recipe, images: np.ndarray, tta: str | None = None) -> np.ndarray:

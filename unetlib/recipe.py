@@ -204,84 +204,87 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------- #
 # The presets (profiles)
 # --------------------------------------------------------------------------- #
-#: The paper's recipe where the paper is exact (Sections 2-3): width 64, 572² tiles,
-#: one tile per SGD step with momentum 0.99, Eq. 2 with w0 = 10, sigma = 5, the elastic
-#: 3x3 grid with sigma = 10 px, and (for the EM data) the release's uint8 / 255 inputs.
-_PAPER_TRAIN = dict(width=64, tile=572, batch=1, optimizer="sgd", momentum=0.99, lr=0.001,
-                    schedule="constant", warmup=0)
-
-_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "isbi2012": {
-        "smoke": dict(normalize="unit", tta="d4",
-                      train=dict(width=4, tile=188, iterations=10, optimizer="adam", lr=0.001)),
-        "cpu": dict(normalize="unit", tta="d4",
-                    train=dict(width=16, tile=380, iterations=2000, optimizer="adam", lr=0.001,
-                               schedule="poly", warmup=100)),
-        "gpu": dict(normalize="unit", tta="d4",
-                    train=dict(width=64, tile=572, iterations=1500, optimizer="adam", lr=0.0005,
-                               schedule="poly", warmup=100)),
-        "paper": dict(normalize="unit", tta="d4", train=dict(_PAPER_TRAIN, iterations=20000)),
-    },
-    "PhC-C2DH-U373": {
-        "smoke": dict(normalize="zscore", tta="flips", min_size=20,
-                      train=dict(width=4, tile=188, iterations=10, optimizer="adam", lr=0.001)),
-        "cpu": dict(normalize="zscore", tta="flips", min_size=20,
-                    train=dict(width=16, tile=380, iterations=1000, optimizer="adam", lr=0.001,
-                               schedule="poly", warmup=100)),
-        "gpu": dict(normalize="zscore", tta="flips", min_size=20,
-                    train=dict(width=64, tile=572, iterations=1500, optimizer="adam", lr=0.0005,
-                               schedule="poly", warmup=100)),
-        "paper": dict(normalize="zscore", tta="flips", min_size=20, train=dict(_PAPER_TRAIN, iterations=20000)),
-    },
-    "DIC-C2DH-HeLa": {
-        "smoke": dict(normalize="zscore", tta="flips", min_size=20,
-                      train=dict(width=4, tile=188, iterations=10, optimizer="adam", lr=0.001)),
-        "cpu": dict(normalize="zscore", tta="flips", min_size=20,
-                    train=dict(width=16, tile=380, iterations=1400, optimizer="adam", lr=0.001,
-                               schedule="poly", warmup=100)),
-        "gpu": dict(normalize="zscore", tta="flips", min_size=20,
-                    train=dict(width=64, tile=572, iterations=1500, optimizer="adam", lr=0.0005,
-                               schedule="poly", warmup=100)),
-        "paper": dict(normalize="zscore", tta="flips", min_size=20, train=dict(_PAPER_TRAIN, iterations=20000)),
-    },
+#: Choices of each dataset, the same in every profile.
+_NO_GREY = {"brightness": 0.0, "contrast": 0.0, "gamma": 0.0}
+_DATASET: dict[str, dict[str, Any]] = {
+    "isbi2012": dict(normalize="unit", tta="d4"),
+    "PhC-C2DH-U373": dict(normalize="zscore", tta="flips", class_weights=None, ignore_unannotated=True,
+                          tune_postprocessing=True, min_size=20, augment=_NO_GREY),
+    "DIC-C2DH-HeLa": dict(normalize="zscore", tta="flips", ignore_unannotated=True, tune_postprocessing=True,
+                          min_size=20, augment=_NO_GREY),
 }
+#: Training of each profile. ``paper`` is the paper's recipe where the paper is exact (Section 3):
+#: width 64, 572² tiles, one tile per SGD step with momentum 0.99.
+_PROFILE: dict[str, dict[str, Any]] = {
+    "smoke": dict(width=4, tile=188, iterations=10, optimizer="adam", lr=0.001),
+    "cpu": dict(width=16, tile=508, optimizer="adam", lr=0.001, schedule="poly", warmup=100),
+    "gpu": dict(width=64, tile=572, iterations=1500, optimizer="adam", lr=0.0005, schedule="poly", warmup=100),
+    "paper": dict(width=64, tile=572, batch=1, iterations=20000, optimizer="sgd", momentum=0.99, lr=0.001,
+                  schedule="constant", warmup=0),
+}
+#: Iterations of the cpu profile per dataset: what fits in an hour on two cores for all of them.
+_CPU_ITERATIONS = {"isbi2012": 2000, "PhC-C2DH-U373": 1500, "DIC-C2DH-HeLa": 2500}
 
 
 def preset(dataset: str, profile: str) -> Recipe:
     """The recipe of ``dataset`` under ``profile`` (``smoke``, ``cpu``, ``gpu``, ``paper``)."""
-    if dataset not in _PRESETS:
-        raise UnetlibError(f"unknown dataset {dataset!r}; choose one of {', '.join(_PRESETS)}")
+    if dataset not in _DATASET:
+        raise UnetlibError(f"unknown dataset {dataset!r}; choose one of {', '.join(_DATASET)}")
     if profile not in PROFILES:
         raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    spec = dict(_PRESETS[dataset][profile])
-    train = dict(spec.pop("train"))
-    augment = train.pop("augment", {})
-    config = TrainConfig(**train, augment=AugmentParams(**augment), checkpoint_every=250)
+    spec = dict(_DATASET[dataset])
+    augment = AugmentParams(**spec.pop("augment", {}))
+    train = dict(_PROFILE[profile])
+    if profile == "cpu":
+        train["iterations"] = _CPU_ITERATIONS[dataset]
+    config = TrainConfig(**train, augment=augment, checkpoint_every=250)
     return Recipe(dataset=dataset, profile=profile, train=config, **spec)
 
 
-#: Why each choice was made (per dataset where it differs); shown by the notebooks.
+#: Why each choice was made (per dataset where it differs); shown by the notebooks beside the cells using them.
 WHY: dict[str, Any] = {
     "normalize": {
         "isbi2012": "uint8 / 255, as the 2015 release scales its inputs.",
-        "*": "per-image standardisation: the release scales by 1/255, but the cell images are low-contrast "
-             "(DIC-HeLa: mean 119, std 10 of 255, an input std of 0.04), which a short schedule does not learn from.",
+        "*": "per-image standardisation: the release scales by 1/255, but these images are low-contrast "
+             "(DIC-HeLa: mean 119, std 10 of 255), which a short schedule does not learn from.",
     },
-    "train.optimizer": "Adam on the cpu and gpu profiles: at a few thousand steps SGD with momentum 0.99 and one "
-                       "tile per step stalls or collapses to a constant prediction (appendix notebook 05); "
-                       "the paper profile keeps the paper's SGD.",
-    "train.schedule": "poly decay (1 - i/n)^0.9 after a linear warm-up: a short run ends with small steps.",
-    "train.lr": "Adam's default 1e-3 on width 16; SGD 1e-3 with momentum 0.99 on the paper profile (loss falls "
-                "on a short run, appendix notebook 05).",
-    "train.width": "channels of the first level; 64 in the paper, 16 on two CPU cores (1/16 of the FLOPs).",
-    "train.tile": "training input tile edge (16k + 60); 572 in the paper.",
-    "class_weights": "w_c of Eq. 2: 'balanced' = inverse class frequency with mean 1.",
-    "ignore_unannotated": "cells visible in the tracking markers but missing from the segmentation "
-                          "annotation get loss weight 0 instead of being taught as background.",
+    "train.optimizer": "Adam on the smoke, cpu and gpu profiles: at a few thousand steps SGD with momentum 0.99 "
+                       "and one tile per step learns slowly or collapses (appendix 04_training_diagnosis); the "
+                       "paper profile keeps the paper's SGD with momentum 0.99.",
+    "train.lr": "peak learning rate: Adam's usual 1e-3 at width 16 (5e-4 at width 64); SGD 1e-3 with momentum "
+                "0.99 on the paper profile.",
+    "train.schedule": "a linear warm-up (train.warmup steps), then poly decay (1 - i/n)^0.9: a short run ends with "
+                      "small steps; the paper profile keeps a constant rate.",
+    "train.width": "channels of the first level: 64 in the paper; 16 on two CPU cores (1/16 of the FLOPs).",
+    "train.tile": "training input tile edge (16k + 60): 572 in the paper; 508 on the CPU, where a 508² tile gives "
+                  "45 % more output pixels per second than 380² (valid convolutions waste the border).",
+    "train.iterations": "steps per network; the cpu profile's are what fits in an hour on two cores for all networks.",
+    "train.augment.brightness": {
+        "isbi2012": "grey-value variation (brightness, contrast, gamma) within each tile's value range: EM "
+                    "sections differ in brightness and are only scaled by 1/255.",
+        "*": "no grey-value variation: in a standardised phase-contrast or DIC tile the value range spans about "
+             "18 standard deviations (bright halos), so 'brightness +-0.1 of the range' shifts a tile by up to "
+             "1.8 sigma, more than a cell differs from the background; per-image standardisation removes global "
+             "changes anyway (appendix 04, part B).",
+    },
+    "class_weights": {
+        "isbi2012": "w_c of Eq. 2: 'balanced' = inverse class frequency with mean 1 (membranes are 22 % of the "
+                    "pixels and weigh 2.3, cells 0.64).",
+        "DIC-C2DH-HeLa": "w_c of Eq. 2: 'balanced' = inverse class frequency with mean 1 (cells are 40-50 % of "
+                         "the pixels, so both classes weigh about 1).",
+        "PhC-C2DH-U373": "w_c of Eq. 2 left at 1 (None): cells are 5-8 % of the pixels, so 'balanced' weighs a "
+                         "cell pixel about 8 times a background pixel and the predicted cells bloat (measured on "
+                         "01->02, 1,500 steps: cells predicted in 7.8 % of the pixels against 5.1 % annotated, SEG "
+                         "0.76; unweighted: 6.1 %, SEG 0.78; appendix 04, part D). The Eq. 2 border term is kept.",
+    },
+    "ignore_unannotated": "cells that have a tracking marker but no segmentation mask (e.g. 15 of 18 cells of "
+                          "HeLa 01 frame 67) get loss weight 0 around them instead of being taught as background.",
     "tta": {
         "isbi2012": "the paper averaged its EM submission over '7 rotated versions' plus the identity: d4.",
         "*": "the release's 4 flips, averaged as logits.",
     },
-    "threshold": "instances are the components of P(cell) > threshold.",
-    "min_size": "smaller predicted components are removed as debris.",
+    "tune_postprocessing": "threshold and minimum component size chosen by SEG on the training sequence "
+                           "(never on the test sequence) from a small grid.",
+    "threshold": "instances are the 4-connected components of P(cell) > threshold (unless tuned).",
+    "min_size": "smaller predicted components are removed as debris (unless tuned).",
 }

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import sys
 import threading
@@ -308,8 +309,7 @@ def train(
     if resume and run.path is not None and run.path.is_file():
         run.resume()
 
-    tiles = _Prefetcher(lambda i: _sample_tiles(data, config, i), run.iteration, config.iterations,
-                        depth=4 if device.type == "cuda" else 1)
+    tiles = _tile_source(lambda i: _sample_tiles(data, config, i), run.iteration, config.iterations, device)
     bar = Progress(config.iterations, "train", "it", initial=run.iteration, enabled=progress)
     start = time.perf_counter()
     try:
@@ -413,6 +413,33 @@ def _sample_tiles(data, config: TrainConfig, iteration: int):
 
 def _dropout_seed(seed: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, iteration, 1]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _tile_source(make: Callable[[int], Any], start: int, stop: int, device: torch.device):
+    """Where the tiles come from: background threads on a GPU; the training thread itself on the CPU.
+
+    On the CPU the step already keeps every core busy; a second thread drawing
+    tiles at the same time oversubscribes the cores and slows the step's
+    parallel regions by far more than the tile costs (measured: +28 % per
+    iteration at width 16 against +5 % drawn in line). With a GPU the CPU
+    is otherwise idle, so tiles are drawn ahead while the GPU computes.
+    """
+    if os.environ.get("UNETLIB_TILE_THREADS") or device.type == "cuda":
+        return _Prefetcher(make, start, stop, depth=int(os.environ.get("UNETLIB_TILE_THREADS", 4)))
+    return _InLine(make)
+
+
+class _InLine:
+    """Draws the tile of an iteration when it is asked for."""
+
+    def __init__(self, make: Callable[[int], Any]) -> None:
+        self._make = make
+
+    def get(self, iteration: int):
+        return self._make(iteration)
+
+    def close(self) -> None:
+        pass
 
 
 class _Prefetcher:

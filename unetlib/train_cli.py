@@ -101,7 +101,7 @@ def _data(args, recipe, cache_dir: Path):
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from unetlib.train import train
+    from unetlib.protocols import train_network
     from unetlib.userfiles import check_output_folder
 
     out = Path(args.out or f"runs/train-{args.dataset}")
@@ -114,9 +114,7 @@ def _cli(args: argparse.Namespace) -> int:
         _check_resumable(last)
     try:
         data, what = _data(args, recipe, out / "cache")
-        # as protocols.train_network (the recipe travels in the checkpoint), with --no-resume honoured
-        result = train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=out,
-                       resume=not args.no_resume, metadata={"recipe": recipe.to_dict()})
+        result = train_network(recipe, data, checkpoint_dir=out, resume=not args.no_resume)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note
         stop.note = _saved_note(out / "last.pt")
         raise
