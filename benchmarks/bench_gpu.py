@@ -7,7 +7,7 @@ Measured with CUDA synchronisation around each call, medians after a warm-up:
   channels_last; next to the bare forward pass of the tile the planner
   chose (the ceiling: tiled inference should reach >= 90 % of it);
 - *training*: iterations per second of the bare step (one 572² tile, bf16
-  autocast, Adam) and of the full loop of :func:`unetlib.train.train`
+  autocast; Adam and SGD) and of the full loop of :func:`unetlib.train.train`
   (augmentation in background threads);
 - *memory*: the peak of ``torch.cuda.max_memory_allocated`` in each case.
 

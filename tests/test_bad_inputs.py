@@ -702,11 +702,16 @@ def test_unreadable_image_is_one_line(kit, capsys, monkeypatch):
         kit.image.chmod(0o644)
 
 
-def test_out_of_memory_while_predicting_is_one_line(kit, capsys, monkeypatch):
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 98765432100 bytes."),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB"),
+], ids=["MemoryError", "cpu-allocator", "cuda"])
+def test_out_of_memory_while_predicting_is_one_line(kit, capsys, monkeypatch, error):
     import unetlib.inference
 
     def no_memory(*args, **kwargs):
-        raise MemoryError
+        raise error
 
     kit.tiff("out.tif", np.ones((20, 20), np.uint8))
     monkeypatch.setattr(unetlib.inference, "predict", no_memory)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from unetlib.environment import project_root
-from unetlib.notebook import PROFILES
+from unetlib.recipe import PROFILES
 from unetlib.reproduce import NOTEBOOKS, REPORTS, profile_parameters, reproduce
 from unetlib.results import read_results
 

@@ -44,8 +44,12 @@ Choices made here where the paper is silent
   then a contrast factor ``c`` about the tile mean, then a brightness offset
   ``b * (hi - lo)``; ``g``, ``c``, ``b`` uniform in ``1 +- gamma``,
   ``1 +- contrast``, ``+- brightness`` (defaults 0.2, 0.1, 0.1). Working in the
-  tile's own range makes this independent of the input scaling ([0, 1] or
-  standardised).
+  tile's own range makes the variation follow the input's units ([0, 1] or
+  standardised), but not its outliers: where a few bright pixels stretch the
+  range (phase-contrast and DIC halos: about 18 standard deviations), a
+  brightness of 0.1 of the range shifts the tile by up to 1.8 standard
+  deviations. The cell-dataset recipes therefore switch it off
+  (``unetlib.recipe.WHY``).
 - Every call draws the same random numbers in the same order (centre if not
   given, grid, angle, flip, shift, gamma, contrast, brightness), so switching
   one augmentation off leaves the others' draws unchanged.

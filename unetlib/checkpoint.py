@@ -24,7 +24,7 @@ from unetlib.atomic import atomic_open
 from unetlib.errors import UnetlibError
 from unetlib.model import UNet
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_model", "weights_digest"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_model", "update_metadata", "weights_digest"]
 
 FORMAT = "unetlib-checkpoint-v2"
 _MODEL_KEYS = {"in_channels", "num_classes", "width", "variant", "dropout"}
@@ -152,3 +152,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", payload: di
         first = str(exc).strip().splitlines()[0]
         raise UnetlibError(f"checkpoint {path} does not match its own model configuration ({first}): train again") from None
     return model.to(device).eval()
+
+
+def update_metadata(path: str | Path, **entries: Any) -> Path:
+    """Set ``entries`` in the checkpoint's ``metadata`` (plain data), rewriting it atomically; weights unchanged."""
+    path = Path(path)
+    payload = load_checkpoint(path)
+    payload["metadata"] = {**(payload.get("metadata") or {}), **entries}
+    with atomic_open(path) as f:
+        torch.save(payload, f)
+    return path

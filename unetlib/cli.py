@@ -39,6 +39,15 @@ class _Terminated(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
+_OUT_OF_MEMORY = "out of memory: use a smaller --tile or --batch-size, or a smaller image or stack"
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    """torch.OutOfMemoryError (GPU), or the CPU allocator's "can't allocate memory"."""
+    text = str(exc)
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="unetlib",
@@ -73,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:  # an input that cannot be read, a folder that cannot be listed, ...
             return _fail(name, _os_error(exc))
         except MemoryError:
-            return _fail(name, "out of memory: use a smaller --tile or --batch-size, or a smaller image or stack")
+            return _fail(name, _OUT_OF_MEMORY)
+        except RuntimeError as exc:  # PyTorch reports exhausted CPU or GPU memory as a RuntimeError
+            if not _is_out_of_memory(exc):
+                raise
+            return _fail(name, _OUT_OF_MEMORY)
         except KeyboardInterrupt as stop:
             signum = int(getattr(stop, "signum", signal.SIGINT))
             what = signal.Signals(signum).name

@@ -240,8 +240,8 @@ def _make_plan(model, stack, tiling: Tiling, tta, output, normalize, is_stack) -
         raise UnetlibError(f"batch_size must be at least 1, got {batch_size}")
     num_classes = _num_classes(model, stack.shape[1], device, tiling.amp)
     n_tiles = stack.shape[0] * sum(layouts[t(_probe(stack.shape[-2:])).shape].n_tiles for t in transforms)
-    show = (None if is_stack else True) if tiling.progress is None else not tiling.progress
-    bar = tqdm(total=n_tiles, unit="tile", desc="predict", disable=show)
+    disable = (None if is_stack else True) if tiling.progress is None else not tiling.progress
+    bar = tqdm(total=n_tiles, unit="tile", desc="predict", disable=disable)
     return _Plan(model, device, bool(tiling.amp), output, num_classes, transforms, layouts, int(batch_size),
                  normalize, bar)
 

@@ -32,9 +32,13 @@ def register_cli(subparsers) -> None:
     parser.add_argument("image", help="2-D TIFF/PNG image or TIFF stack (S, H, W)")
     parser.add_argument("--probabilities", metavar="OUT.tif", help="write float32 softmax probabilities here")
     parser.add_argument("--labels", metavar="OUT.tif", help="write argmax labels (uint8/uint16) here")
+    parser.add_argument("--instances", metavar="OUT.tif",
+                        help="write cell instances (uint16): 4-connected components of P(cell) > the recipe's "
+                             "threshold, components under its minimum size removed, as the experiments cut them")
     parser.add_argument("--class", dest="class_index", type=int, metavar="K",
                         help="write only P(class K) to --probabilities (e.g. 1 = P(cell) for the ISBI submission)")
-    parser.add_argument("--tile", metavar="T or HxW", help="input tile edge, 16k + 60 (default: automatic)")
+    parser.add_argument("--tile", metavar="T or HxW",
+                        help="input tile edge, 16k + 60 (default: the checkpoint's recipe, else automatic)")
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time averaging (default: the checkpoint's recipe)")
     parser.add_argument("--normalize", choices=NORMALIZATIONS, help="input scaling (default: the checkpoint's recipe)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
@@ -52,14 +56,18 @@ def _cli_predict(args) -> int:
     # every option and path is checked before the checkpoint and the image are read
     _check_outputs(args)
     check_output_paths({"image": args.image, "checkpoint": args.checkpoint},
-                       {"--probabilities": args.probabilities, "--labels": args.labels})
+                       {"--probabilities": args.probabilities, "--labels": args.labels,
+                        "--instances": args.instances})
     if args.batch_size is not None and args.batch_size < 1:
         raise UnetlibError(f"--batch-size must be at least 1, got {args.batch_size}")
     tile = _parse_tile(args.tile)
     _check_device(args.device)
     payload = load_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint, device="cpu", payload=payload)
-    normalize, tta = _recipe_defaults(payload, args)
+    recipe = _stored_recipe(payload, args)
+    normalize = args.normalize or (recipe.normalize if recipe else "unit")
+    tta = args.tta or (recipe.tta if recipe else "none")
+    tile = tile if tile is not None else (recipe.predict_tile if recipe else None)
     _check_class(args.class_index, model.num_classes, args.checkpoint)
     image = read_image(args.image, model.in_channels)
     _check_image(image, args.image, model.in_channels, normalize)
@@ -80,7 +88,25 @@ def _cli_predict(args) -> int:
     if args.labels:
         labels = logits.argmax(axis=class_axis).astype(label_dtype(model.num_classes))
         _report(write_tiff(args.labels, labels), labels)
+    if args.instances:
+        instances = _instances(softmax(logits, axis=class_axis), class_axis, recipe, args)
+        _report(write_tiff(args.instances, instances), instances)
     return 0
+
+
+def _instances(probabilities: np.ndarray, class_axis: int, recipe, args) -> np.ndarray:
+    """The recipe's post-processing of P(cell) (class 1), slice by slice for a stack."""
+    from unetlib.protocols import cell_instances
+
+    if probabilities.shape[class_axis] != 2:
+        raise UnetlibError(f"--instances needs a two-class (background, cell) network; {args.checkpoint} has "
+                           f"{probabilities.shape[class_axis]} classes")
+    threshold, min_size = (recipe.threshold, recipe.min_size) if recipe else (0.5, 0)
+    p_cell = np.take(probabilities, 1, axis=class_axis)
+    print(f"instances: components of P(cell) > {threshold}, at least {min_size} px")
+    if p_cell.ndim == 2:
+        return cell_instances(p_cell, threshold, min_size)
+    return np.stack([cell_instances(plane, threshold, min_size) for plane in p_cell])
 
 
 #: Largest magnitude a network input may have after scaling: networks are trained on values of
@@ -119,19 +145,16 @@ def _check_image(image: np.ndarray, path: str, in_channels: int, normalize: str)
         )
 
 
-def _recipe_defaults(payload: dict, args) -> tuple[str, str]:
-    """Input scaling and TTA: the options if given, else the checkpoint's recipe, else the release's."""
+def _stored_recipe(payload: dict, args):
+    """The checkpoint's recipe, or None (then the release's defaults apply: uint8 / 255, no TTA)."""
     from unetlib.recipe import Recipe
 
-    recipe = None
     stored = (payload.get("metadata") or {}).get("recipe")
     if stored is not None:
-        recipe = Recipe.from_dict(stored)
-    elif args.normalize is None:
+        return Recipe.from_dict(stored)
+    if args.normalize is None:
         print(f"note: {args.checkpoint} carries no recipe; scaling inputs as 'unit' (uint8 / 255)")
-    normalize = args.normalize or (recipe.normalize if recipe else "unit")
-    tta = args.tta or (recipe.tta if recipe else "none")
-    return normalize, tta
+    return None
 
 
 def _report(path: Path, array: np.ndarray) -> None:
@@ -139,8 +162,8 @@ def _report(path: Path, array: np.ndarray) -> None:
 
 
 def _check_outputs(args) -> None:
-    if not args.probabilities and not args.labels:
-        raise UnetlibError("nothing to write: give --probabilities OUT.tif and/or --labels OUT.tif")
+    if not (args.probabilities or args.labels or args.instances):
+        raise UnetlibError("nothing to write: give --probabilities, --labels and/or --instances OUT.tif")
     if args.class_index is not None and not args.probabilities:
         raise UnetlibError("--class selects a probability map: also give --probabilities OUT.tif")
 

@@ -39,14 +39,15 @@ from unetlib.errors import UnetlibError
 from unetlib.inference import Tiling, predict
 from unetlib.preprocess import normalize_image
 from unetlib.recipe import Recipe
-from unetlib.results import ExperimentResult, array_digest
+from unetlib.data import pixel_digest
+from unetlib.results import ExperimentResult
 from unetlib.train import TrainResult, train
 from unetlib.weights import instances_from_binary, training_target
 
 __all__ = [
     "Split", "contiguous_folds", "select_folds",
     "TrainingData", "training_data", "train_network", "cell_probabilities", "cell_instances",
-    "tune_postprocessing",
+    "tune_postprocessing", "record_recipe",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
     "run_isbi2012", "run_ctc", "check_direction", "serial", "DIRECTIONS",
 ]
@@ -133,8 +134,7 @@ def _unannotated(mask: np.ndarray, markers: np.ndarray, margin: int = 25) -> np.
 def _cached_target(mask: np.ndarray, recipe: Recipe, cache_dir) -> tuple[np.ndarray, np.ndarray]:
     if cache_dir is None:
         return training_target(mask, w0=recipe.w0, sigma=recipe.sigma, class_weights=recipe.class_weights)
-    key = hashlib.sha256(np.ascontiguousarray(mask).tobytes())
-    key.update(repr((mask.shape, recipe.w0, recipe.sigma, recipe.class_weights)).encode())
+    key = hashlib.sha256(f"{pixel_digest(mask)}|{recipe.w0}|{recipe.sigma}|{recipe.class_weights}".encode())
     path = Path(cache_dir) / f"target-{key.hexdigest()[:24]}.npz"
     if path.is_file():
         try:
@@ -151,13 +151,28 @@ def _cached_target(mask: np.ndarray, recipe: Recipe, cache_dir) -> tuple[np.ndar
 
 
 def train_network(recipe: Recipe, data: TrainingData, checkpoint_dir: str | Path | None = None,
-                  progress: bool = True, resume: bool = True) -> TrainResult:
+                  progress: bool = True, resume: bool = True, trained_on: Any = None) -> TrainResult:
     """Train the recipe's network on ``data``; the recipe is saved in the checkpoint.
 
-    An existing ``checkpoint_dir/last.pt`` of the same recipe is resumed unless ``resume=False``.
+    An existing ``checkpoint_dir/last.pt`` is resumed (or, when complete, reused)
+    unless ``resume=False`` — and only if it was trained with the same training
+    configuration, the same data-side recipe fields (dataset, scaling, weight
+    map, unannotated cells) and the same training items ``trained_on`` (slice
+    or frame indices); anything else is refused with a one-line error.
     """
+    identity = {"dataset": recipe.dataset, "normalize": recipe.normalize, "w0": recipe.w0, "sigma": recipe.sigma,
+                "class_weights": recipe.to_dict()["class_weights"], "ignore_unannotated": recipe.ignore_unannotated,
+                "trained_on": trained_on}
     return train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=checkpoint_dir,
-                 progress=progress, resume=resume, metadata={"recipe": recipe.to_dict()})
+                 progress=progress, resume=resume, metadata={"recipe": recipe.to_dict(), "identity": identity})
+
+
+def record_recipe(checkpoint: str | Path | None, recipe: Recipe) -> None:
+    """Store ``recipe`` (e.g. with its tuned post-processing) in a checkpoint's metadata; the weights are untouched."""
+    from unetlib.checkpoint import update_metadata
+
+    if checkpoint is not None:
+        update_metadata(checkpoint, recipe=recipe.to_dict())
 
 
 def cell_probabilities(model, recipe: Recipe, images: np.ndarray, tta: str | None = None) -> np.ndarray:
@@ -246,7 +261,8 @@ class FoldResult:
         return dataclasses.asdict(self)
 
 
-def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, progress: bool = True) -> FoldResult:
+def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, progress: bool = True,
+              resume: bool = True) -> FoldResult:
     """Train on ``split.train`` sections, segment ``split.test``, score them with the 2015 leaderboard's errors.
 
     The fold trains with seed ``recipe.train.seed + split.fold``. Writes the
@@ -264,7 +280,7 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
     data = training_data(recipe, isbi.train_images[train_ids], masks, cache_dir=out_dir / "cache")
     seconds["weight_maps"] = time.perf_counter() - start
     checkpoint = out_dir / "checkpoints" / f"isbi2012_fold{split.fold}"
-    run = train_network(recipe, data, checkpoint, progress)
+    run = train_network(recipe, data, checkpoint, progress, resume, trained_on={"sections": train_ids})
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
     prob = cell_probabilities(run.model, recipe, isbi.train_images[test_ids])
@@ -326,7 +342,7 @@ class DirectionResult:
 
 
 def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=None,
-                  progress: bool = True) -> DirectionResult:
+                  progress: bool = True, resume: bool = True) -> DirectionResult:
     """Train on the annotated frames of one sequence, segment and score the other's (``"01->02"``).
 
     Trains with seed ``recipe.train.seed + int(train sequence)``; writes the
@@ -350,14 +366,17 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
                          markers, cache_dir=out_dir / "cache")
     seconds["weight_maps"] = time.perf_counter() - start
     checkpoint = out_dir / "checkpoints" / f"{name}_train{train_seq}"
-    run = train_network(recipe, data, checkpoint, progress)
+    run = train_network(recipe, data, checkpoint, progress, resume, trained_on={"sequence": train_seq, "frames": frames})
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
-    threshold, min_size, how = recipe.threshold, recipe.min_size, "fixed by the recipe"
+    how = "fixed by the recipe"
     if recipe.tune_postprocessing:  # on the training sequence only, never on the test sequence
         train_prob = cell_probabilities(run.model, recipe, source.frames[frames])
         threshold, min_size = tune_postprocessing(train_prob, [source.seg[t] for t in frames])
+        recipe = recipe.replace(threshold=threshold, min_size=min_size, tune_postprocessing=True)
+        record_recipe(run.checkpoint, recipe)  # `unetlib predict --instances` then cuts the same instances
         how = "tuned on the training sequence"
+    threshold, min_size = recipe.threshold, recipe.min_size
     seconds["tune"] = time.perf_counter() - start
     start = time.perf_counter()
     prob = cell_probabilities(run.model, recipe, target.frames[test_frames])
@@ -402,7 +421,7 @@ def serial(function: Callable, calls: list[dict]) -> list:
 
 def run_isbi2012(recipe: Recipe, out_dir: str | Path, *, folds: int = 5, run_folds: Sequence[int] | None = None,
                  submission_slices: int = 0, root=None, runner: Runner | None = None,
-                 progress: bool = True) -> ExperimentResult:
+                 progress: bool = True, resume: bool = True) -> ExperimentResult:
     """ISBI 2012 k-fold over contiguous blocks: every selected fold (:func:`isbi_fold`), then the mean.
 
     With ``submission_slices > 0`` the first fold's network also segments that many
@@ -417,7 +436,8 @@ def run_isbi2012(recipe: Recipe, out_dir: str | Path, *, folds: int = 5, run_fol
     isbi = datasets.load_isbi2012(root)
     splits = select_folds(contiguous_folds(len(isbi.train_images), folds), run_folds)
     start = time.perf_counter()
-    calls = [dict(recipe=recipe, split=s, out_dir=out_dir, root=root, progress=progress) for s in splits]
+    calls = [dict(recipe=recipe, split=s, out_dir=out_dir, root=root, progress=progress, resume=resume)
+             for s in splits]
     runs = (runner or serial)(isbi_fold, calls)
     files = {}
     if submission_slices:
@@ -428,8 +448,8 @@ def run_isbi2012(recipe: Recipe, out_dir: str | Path, *, folds: int = 5, run_fol
                   f"{[r.fold for r in runs]}; held-out training data, not the hidden challenge test set"),
         runs=[r.to_dict() for r in runs],
         mean={k: float(np.mean([getattr(r, k) for r in runs])) for k in ("warping_error", "rand_error", "pixel_error")},
-        data={"train_volume": array_digest(isbi.train_images), "train_labels": array_digest(isbi.train_labels),
-              "test_volume": array_digest(isbi.test_images)},
+        data={"train_volume": pixel_digest(isbi.train_images), "train_labels": pixel_digest(isbi.train_labels),
+              "test_volume": pixel_digest(isbi.test_images)},
         timings={"wall": round(time.perf_counter() - start, 1)},
         files=files,
     )
@@ -446,7 +466,7 @@ def _isbi_submission(fold: FoldResult, recipe: Recipe, isbi, out_dir: Path, slic
 
 
 def run_ctc(recipe: Recipe, out_dir: str | Path, *, directions: Sequence[str] = DIRECTIONS, root=None,
-            runner: Runner | None = None, progress: bool = True) -> ExperimentResult:
+            runner: Runner | None = None, progress: bool = True, resume: bool = True) -> ExperimentResult:
     """Both directions (train on one sequence, test on the other) of a CTC dataset, then the mean SEG."""
     if recipe.dataset not in datasets.CTC_DATASETS:
         raise UnetlibError(f"run_ctc needs a Cell Tracking Challenge recipe, got {recipe.dataset!r}")
@@ -457,13 +477,14 @@ def run_ctc(recipe: Recipe, out_dir: str | Path, *, directions: Sequence[str] = 
         check_direction(direction)
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    calls = [dict(recipe=recipe, direction=d, out_dir=out_dir, root=root, progress=progress) for d in directions]
+    calls = [dict(recipe=recipe, direction=d, out_dir=out_dir, root=root, progress=progress, resume=resume)
+             for d in directions]
     runs = (runner or serial)(ctc_direction, calls)
     data = {}
     for seq in sorted({r.train_sequence for r in runs} | {r.test_sequence for r in runs}):
         q = datasets.load_ctc(recipe.dataset, seq, root, tra=False)
-        data[f"{seq}_frames"] = array_digest(q.frames)
-        data[f"{seq}_seg"] = array_digest(np.stack([q.seg[t] for t in sorted(q.seg)]))
+        data[f"{seq}_frames"] = pixel_digest(q.frames)
+        data[f"{seq}_seg"] = pixel_digest(np.stack([q.seg[t] for t in sorted(q.seg)]))
     return ExperimentResult(
         experiment=recipe.dataset, dataset=recipe.dataset, profile=recipe.profile, recipe=recipe.to_dict(),
         protocol=("train on one sequence's annotated frames, test on the other's; directions run: "

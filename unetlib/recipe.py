@@ -29,11 +29,15 @@ from unetlib.augment import AugmentParams
 from unetlib.data import CTC_DATASETS, DATASETS
 from unetlib.errors import UnetlibError
 from unetlib.geometry import TTA_MODES
-from unetlib.notebook import PROFILES
+from unetlib.model import check_input_size
 from unetlib.preprocess import NORMALIZATIONS
 from unetlib.train import TrainConfig
+from unetlib.weights import check_class_weights
 
 __all__ = ["Recipe", "preset", "PROFILES", "WHY", "CTC_DATASETS"]
+
+#: The named profiles (presets) of every experiment: CI, a 2-core laptop, one GPU, the paper's schedule.
+PROFILES = ("smoke", "cpu", "gpu", "paper")
 
 
 
@@ -106,6 +110,9 @@ class Recipe:
             raise UnetlibError(f"Recipe.threshold must lie in [0, 1), got {self.threshold}")
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
             raise UnetlibError(f"Recipe.min_size must be an integer >= 0, got {self.min_size!r}")
+        if self.predict_tile is not None:
+            check_input_size(self.predict_tile, "Recipe.predict_tile")
+        check_class_weights(self.class_weights)
         if (self.ignore_unannotated or self.tune_postprocessing) and self.dataset not in CTC_DATASETS:
             raise UnetlibError("Recipe.ignore_unannotated and tune_postprocessing apply to the Cell Tracking "
                                "Challenge datasets only")
@@ -113,7 +120,8 @@ class Recipe:
     # ------------------------------------------------------------------ #
     def replace(self, **changes: Any) -> "Recipe":
         """A copy with ``changes``; ``"train.lr"``-style names (or a ``train={...}`` dict) reach into
-        the training config and ``"train.augment.rotation"`` into its augmentation."""
+        the training config and ``"train.augment.rotation"`` into its augmentation. Setting
+        ``threshold`` or ``min_size`` by hand turns ``tune_postprocessing`` off (unless it is set too)."""
         top, nested = {}, {}
         for name, value in changes.items():
             head, _, rest = name.partition(".")
@@ -126,6 +134,8 @@ class Recipe:
             else:
                 top[name] = value
         _check_names(top, {f.name for f in dataclasses.fields(self)}, "recipe")
+        if ({"threshold", "min_size"} & set(top)) and "tune_postprocessing" not in top:
+            top["tune_postprocessing"] = False  # a value given by hand is used, not tuned away
         if nested:
             top["train"] = _replace_train(self.train, nested)
         return dataclasses.replace(self, **top)
@@ -273,9 +283,8 @@ WHY: dict[str, Any] = {
         "DIC-C2DH-HeLa": "w_c of Eq. 2: 'balanced' = inverse class frequency with mean 1 (cells are 40-50 % of "
                          "the pixels, so both classes weigh about 1).",
         "PhC-C2DH-U373": "w_c of Eq. 2 left at 1 (None): cells are 5-8 % of the pixels, so 'balanced' weighs a "
-                         "cell pixel about 8 times a background pixel and the predicted cells bloat (measured on "
-                         "01->02, 1,500 steps: cells predicted in 7.8 % of the pixels against 5.1 % annotated, SEG "
-                         "0.76; unweighted: 6.1 %, SEG 0.78; appendix 04, part D). The Eq. 2 border term is kept.",
+                         "cell pixel 11 to 19 times a background pixel and the predicted cells bloat into the "
+                         "bright halos (appendix 04, part D). The Eq. 2 border term is kept.",
     },
     "ignore_unannotated": "cells that have a tracking marker but no segmentation mask (e.g. 15 of 18 cells of "
                           "HeLa 01 frame 67) get loss weight 0 around them instead of being taught as background.",

@@ -28,9 +28,9 @@ import yaml
 from unetlib.atomic import write_text
 from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
-from unetlib.notebook import PROFILES
+from unetlib.recipe import PROFILES
 
-#: report name -> (source notebook, datasets it reads)
+#: report name -> (source notebook, datasets it reads): what a plain ``reproduce`` runs, in order
 REPORTS = {
     "00_method": ("00_method", ("isbi2012", "DIC-C2DH-HeLa")),
     "01_isbi2012_em": ("01_isbi2012_em", ("isbi2012",)),
@@ -38,7 +38,7 @@ REPORTS = {
     "02_dic_hela": ("02_cell_tracking", ("DIC-C2DH-HeLa",)),
     "03_paper_tables": ("03_paper_tables", ()),
 }
-#: reports run by a plain ``reproduce`` (the appendix runs with ``--only 04_training_diagnosis``)
+#: the appendix: run only when asked for (``--only 04_training_diagnosis``)
 APPENDIX = {"04_training_diagnosis": ("04_training_diagnosis", ("PhC-C2DH-U373", "DIC-C2DH-HeLa"))}
 NOTEBOOKS = tuple(REPORTS)
 TERMS = (
@@ -216,10 +216,10 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
     t1, t2 = tables.table1(found["isbi2012_em"]), tables.table2(found)
     tables.write_table(t1, output_dir / "table1", f"Table 1 (ISBI 2012), profile {profile}.")
     tables.write_table(t2, output_dir / "table2", f"Table 2 (SEG), profile {profile}.")
-    write_text(output_dir / "results.md", "\n".join([
-        f"Profile `{profile}` (headless run)", "", "**Table 1 (ISBI 2012)**", "", tables.to_markdown(t1), "",
-        "**Table 2 (SEG)**", "", tables.to_markdown(t2), "", tables.HELD_OUT_NOTE]) + "\n")
-    write_text(output_dir / "timings.json", json.dumps(timings, indent=1) + "\n")
+    timings_path = output_dir / "timings.json"
+    timings = {**_read_timings(timings_path), **timings}
+    write_text(timings_path, json.dumps(timings, indent=1) + "\n")
+    write_text(output_dir / "results.md", tables.results_markdown(found, timings, profile))
     print(f"[{profile}] headless: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
     return timings
 
@@ -270,6 +270,9 @@ def main(argv=None) -> int:
         if args.headless:
             from unetlib.fanout import runner
 
+            if args.only:
+                raise UnetlibError("--headless runs the experiments and tables together; drop --only "
+                                   "(or run the notebooks without --headless)")
             reproduce_headless(profile, args.output_dir, fetch=not args.no_fetch,
                                runner=runner(args.workers or 0, args.scheduler))
             return 0

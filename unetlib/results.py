@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from unetlib.atomic import write_text
-from unetlib.data import pixel_digest as array_digest
 from unetlib.errors import UnetlibError
 
-__all__ = ["SCHEMA", "ExperimentResult", "array_digest", "write_result", "read_result", "read_results"]
+__all__ = ["SCHEMA", "ExperimentResult", "write_result", "read_result", "read_results"]
 
 SCHEMA = "unetlib-result-v2"
 

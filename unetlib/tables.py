@@ -14,9 +14,12 @@ import pandas as pd
 
 from unetlib import paper
 from unetlib.atomic import write_text
+from unetlib.data import CTC_DATASETS
 from unetlib.results import ExperimentResult
 
-__all__ = ["table1", "table2", "to_markdown", "write_table", "HELD_OUT_NOTE"]
+_DIRECTIONS = ("01->02", "02->01")  # train -> test sequence (unetlib.protocols.DIRECTIONS)
+
+__all__ = ["table1", "table2", "to_markdown", "write_table", "results_markdown", "HELD_OUT_NOTE"]
 
 HELD_OUT_NOTE = (
     "Paper rows: the official hidden test sets. Rows 'this kit': held-out training data "
@@ -50,17 +53,17 @@ def table1(result: ExperimentResult | None) -> pd.DataFrame:
 
 def table2(results: dict[str, ExperimentResult]) -> pd.DataFrame:
     """Table 2 (SEG, the paper's "IOU") rows of the paper, then this kit's rows."""
-    names = ("PhC-C2DH-U373", "DIC-C2DH-HeLa")
+    names = CTC_DATASETS
     cols = ("PhC-U373", "DIC-HeLa")
     rows = [{"Name": n, "Source": "paper (challenge test set)", cols[0]: a, cols[1]: b}
             for n, a, b in paper.TABLE2]
     ours = {c: results[n] for c, n in zip(cols, names) if n in results}
     if ours:
-        profile = next(iter(ours.values())).profile
+        profile = "/".join(sorted({r.profile for r in ours.values()}))
         rows.append({"Name": f"u-net, this kit ({profile}), mean of directions",
                      "Source": "train on one sequence, test on the other",
                      **{c: r.mean["SEG"] for c, r in ours.items()}})
-        for direction in ("01->02", "02->01"):
+        for direction in _DIRECTIONS:
             row = {"Name": f"  train {direction.replace('->', ', test ')}", "Source": "held-out sequence"}
             for c, r in ours.items():
                 row[c] = next((d["SEG"] for d in r.runs if d["direction"] == direction), np.nan)
@@ -96,3 +99,21 @@ def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> list[Path]:
     tex = write_text(stem.with_suffix(".tex"), df.to_latex(
         index=False, na_rep="--", caption=caption, formatters={c: (lambda v, c=c: _fmt(v, c)) for c in df.columns}))
     return [md, csv, tex]
+
+
+def results_markdown(results: dict[str, ExperimentResult], timings: dict[str, float], profile: str) -> str:
+    """The README's results section: machine, revisions, wall times, Table 1 and Table 2, the held-out note."""
+    isbi = results["isbi2012_em"]
+    hw = isbi.environment.get("hardware", {})
+    machine = hw.get("gpu") or f"{hw.get('cpu_model') or 'CPU'}, {hw.get('cpu_count')} cores"
+    if not hw.get("gpu"):
+        machine += ", bf16" if hw.get("cpu_bf16") else ", fp32 (no native bf16)"
+    revisions = ", ".join(f"{name} at git {str(results[name].environment.get('git_revision'))[:12]}"
+                          for name in ("isbi2012_em", *CTC_DATASETS) if name in results)
+    lines = [f"Profile `{profile}` on {machine}; {revisions}.", ""]
+    if timings:
+        lines += ["Wall time per notebook: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+                  + f"; total {sum(timings.values()) / 60:.1f} min.", ""]
+    lines += ["**Table 1 (ISBI 2012)**", "", to_markdown(table1(isbi)), "",
+              "**Table 2 (SEG)**", "", to_markdown(table2(results)), "", HELD_OUT_NOTE]
+    return "\n".join(lines) + "\n"

@@ -285,7 +285,9 @@ def train(
         Initial network (its config must match ``config``); None builds one
         seeded by ``config.seed``.
     metadata : dict or None
-        JSON-safe data stored in every checkpoint (the experiment's recipe).
+        JSON-safe data stored in every checkpoint (the experiment's recipe). Its
+        ``"identity"`` entry, if any, must equal the checkpoint's for a resume:
+        what decides the network beyond ``config`` (the data, the training split).
 
     Returns
     -------
@@ -531,8 +533,15 @@ class _Run:
         saved, now = payload.get("config") or {}, config.to_dict()
         fields = list(_TRAJECTORY_FIELDS) + (["iterations"] if config.schedule != "constant" else [])
         differ = [f for f in fields if f in saved and saved[f] != now[f]]
+        saved_identity = (payload.get("metadata") or {}).get("identity")
+        identity = (self.metadata or {}).get("identity")
+        if saved_identity is not None and identity is not None and saved_identity != identity:
+            keys = sorted(k for k in set(saved_identity) | set(identity) if saved_identity.get(k) != identity.get(k))
+            differ += [f"metadata.identity.{k}" for k in keys]
+            saved = {**saved, **{f"metadata.identity.{k}": saved_identity.get(k) for k in keys}}
+            now = {**now, **{f"metadata.identity.{k}": identity.get(k) for k in keys}}
         if differ or "optimizer" not in payload:
-            what = ", ".join(f"{f}: {saved[f]!r} -> {now[f]!r}" for f in differ) or "no optimizer state"
+            what = ", ".join(f"{f}: {_short(saved[f])} -> {_short(now[f])}" for f in differ) or "no optimizer state"
             raise UnetlibError(
                 f"checkpoint {self.path} cannot be resumed by this run ({what}): use the same settings, "
                 "another output folder, or start afresh (resume=False / --no-resume)"
@@ -569,6 +578,11 @@ class _Run:
             f"the loss is {loss} at iteration {iteration + 1}: training stopped and {kept}; "
             "check the images and weight maps, or lower the learning rate (TrainConfig.lr / --lr)"
         )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _DeferSignals:

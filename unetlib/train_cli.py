@@ -18,7 +18,7 @@ __all__ = ["register_cli", "parse_slices"]
 
 def register_cli(subparsers) -> None:
     """Add ``unetlib train DATASET ...``."""
-    from unetlib.data import DATASETS
+    from unetlib.data import DATASETS, SEQUENCES
     from unetlib.recipe import PROFILES
 
     p = subparsers.add_parser(
@@ -28,7 +28,7 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("dataset", choices=DATASETS, metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--profile", choices=PROFILES, default="cpu", help="recipe preset (cpu)")
-    p.add_argument("--sequence", default="01", choices=("01", "02"), help="CTC sequence to train on (01)")
+    p.add_argument("--sequence", default=None, choices=SEQUENCES, help="CTC sequence to train on (01)")
     p.add_argument("--slices", default=None, help="ISBI 2012 slices, e.g. 0-19 or 0-9,20-29 (all 30)")
     p.add_argument("--iterations", type=int, help="optimiser steps (the profile's)")
     p.add_argument("--width", type=int, help="first-level channels (the profile's)")
@@ -85,19 +85,23 @@ def _data(args, recipe, cache_dir: Path):
     from unetlib.weights import instances_from_binary
 
     if args.dataset == "isbi2012":
+        if args.sequence is not None:
+            raise UnetlibError("--sequence applies to the Cell Tracking Challenge datasets; isbi2012 takes --slices")
         isbi = datasets.load_isbi2012(args.data)
         keep = (parse_slices(args.slices, len(isbi.train_images)) if args.slices is not None
                 else list(range(len(isbi.train_images))))
         masks = [instances_from_binary(isbi.train_labels[i]) for i in keep]
-        return training_data(recipe, isbi.train_images[keep], masks, cache_dir=cache_dir), f"{len(keep)} sections"
+        data = training_data(recipe, isbi.train_images[keep], masks, cache_dir=cache_dir)
+        return data, f"{len(keep)} sections", {"sections": keep}
     if args.slices is not None:
         raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
-    ctc = datasets.load_ctc(args.dataset, args.sequence, args.data, tra=recipe.ignore_unannotated)
+    sequence = args.sequence or "01"
+    ctc = datasets.load_ctc(args.dataset, sequence, args.data, tra=recipe.ignore_unannotated)
     frames = sorted(ctc.seg)
     markers = [ctc.tra[t] for t in frames] if recipe.ignore_unannotated else None
     data = training_data(recipe, [ctc.frames[t] for t in frames], [ctc.seg[t] for t in frames], markers,
                          cache_dir=cache_dir)
-    return data, f"{len(frames)} annotated frames of sequence {args.sequence}"
+    return data, f"{len(frames)} annotated frames of sequence {sequence}", {"sequence": sequence, "frames": frames}
 
 
 def _cli(args: argparse.Namespace) -> int:
@@ -113,8 +117,8 @@ def _cli(args: argparse.Namespace) -> int:
     if last.exists() and not args.no_resume:
         _check_resumable(last)
     try:
-        data, what = _data(args, recipe, out / "cache")
-        result = train_network(recipe, data, checkpoint_dir=out, resume=not args.no_resume)
+        data, what, trained_on = _data(args, recipe, out / "cache")
+        result = train_network(recipe, data, checkpoint_dir=out, resume=not args.no_resume, trained_on=trained_on)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note
         stop.note = _saved_note(out / "last.pt")
         raise

@@ -53,6 +53,7 @@ __all__ = [
     "class_weight_map",
     "weight_map",
     "training_target",
+    "check_class_weights",
     "W0",
     "SIGMA",
     "BORDER_TOLERANCE",
@@ -269,15 +270,28 @@ def _check_border_parameters(w0, sigma) -> tuple[float, float]:
     return w0, sigma
 
 
+def check_class_weights(class_weights):
+    """``class_weights`` if it is "balanced", None or a pair of finite weights >= 0, else a one-line error."""
+    if class_weights is None or class_weights == "balanced":
+        return class_weights
+    if isinstance(class_weights, str):
+        raise UnetlibError(
+            f"class_weights {class_weights!r} is not known; use 'balanced', None or (w_background, w_cell)"
+        )
+    _fixed_pair(class_weights)
+    return class_weights
+
+
 def _class_weight_pair(cell: np.ndarray, class_weights) -> tuple[float, float]:
+    check_class_weights(class_weights)
     if class_weights is None:
         return 1.0, 1.0
     if isinstance(class_weights, str):
-        if class_weights != "balanced":
-            raise UnetlibError(
-                f"class_weights {class_weights!r} is not known; use 'balanced', None or (w_background, w_cell)"
-            )
         return _balanced_pair(cell)
+    return _fixed_pair(class_weights)
+
+
+def _fixed_pair(class_weights) -> tuple[float, float]:
     try:
         w_background, w_cell = (float(w) for w in class_weights)
     except (TypeError, ValueError):
