@@ -1,20 +1,21 @@
 """Training throughput: the full loop of :func:`unetlib.train.train` against the bare step.
 
 For each width, at one tile per step (batch 1; 572 x 572 is the paper's
-setting, ``--tile 380 --optimizer adam --widths 16`` the cpu profile's):
+setting, ``--tile 508 --optimizer adam --widths 16`` the cpu profile's):
 
 - *bare step*: forward + weighted cross entropy + backward + optimiser step
   (SGD with momentum 0.99, or Adam) on one pre-made tile, in channels_last
   with the kit's autocast;
 - *full loop*: :func:`unetlib.train.train` on synthetic 512 x 512 images
-  (augmentation in a background thread, loss check, history, progress off,
-  no checkpoints).
+  (a fresh augmented tile every step, drawn as the loop draws it on this
+  device; loss check, history, progress off, no checkpoints).
 
 The overhead is ``full / bare - 1`` in time per iteration (goal: <= 10 %).
 Writes ``reports/benchmarks/train.json`` and ``train.md``.
 
 Run ``python -m benchmarks.bench_train`` (widths 64, 32, 16) or ``--quick``
-(width 8, a couple of iterations: checks that the script runs).
+(width 8, a couple of iterations: checks that the script runs). ``make bench``
+also runs the cpu profile's size as ``train_cpu_profile``.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def full_loop_seconds(width: int, device: torch.device, data, iterations: int, w
 
 
 def augment_seconds(data, repeats: int) -> float:
-    """Median seconds to cut one augmented 572 tile (what the background thread does)."""
+    """Median seconds to cut one augmented tile of the benchmark's size."""
     images, targets, weights = data
     image = images[0]  # already scaled (uint8 / 255)
     times = []

@@ -10,6 +10,9 @@ import sys
 import time
 
 BENCHMARKS = ("bench_augment", "bench_train", "bench_tiling", "bench_metrics")
+#: extra runs at other sizes: the cpu profile's network, tile and optimiser
+VARIANTS = {"bench_train": ["--widths", "16", "--tile", "508", "--optimizer", "adam", "--iterations", "30",
+                            "--name", "train_cpu_profile"]}
 
 
 def main(argv=None) -> int:
@@ -22,6 +25,8 @@ def main(argv=None) -> int:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
         module.main(["--quick"] if args.quick else [])
+        if name in VARIANTS and not args.quick:
+            module.main(VARIANTS[name])
         print(f"== {name}: {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
