@@ -1,7 +1,7 @@
 """Training throughput: the full loop of :func:`unetlib.train.train` against the bare step.
 
-For each width, at one tile per step (batch 1; 572 x 572 is the paper's
-setting, ``--tile 508 --optimizer adam --widths 16`` the cpu profile's):
+For each width and tile edge, at one tile per step (batch 1; 572 x 572 is the
+paper's setting, ``--tiles 508 --optimizer adam --widths 16`` the cpu profile's):
 
 - *bare step*: forward + weighted cross entropy + backward + optimiser step
   (SGD with momentum 0.99, or Adam) on one pre-made tile, in channels_last
@@ -10,7 +10,9 @@ setting, ``--tile 508 --optimizer adam --widths 16`` the cpu profile's):
   (a fresh augmented tile every step, drawn as the loop draws it on this
   device; loss check, history, progress off, no checkpoints).
 
-The overhead is ``full / bare - 1`` in time per iteration (goal: <= 10 %).
+The overhead is ``full / bare - 1`` in time per iteration (goal: <= 10 %),
+the median over ``--rounds`` alternating measurements of both;
+output pixels per second (the full loop's) compare tile sizes.
 Writes ``reports/benchmarks/train.json`` and ``train.md``.
 
 Run ``python -m benchmarks.bench_train`` (widths 64, 32, 16) or ``--quick``
@@ -36,7 +38,7 @@ from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
 from unetlib.train import TrainConfig, train, weighted_cross_entropy
 from benchmarks.common import OUT_DIR, cpu_name, write_report
 
-TILE = 572  # the default; --tile changes it
+TILE = 572  # the paper's training tile, the default of --tiles
 
 
 def synthetic_cells(n: int, size: int = 512, seed: int = 0):
@@ -78,47 +80,60 @@ def bare_step_seconds(width: int, device: torch.device, tile: tuple, iterations:
 
 
 def full_loop_seconds(width: int, device: torch.device, data, iterations: int, warmup: int,
-                      optimizer_name: str = "sgd") -> list[float]:
+                      optimizer_name: str = "sgd", tile_size: int = TILE) -> list[float]:
     """Seconds per iteration of :func:`train` (differences of its history's time stamps)."""
-    config = TrainConfig(width=width, tile=TILE, iterations=warmup + iterations, device=str(device),
+    config = TrainConfig(width=width, tile=tile_size, iterations=warmup + iterations, device=str(device),
                          checkpoint_every=10**9, seed=0, optimizer=optimizer_name)
     result = train(*data, config, progress=False)
     stamps = [h[2] for h in result.history]
     return list(np.diff(stamps[warmup - 1 :])) if warmup else list(np.diff([0.0] + stamps))
 
 
-def augment_seconds(data, repeats: int) -> float:
-    """Median seconds to cut one augmented tile of the benchmark's size."""
+def augment_seconds(data, repeats: int, tile_size: int = TILE) -> float:
+    """Median seconds to cut one augmented ``tile_size`` tile."""
     images, targets, weights = data
     image = images[0]  # already scaled (uint8 / 255)
     times = []
     for i in range(repeats):
         start = time.perf_counter()
-        random_tile(image, targets[0], weights[0], in_size=TILE, out_size=output_size(TILE),
+        random_tile(image, targets[0], weights[0], in_size=tile_size, out_size=output_size(tile_size),
                     rng=np.random.default_rng(i), params=AugmentParams())
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def run(widths: list[int], iterations: int, warmup: int, optimizer_name: str = "sgd") -> dict:
+def run(widths: list[int], iterations: int, warmup: int, optimizer_name: str = "sgd",
+        tiles: tuple[int, ...] = (TILE,), rounds: int = 1) -> dict:
     device = pick_device(None)
     images, masks = synthetic_cells(4)
     prepared = training_data(Recipe(dataset="isbi2012"), images, masks)  # uint8 / 255, Eq. 2 w0 = 10, sigma = 5
-    image, targets, weights = prepared.inputs[0], prepared.targets, prepared.weights
-    data = (prepared.inputs, targets, weights)
-    tile = random_tile(image, targets[0], weights[0], in_size=TILE, out_size=output_size(TILE),
-                       rng=np.random.default_rng(0), params=AugmentParams())
+    data = (prepared.inputs, prepared.targets, prepared.weights)
     rows = []
-    for width in widths:
-        bare = statistics.median(bare_step_seconds(width, device, tile, iterations, warmup, optimizer_name))
-        full = statistics.median(full_loop_seconds(width, device, data, iterations, warmup, optimizer_name))
-        rows.append({
-            "width": width, "tile": TILE, "batch": 1, "optimizer": optimizer_name,
-            "bare_step_s": bare, "full_loop_s": full,
-            "bare_it_per_s": 1 / bare, "full_it_per_s": 1 / full,
-            "overhead_pct": 100 * (full / bare - 1),
-        })
-        print(f"width {width}: bare {bare:.3f} s/it, loop {full:.3f} s/it, overhead {rows[-1]['overhead_pct']:+.1f} %")
+    for tile_size in tiles:
+        tile = random_tile(data[0][0], data[1][0], data[2][0], in_size=tile_size, out_size=output_size(tile_size),
+                           rng=np.random.default_rng(0), params=AugmentParams())
+        for width in widths:
+            # Alternate the two measurements in rounds: a shared machine drifts by more than the
+            # overhead being measured, and each round's ratio compares neighbours in time.
+            bare_times, full_times, ratios = [], [], []
+            for _ in range(rounds):
+                b = bare_step_seconds(width, device, tile, iterations, warmup, optimizer_name)
+                f = full_loop_seconds(width, device, data, iterations, warmup, optimizer_name, tile_size)
+                bare_times += b
+                full_times += f
+                ratios.append(statistics.median(f) / statistics.median(b))
+            bare, full = statistics.median(bare_times), statistics.median(full_times)
+            rows.append({
+                "width": width, "tile": tile_size, "output_tile": output_size(tile_size), "batch": 1,
+                "optimizer": optimizer_name, "bare_step_s": bare, "full_loop_s": full,
+                "bare_it_per_s": 1 / bare, "full_it_per_s": 1 / full,
+                "output_px_per_s": output_size(tile_size) ** 2 / full,
+                "overhead_pct": 100 * (statistics.median(ratios) - 1),
+                "overhead_pct_per_round": [100 * (r - 1) for r in ratios],
+                "augment_tile_s": augment_seconds(data, max(3, iterations), tile_size),
+            })
+            print(f"width {width}, tile {tile_size}: bare {bare:.3f} s/it, loop {full:.3f} s/it, "
+                  f"overhead {rows[-1]['overhead_pct']:+.1f} %")
     return {
         "benchmark": "train",
         "device": str(device),
@@ -128,7 +143,7 @@ def run(widths: list[int], iterations: int, warmup: int, optimizer_name: str = "
         "cpu": cpu_name(),
         "iterations": iterations,
         "warmup": warmup,
-        "augment_tile_s": augment_seconds(data, max(3, iterations)),
+        "rounds": rounds,
         "statistic": "median seconds per iteration",
         "optimizer": optimizer_name,
         "rows": rows,
@@ -140,33 +155,39 @@ def markdown(result: dict) -> str:
         f"# Training throughput ({result['device']}, amp {result['amp_dtype']}, "
         f"{result['threads']} threads, torch {result['torch']})",
         "",
-        f"Tile {TILE} x {TILE}, batch 1, {result['optimizer']}; median of {result['iterations']} "
-        f"iterations after {result['warmup']} warm-up. One augmented tile alone: "
-        f"{1000 * result['augment_tile_s']:.0f} ms.",
+        f"Batch 1, {result['optimizer']}; {result['rounds']} round(s) of {result['iterations']} iterations "
+        f"(after {result['warmup']} warm-up) of each measurement, alternating; medians, and the overhead's "
+        "median over the rounds. Output pixels per second of the full loop; one augmented tile "
+        "alone is what drawing a training sample costs.",
         "",
-        "| width | bare step it/s | full loop it/s | overhead |",
-        "|---|---|---|---|",
+        "| width | input tile | output tile | bare step s/it | full loop s/it | overhead | output px/s | one augmented tile |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        lines.append(f"| {r['width']} | {r['bare_it_per_s']:.3f} | {r['full_it_per_s']:.3f} | {r['overhead_pct']:+.1f} % |")
+        lines.append(f"| {r['width']} | {r['tile']}² | {r['output_tile']}² | {r['bare_step_s']:.3f} | "
+                     f"{r['full_loop_s']:.3f} | {r['overhead_pct']:+.1f} % | {r['output_px_per_s'] / 1000:.0f} k | "
+                     f"{1000 * r['augment_tile_s']:.0f} ms |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    global TILE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="width 8, a couple of iterations")
     parser.add_argument("--widths", default="64,32,16", help="comma-separated widths (64,32,16)")
-    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per width (10)")
-    parser.add_argument("--tile", type=int, default=TILE, help=f"input tile edge, 16k + 60 ({TILE})")
+    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per width and round (10)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both measurements (3)")
+    parser.add_argument("--tiles", default=str(TILE), help=f"comma-separated input tile edges, 16k + 60 ({TILE})")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="optimiser of both measurements")
     parser.add_argument("--name", default="train", help="report name: NAME.json and NAME.md (train)")
     parser.add_argument("--out", default=str(OUT_DIR), help=f"output folder ({OUT_DIR})")
     args = parser.parse_args(argv)
-    TILE = args.tile
     widths = [8] if args.quick else [int(w) for w in args.widths.split(",")]
     iterations, warmup = (2, 1) if args.quick else (args.iterations, 2)
-    result = run(widths, iterations, warmup, args.optimizer)
+    tiles = tuple(int(t) for t in args.tiles.split(","))
+    bad = [t for t in tiles if t < 188 or (t - 60) % 16]
+    if bad:
+        parser.error(f"tile edges {bad} are not valid U-Net inputs: use 16k + 60, at least 188 (e.g. 508, 572)")
+    result = run(widths, iterations, warmup, args.optimizer, tiles, 1 if args.quick else max(1, args.rounds))
     write_report(args.out, args.name, result, markdown(result))
     return 0
 

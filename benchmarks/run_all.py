@@ -10,8 +10,9 @@ import sys
 import time
 
 BENCHMARKS = ("bench_augment", "bench_train", "bench_tiling", "bench_metrics")
-#: extra runs at other sizes: the cpu profile's network, tile and optimiser
-VARIANTS = {"bench_train": ["--widths", "16", "--tile", "508", "--optimizer", "adam", "--iterations", "30",
+#: extra runs: the cpu profile's network and optimiser, its tile (508) against smaller and larger ones
+VARIANTS = {"bench_train": ["--widths", "16", "--tiles", "380,508,572,700", "--optimizer", "adam",
+                            "--iterations", "20", "--rounds", "5",
                             "--name", "train_cpu_profile"]}
 
 

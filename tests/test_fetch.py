@@ -271,6 +271,25 @@ def test_cli_fetch_uses_env_url_and_reports_errors(server, tiny, tmp_path, monke
     assert "already present" in capsys.readouterr().out
 
 
+def test_reproduce_fetches_only_the_missing_datasets_and_prints_the_terms(server, tiny, tmp_path, monkeypatch,
+                                                                          capsys):
+    from unetlib.reproduce import fetch_missing
+
+    base, routes = server
+    manifest, folder = tiny
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "ok")
+    monkeypatch.setenv("UNETLIB_DATA_URL", base)
+    monkeypatch.setattr(data, "read_manifest", lambda path=None: manifest)
+    root = tmp_path / "root"
+    (root / "isbi2012").mkdir(parents=True)  # present: never downloaded again
+    assert fetch_missing(["01_isbi2012_em", "02_phc_u373", "03_paper_tables"], root) == [U373]
+    out = capsys.readouterr().out
+    assert "Terms of use" in out and f"fetching {U373} from {base}" in out and "isbi2012 from" not in out
+    report = data.verify(root, [U373], manifest)  # installed and checked against the manifest
+    assert report.ok and report.checked == len(manifest)
+    assert fetch_missing(["02_phc_u373"], root) == [] and capsys.readouterr().out == ""
+
+
 # --------------------------------------------------------------------------- untrusted sources
 
 

@@ -38,6 +38,20 @@ def test_exactly_half_coverage_is_not_a_match():
     assert r.seg == 0.0 and r.objects[0]["matched_label"] == 0
 
 
+def test_unmatched_objects_are_told_apart_split_or_under_covered():
+    gt = blank()
+    gt[0, 0:4] = 1  # split: all 4 px are foreground, in two objects of 2 px
+    gt[2, 0:4] = 2  # under-covered: 1 of 4 px found
+    gt[4, 0:4] = 3  # missed
+    gt[5, 0:4] = 4  # matched
+    pred = blank()
+    pred[0, 0:2], pred[0, 2:4], pred[2, 0], pred[5, 0:4] = 5, 6, 7, 8
+    r = ctc_seg([gt], [pred])
+    assert [row["covered"] for row in r.objects] == [1.0, 0.25, 0.0, 1.0]
+    assert r.unmatched() == {"unmatched": 3, "split": 1, "under_covered": 2}
+    assert r.to_dict()["unmatched"] == r.unmatched()
+
+
 def test_jaccard_uses_the_full_result_object():
     gt = blank()
     gt[0, 0:4] = 1  # |R| = 4

@@ -58,7 +58,8 @@ class SEGResult:
     objects : list of dict
         One row per reference object: ``frame``, ``gt_label``,
         ``matched_label`` (0 if none), ``r_size`` = |R|, ``s_size`` = |S|,
-        ``intersection`` = |R ∩ S|, ``jaccard`` = J(R).
+        ``intersection`` = |R ∩ S|, ``jaccard`` = J(R), ``covered`` = the
+        fraction of R inside the result's foreground (any object).
     foreground_iou : float
         A *different* quantity, not SEG: |GT fg ∩ result fg| / |GT fg ∪ result
         fg| of the binary foregrounds, pixel counts pooled over the annotated
@@ -77,6 +78,18 @@ class SEGResult:
 
         return pd.DataFrame(self.objects)
 
+    def unmatched(self) -> dict[str, int]:
+        """Why reference objects found no match, a diagnosis (not part of SEG).
+
+        ``split``: at least half of R lies in the result's foreground, but no
+        single result object holds more than half (cut into pieces);
+        ``under_covered``: less than half of R is foreground at all (missed,
+        or found only in part).
+        """
+        rows = [row for row in self.objects if row["matched_label"] == 0]
+        split = sum(1 for row in rows if 2 * row["covered"] >= 1)
+        return {"unmatched": len(rows), "split": split, "under_covered": len(rows) - split}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
         return {
@@ -84,6 +97,7 @@ class SEGResult:
             "n_reference": self.n_reference,
             "n_matched": self.n_matched,
             "foreground_iou": self.foreground_iou,
+            "unmatched": self.unmatched(),
             "objects": self.objects,
         }
 
@@ -147,6 +161,7 @@ def _frame_objects(frame: int, gt: np.ndarray, pred: np.ndarray) -> list[dict[st
     rows = []
     for r, r_size in zip(r_labels.tolist(), r_sizes.tolist()):
         mine = (pairs[0] == r) & (pairs[1] > 0)
+        in_foreground = int(inter[mine].sum())
         best_s, best_i = 0, 0
         if mine.any():
             k = int(np.argmax(np.where(mine, inter, -1)))
@@ -157,6 +172,7 @@ def _frame_objects(frame: int, gt: np.ndarray, pred: np.ndarray) -> list[dict[st
         rows.append(dict(
             frame=frame, gt_label=int(r), matched_label=best_s if matched else 0,
             r_size=int(r_size), s_size=s_size, intersection=best_i if matched else 0, jaccard=float(j),
+            covered=in_foreground / r_size,
         ))
     return rows
 
