@@ -32,7 +32,7 @@ import tifffile
 from unetlib.errors import UnetlibError
 
 __all__ = [
-    "ENV_ROOT", "DATASETS", "CTC_DATASETS", "SEQUENCES", "ISBI_FILES", "ISBI_SHAPE",
+    "ENV_ROOT", "DATASETS", "CTC_DATASETS", "SEQUENCES", "DIRECTIONS", "ISBI_FILES", "ISBI_SHAPE",
     "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc",
     "layout_hints", "indexed_files", "read_tiff", "read_man_track",
     "ManifestEntry", "read_manifest", "parse_manifest", "format_manifest", "make_manifest",
@@ -44,6 +44,8 @@ ISBI = "isbi2012"
 CTC_DATASETS = ("PhC-C2DH-U373", "DIC-C2DH-HeLa")
 DATASETS = (ISBI,) + CTC_DATASETS
 SEQUENCES = ("01", "02")
+#: train -> test sequence of a CTC experiment: train on one sequence's annotated frames, test on the other's
+DIRECTIONS = ("01->02", "02->01")
 ISBI_FILES = ("train-volume.tif", "train-labels.tif", "test-volume.tif")
 ISBI_SHAPE = (30, 512, 512)
 MANIFEST_NAME = "datasets.sha256"

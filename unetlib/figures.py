@@ -190,10 +190,10 @@ def interpret(result: ExperimentResult) -> list[str]:
     lines.append(f"SEG: {ours:.4f} here vs {theirs:.4f} in the paper ({ours - theirs:+.4f})")
     for run in result.runs:
         found, total = run["matched_objects"], run["objects"]
-        covered = run["SEG"] * total / found if found else 0.0
+        mean_jaccard = run["SEG"] * total / found if found else 0.0
         lines.append(
             f"{run['direction']}: SEG {run['SEG']:.4f}; {found} of {total} annotated cells found "
-            f"({total - found} not covered by more than half), the found ones with a mean Jaccard index of {covered:.3f}; "
+            f"({total - found} not covered by more than half), the found ones with a mean Jaccard index of {mean_jaccard:.3f}; "
             f"foreground IoU {run['foreground_iou']:.3f}; instances: P(cell) > {run['threshold']}, "
             f">= {run['min_size']} px ({run['postprocessing']})")
     missed = sum(r["objects"] - r["matched_objects"] for r in result.runs) / max(1, sum(r["objects"] for r in result.runs))

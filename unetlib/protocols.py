@@ -38,8 +38,9 @@ from unetlib.atomic import atomic_open, write_tiff
 from unetlib.errors import UnetlibError
 from unetlib.inference import Tiling, predict
 from unetlib.preprocess import normalize_image
+from unetlib.checkpoint import update_metadata
+from unetlib.data import DIRECTIONS, pixel_digest
 from unetlib.recipe import Recipe
-from unetlib.data import pixel_digest
 from unetlib.results import ExperimentResult
 from unetlib.train import TrainResult, train
 from unetlib.weights import instances_from_binary, training_target
@@ -47,12 +48,11 @@ from unetlib.weights import instances_from_binary, training_target
 __all__ = [
     "Split", "contiguous_folds", "select_folds",
     "TrainingData", "training_data", "train_network", "cell_probabilities", "cell_instances",
-    "tune_postprocessing", "record_recipe",
+    "tune_postprocessing",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
     "run_isbi2012", "run_ctc", "check_direction", "serial", "DIRECTIONS",
 ]
 
-DIRECTIONS = ("01->02", "02->01")
 _CURVE_POINTS = 200  # loss-curve points kept in result files
 
 
@@ -165,14 +165,6 @@ def train_network(recipe: Recipe, data: TrainingData, checkpoint_dir: str | Path
                 "trained_on": trained_on}
     return train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=checkpoint_dir,
                  progress=progress, resume=resume, metadata={"recipe": recipe.to_dict(), "identity": identity})
-
-
-def record_recipe(checkpoint: str | Path | None, recipe: Recipe) -> None:
-    """Store ``recipe`` (e.g. with its tuned post-processing) in a checkpoint's metadata; the weights are untouched."""
-    from unetlib.checkpoint import update_metadata
-
-    if checkpoint is not None:
-        update_metadata(checkpoint, recipe=recipe.to_dict())
 
 
 def cell_probabilities(model, recipe: Recipe, images: np.ndarray, tta: str | None = None) -> np.ndarray:
@@ -374,7 +366,8 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
         train_prob = cell_probabilities(run.model, recipe, source.frames[frames])
         threshold, min_size = tune_postprocessing(train_prob, [source.seg[t] for t in frames])
         recipe = recipe.replace(threshold=threshold, min_size=min_size, tune_postprocessing=True)
-        record_recipe(run.checkpoint, recipe)  # `unetlib predict --instances` then cuts the same instances
+        if run.checkpoint is not None:  # `unetlib predict --instances` then cuts the same instances
+            update_metadata(run.checkpoint, recipe=recipe.to_dict())
         how = "tuned on the training sequence"
     threshold, min_size = recipe.threshold, recipe.min_size
     seconds["tune"] = time.perf_counter() - start

@@ -267,7 +267,7 @@ WHY: dict[str, Any] = {
                       "small steps; the paper profile keeps a constant rate.",
     "train.width": "channels of the first level: 64 in the paper; 16 on two CPU cores (1/16 of the FLOPs).",
     "train.tile": "training input tile edge (16k + 60): 572 in the paper; 508 on the CPU, where a 508² tile gives "
-                  "45 % more output pixels per second than 380² (valid convolutions waste the border).",
+                  "43 % more output pixels per second than 380² (valid convolutions waste the border).",
     "train.iterations": "steps per network; the cpu profile's are what fits in an hour on two cores for all networks.",
     "train.augment.brightness": {
         "isbi2012": "grey-value variation (brightness, contrast, gamma) within each tile's value range: EM "

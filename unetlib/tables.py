@@ -14,10 +14,8 @@ import pandas as pd
 
 from unetlib import paper
 from unetlib.atomic import write_text
-from unetlib.data import CTC_DATASETS
+from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.results import ExperimentResult
-
-_DIRECTIONS = ("01->02", "02->01")  # train -> test sequence (unetlib.protocols.DIRECTIONS)
 
 __all__ = ["table1", "table2", "to_markdown", "write_table", "results_markdown", "HELD_OUT_NOTE"]
 
@@ -63,7 +61,7 @@ def table2(results: dict[str, ExperimentResult]) -> pd.DataFrame:
         rows.append({"Name": f"u-net, this kit ({profile}), mean of directions",
                      "Source": "train on one sequence, test on the other",
                      **{c: r.mean["SEG"] for c, r in ours.items()}})
-        for direction in _DIRECTIONS:
+        for direction in DIRECTIONS:
             row = {"Name": f"  train {direction.replace('->', ', test ')}", "Source": "held-out sequence"}
             for c, r in ours.items():
                 row[c] = next((d["SEG"] for d in r.runs if d["direction"] == direction), np.nan)

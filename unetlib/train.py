@@ -422,13 +422,15 @@ def _tile_source(make: Callable[[int], Any], start: int, stop: int, device: torc
 
     On the CPU the step already keeps every core busy; a second thread drawing
     tiles at the same time oversubscribes the cores and slows the step's
-    parallel regions by far more than the tile costs (measured: +28 % per
-    iteration at width 16 against +5 % drawn in line). With a GPU the CPU
-    is otherwise idle, so tiles are drawn ahead while the GPU computes.
+    parallel regions by far more than the tile costs (width 16, 572² tiles:
+    0.299 s per iteration with a background thread, 0.247 s in line; see
+    docs/performance.md). With a GPU the CPU is otherwise idle, so tiles are
+    drawn ahead while the GPU computes. ``UNETLIB_TILE_THREADS`` chooses
+    explicitly (0: in line).
     """
-    if os.environ.get("UNETLIB_TILE_THREADS") or device.type == "cuda":
-        return _Prefetcher(make, start, stop, depth=int(os.environ.get("UNETLIB_TILE_THREADS", 4)))
-    return _InLine(make)
+    threads = os.environ.get("UNETLIB_TILE_THREADS")
+    depth = int(threads) if threads else (4 if device.type == "cuda" else 0)
+    return _Prefetcher(make, start, stop, depth=depth) if depth > 0 else _InLine(make)
 
 
 class _InLine:

@@ -272,21 +272,20 @@ def _check_border_parameters(w0, sigma) -> tuple[float, float]:
 
 def check_class_weights(class_weights):
     """``class_weights`` if it is "balanced", None or a pair of finite weights >= 0, else a one-line error."""
-    if class_weights is None or class_weights == "balanced":
-        return class_weights
-    if isinstance(class_weights, str):
+    if isinstance(class_weights, str) and class_weights != "balanced":
         raise UnetlibError(
             f"class_weights {class_weights!r} is not known; use 'balanced', None or (w_background, w_cell)"
         )
-    _fixed_pair(class_weights)
+    if class_weights is not None and not isinstance(class_weights, str):
+        _fixed_pair(class_weights)
     return class_weights
 
 
 def _class_weight_pair(cell: np.ndarray, class_weights) -> tuple[float, float]:
-    check_class_weights(class_weights)
     if class_weights is None:
         return 1.0, 1.0
     if isinstance(class_weights, str):
+        check_class_weights(class_weights)  # names an unknown scheme
         return _balanced_pair(cell)
     return _fixed_pair(class_weights)
 
