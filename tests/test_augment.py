@@ -299,3 +299,55 @@ def test_gray_values_keep_standardised_images_intact():
     # a monotone transform of the same crop: the ranking of pixel values is unchanged
     order_aug, order_plain = np.argsort(x.ravel()), np.argsort(plain.numpy().ravel())
     assert np.mean(order_aug == order_plain) > 0.95
+
+
+def _disc(size: int = 201, radius: float = 30.0):
+    yy, xx = np.mgrid[:size, :size]
+    inside = (yy - size // 2) ** 2 + (xx - size // 2) ** 2 <= radius ** 2
+    return inside.astype(np.float32), inside.astype(np.int64), np.ones((size, size), np.float32)
+
+
+def test_zoom_magnifies_by_the_drawn_factor():
+    """A disc of radius 30 px, zoomed by z about its centre, has area pi (30 z)^2 in the tile."""
+    image, target, weights = _disc()
+    params = AugmentParams(elastic_sigma=0.0, rotation=False, flip=False, max_shift=0.0, brightness=0.0,
+                           contrast=0.0, gamma=0.0, scale=0.5)
+    zooms = []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        x, y, _ = random_tile(image, target, weights, in_size=200, out_size=160, rng=rng, params=params,
+                              center=(100, 100))
+        zoom = float(np.sqrt(y.sum().item() / (np.pi * 30.0 ** 2)))
+        assert abs(float((x[0] > 0.5).sum()) - np.pi * (30.0 * zoom) ** 2) < 0.05 * np.pi * (30.0 * zoom) ** 2
+        zooms.append(zoom)
+    zooms = np.array(zooms)
+    assert zooms.min() > 1 / 1.5 - 0.02 and zooms.max() < 1.5 + 0.02  # within [1 / (1 + scale), 1 + scale]
+    assert zooms.min() < 0.9 and zooms.max() > 1.1  # and it does vary
+
+
+def test_zoom_off_draws_exactly_as_without_it(planes):
+    """scale = 0 leaves every tile bit-identical, and a zoom changes geometry, not the other draws."""
+    base = AugmentParams(brightness=0.0, contrast=0.0, gamma=0.0)
+    a = random_tile(*planes, in_size=124, out_size=60, rng=np.random.default_rng(5), params=base)
+    b = random_tile(*planes, in_size=124, out_size=60, rng=np.random.default_rng(5),
+                    params=AugmentParams(brightness=0.0, contrast=0.0, gamma=0.0, scale=0.0))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    # the documented draws, in order; the zoom comes last and only when scale > 0
+    for scale, extra in ((0.0, 0), (0.3, 1)):
+        used = np.random.default_rng(5)
+        random_tile(*planes, in_size=124, out_size=60, rng=used, params=AugmentParams(scale=scale))
+        expected = np.random.default_rng(5)
+        expected.integers(planes[0].shape[0]), expected.integers(planes[0].shape[1])
+        expected.normal(size=(2, 3, 3)), expected.uniform(), expected.random(), expected.uniform(size=2)
+        expected.uniform(), expected.uniform(), expected.uniform(), expected.uniform(size=extra)
+        assert used.random() == expected.random()
+    zoomed = random_tile(*planes, in_size=124, out_size=60, rng=np.random.default_rng(5),
+                         params=AugmentParams(brightness=0.0, contrast=0.0, gamma=0.0, scale=0.3))
+    assert not torch.equal(a[0], zoomed[0])
+
+
+def test_zoom_range_is_checked():
+    with pytest.raises(UnetlibError, match="scale"):
+        AugmentParams(scale=-0.1)
+    with pytest.raises(UnetlibError, match="scale"):
+        AugmentParams(scale=float("nan"))

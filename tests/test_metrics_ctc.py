@@ -52,6 +52,19 @@ def test_unmatched_objects_are_told_apart_split_or_under_covered():
     assert r.to_dict()["unmatched"] == r.unmatched()
 
 
+def test_objects_are_told_apart_by_size():
+    gt = blank()
+    gt[0, 0:2] = 1  # 2 px, matched exactly: J = 1
+    gt[2, 0:4] = 2  # 4 px, missed: J = 0
+    gt[4, 0:5] = 3  # 5 px, 3 inside S = 3 px: J = 3 / 5
+    pred = blank()
+    pred[0, 0:2], pred[4, 0:3] = 5, 6
+    r = ctc_seg([gt], [pred])
+    assert r.by_size(2) == {"within": {"cells": 1, "matched": 1, "jaccard": 1.0},
+                            "larger": {"cells": 2, "matched": 1, "jaccard": pytest.approx(0.3)}}
+    assert r.by_size(5)["larger"] == {"cells": 0, "matched": 0, "jaccard": None}
+
+
 def test_jaccard_uses_the_full_result_object():
     gt = blank()
     gt[0, 0:4] = 1  # |R| = 4

@@ -221,3 +221,22 @@ def test_without_history_uppercase_globals_are_the_parameters():
     """nbval executes without input history and never injects: the defaults are returned."""
     ns = {"__name__": "x", "WIDTH": 4, "LR": 0.01, "np": object(), "_X": 1}
     assert validate_parameters(["", "", ""], ns) == {"WIDTH": 4, "LR": 0.01}
+
+
+def test_interpretation_names_the_test_cells_larger_than_any_training_cell():
+    from unetlib.figures import interpret
+
+    run = {"direction": "01->02", "SEG": 0.5, "objects": 10, "matched_objects": 7, "foreground_iou": 0.6,
+           "threshold": 0.5, "min_size": 0, "postprocessing": "tuned on the training sequence",
+           "by_size": {"within": {"cells": 8, "matched": 7, "jaccard": 0.6},
+                       "larger": {"cells": 2, "matched": 0, "jaccard": 0.0}}}
+    result = ExperimentResult(experiment="DIC-C2DH-HeLa", dataset="DIC-C2DH-HeLa", profile="cpu", recipe=None,
+                              protocol="p", runs=[run], mean={"SEG": 0.5})
+    lines = interpret(result)
+    assert any("2 of its 10 test cells are larger than any annotated training cell: 0 of them found" in line
+               and "7 of 8" in line for line in lines)
+    older = dict(run)
+    del older["by_size"]  # result files written before the size breakdown still read
+    assert not any("larger than any" in line for line in interpret(
+        ExperimentResult(experiment="x", dataset="DIC-C2DH-HeLa", profile="cpu", recipe=None, protocol="p",
+                         runs=[older], mean={"SEG": 0.5})))

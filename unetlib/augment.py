@@ -50,9 +50,15 @@ Choices made here where the paper is silent
   brightness of 0.1 of the range shifts the tile by up to 1.8 standard
   deviations. The cell-dataset recipes therefore switch it off
   (``unetlib.recipe.WHY``).
+- Zoom (``scale``, default 0 = off; not in the paper): the tile samples the
+  image ``z`` times as densely, ``z`` log-uniform in ``[1 / (1 + scale),
+  1 + scale]``, so cells appear up to ``1 + scale`` times larger or smaller.
+  It acts after the rotation, about the tile centre.
 - Every call draws the same random numbers in the same order (centre if not
-  given, grid, angle, flip, shift, gamma, contrast, brightness), so switching
-  one augmentation off leaves the others' draws unchanged.
+  given, grid, angle, flip, shift, gamma, contrast, brightness, and last the
+  zoom, drawn only when ``scale > 0``), so switching one augmentation off
+  leaves the others' draws unchanged, and a recipe without zoom draws exactly
+  as before the zoom existed.
 
 Exactness: interpolation runs on a canvas of ``2**k + 1`` pixels per axis
 (the mirrored image at its top-left), so that PyTorch's normalised grid
@@ -201,6 +207,9 @@ class AugmentParams:
         all three 0 switch gray-value variation off.
     image_order : {3, 1}, default 3
         Image interpolation: bicubic or bilinear.
+    scale : float, default 0
+        Zoom range: factor log-uniform in ``[1 / (1 + scale), 1 + scale]``;
+        0 switches the zoom off.
     """
 
     enabled: bool = True
@@ -213,6 +222,7 @@ class AugmentParams:
     contrast: float = 0.1
     gamma: float = 0.2
     image_order: int = 3
+    scale: float = 0.0
 
     def __post_init__(self):
         _check_params(self)
@@ -230,6 +240,7 @@ class _Draw:
     gamma: float
     contrast: float
     brightness: float
+    zoom: float = 1.0
 
 
 def random_tile(image, target, weights, *, in_size, out_size, rng, params=None, center=None, device="cpu"):
@@ -291,6 +302,7 @@ def _draw(rng, params: AugmentParams, shape, center) -> _Draw:
         gamma=float(rng.uniform(1.0 - params.gamma, 1.0 + params.gamma)),
         contrast=float(rng.uniform(1.0 - params.contrast, 1.0 + params.contrast)),
         brightness=float(rng.uniform(-params.brightness, params.brightness)),
+        zoom=math.exp(rng.uniform(-math.log1p(params.scale), math.log1p(params.scale))) if params.scale > 0 else 1.0,
     )
 
 
@@ -312,6 +324,9 @@ def _tile_coordinates(draw: _Draw, params: AugmentParams, in_size: int, device):
     if params.rotation:
         cos, sin = math.cos(draw.angle), math.sin(draw.angle)
         ys, xs = torch.add(ys * cos, xs, alpha=-sin), torch.add(xs * cos, ys, alpha=sin)
+    if params.scale > 0:
+        ys.mul_(1.0 / draw.zoom)
+        xs.mul_(1.0 / draw.zoom)
     shift_y, shift_x = (float(s) for s in draw.shift)
     return ys.add_(origin_y + shift_y), xs.add_(origin_x + shift_x)
 
@@ -480,7 +495,7 @@ def _as_planes(image, displacement, order):
 
 def _check_params(params: AugmentParams):
     _check_elastic(params.elastic_points, params.elastic_sigma)
-    for name in ("max_shift", "brightness", "contrast", "gamma"):
+    for name in ("max_shift", "brightness", "contrast", "gamma", "scale"):
         value = getattr(params, name)
         if not (math.isfinite(value) and value >= 0):
             raise UnetlibError(f"AugmentParams.{name} must be a finite number >= 0, got {value}")

@@ -196,6 +196,13 @@ def interpret(result: ExperimentResult) -> list[str]:
             f"({total - found} not covered by more than half), the found ones with a mean Jaccard index of {mean_jaccard:.3f}; "
             f"foreground IoU {run['foreground_iou']:.3f}; instances: P(cell) > {run['threshold']}, "
             f">= {run['min_size']} px ({run['postprocessing']})")
+        larger = run.get("by_size", {}).get("larger")
+        if larger and larger["cells"]:
+            within = run["by_size"]["within"]
+            lines.append(
+                f"  {larger['cells']} of its {total} test cells are larger than any annotated training cell: "
+                f"{larger['matched']} of them found (mean Jaccard {larger['jaccard']:.3f}, unfound = 0), against "
+                f"{within['matched']} of {within['cells']} (mean {within['jaccard']:.3f}) within the training sizes")
     missed = sum(r["objects"] - r["matched_objects"] for r in result.runs) / max(1, sum(r["objects"] for r in result.runs))
     lines.append("Most of the gap is cells not found: missed, or broken into pieces none of which covers half of "
                  "the cell" if missed > 0.2 else

@@ -90,6 +90,19 @@ class SEGResult:
         split = sum(1 for row in rows if 2 * row["covered"] >= 1)
         return {"unmatched": len(rows), "split": split, "under_covered": len(rows) - split}
 
+    def by_size(self, largest: int) -> dict[str, dict[str, Any]]:
+        """Reference objects up to ``largest`` pixels and beyond it, apart (a diagnosis, not part of SEG).
+
+        With ``largest`` = the largest annotated cell of the training data, ``"larger"`` holds the
+        test cells bigger than any the network was trained on. Each group: ``cells``, ``matched``
+        and ``jaccard`` (its mean J, unmatched cells counting 0; None for an empty group).
+        """
+        groups = {"within": [r for r in self.objects if r["r_size"] <= largest],
+                  "larger": [r for r in self.objects if r["r_size"] > largest]}
+        return {name: {"cells": len(rows), "matched": sum(1 for r in rows if r["matched_label"]),
+                       "jaccard": float(np.mean([r["jaccard"] for r in rows])) if rows else None}
+                for name, rows in groups.items()}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
         return {
