@@ -235,8 +235,35 @@ def test_interpretation_names_the_test_cells_larger_than_any_training_cell():
     lines = interpret(result)
     assert any("2 of its 10 test cells are larger than any annotated training cell: 0 of them found" in line
                and "7 of 8" in line for line in lines)
+    all_larger = dict(run, by_size={"within": {"cells": 0, "matched": 0, "jaccard": None},
+                                    "larger": {"cells": 10, "matched": 7, "jaccard": 0.5}})
+    assert any(line.endswith("(mean Jaccard 0.500, unfound cells counting 0)") for line in interpret(
+        ExperimentResult(experiment="x", dataset="DIC-C2DH-HeLa", profile="cpu", recipe=None, protocol="p",
+                         runs=[all_larger], mean={"SEG": 0.5})))
     older = dict(run)
     del older["by_size"]  # result files written before the size breakdown still read
     assert not any("larger than any" in line for line in interpret(
         ExperimentResult(experiment="x", dataset="DIC-C2DH-HeLa", profile="cpu", recipe=None, protocol="p",
                          runs=[older], mean={"SEG": 0.5})))
+
+
+def test_git_revision_is_dirty_for_code_changes_but_not_for_rewritten_reports(tmp_path):
+    import subprocess
+
+    from unetlib.environment import git_revision
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "table.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = git_revision(tmp_path)
+    assert clean is not None and not clean.endswith("+dirty")
+    (tmp_path / "reports" / "table.md").write_text("new\n")
+    assert git_revision(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_revision(tmp_path) == clean + "+dirty"

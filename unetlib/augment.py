@@ -53,7 +53,8 @@ Choices made here where the paper is silent
 - Zoom (``scale``, default 0 = off; not in the paper): the tile samples the
   image ``z`` times as densely, ``z`` log-uniform in ``[1 / (1 + scale),
   1 + scale]``, so cells appear up to ``1 + scale`` times larger or smaller.
-  It acts after the rotation, about the tile centre.
+  It acts after the rotation, about the tile centre, so it scales the elastic
+  displacements too.
 - Every call draws the same random numbers in the same order (centre if not
   given, grid, angle, flip, shift, gamma, contrast, brightness, and last the
   zoom, drawn only when ``scale > 0``), so switching one augmentation off

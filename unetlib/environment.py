@@ -91,11 +91,15 @@ def hardware() -> dict[str, Any]:
 
 
 def git_revision(root: Path | None = None) -> str | None:
-    """``HEAD`` of the checkout, with ``+dirty`` when tracked files differ; None outside git."""
+    """``HEAD`` of the checkout, with ``+dirty`` when tracked files differ; None outside git.
+
+    Changes under ``reports/`` do not count: a run rewrites the committed reports it reproduces.
+    """
     root = root or project_root()
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)reports"],
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None

@@ -199,10 +199,12 @@ def interpret(result: ExperimentResult) -> list[str]:
         larger = run.get("by_size", {}).get("larger")
         if larger and larger["cells"]:
             within = run["by_size"]["within"]
+            rest = (f", against {within['matched']} of {within['cells']} (mean {within['jaccard']:.3f}) within the "
+                    "training sizes" if within["cells"] else "")
             lines.append(
                 f"  {larger['cells']} of its {total} test cells are larger than any annotated training cell: "
-                f"{larger['matched']} of them found (mean Jaccard {larger['jaccard']:.3f}, unfound = 0), against "
-                f"{within['matched']} of {within['cells']} (mean {within['jaccard']:.3f}) within the training sizes")
+                f"{larger['matched']} of them found (mean Jaccard {larger['jaccard']:.3f}, unfound cells counting 0)"
+                + rest)
     missed = sum(r["objects"] - r["matched_objects"] for r in result.runs) / max(1, sum(r["objects"] for r in result.runs))
     lines.append("Most of the gap is cells not found: missed, or broken into pieces none of which covers half of "
                  "the cell" if missed > 0.2 else
