@@ -31,7 +31,7 @@ import torch
 from scipy import ndimage
 
 from unetlib.augment import AugmentParams, random_tile
-from unetlib.model import UNet, output_size
+from unetlib.model import UNet, check_input_size, output_size
 from unetlib.protocols import training_data
 from unetlib.recipe import Recipe
 from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     widths = [8] if args.quick else [int(w) for w in args.widths.split(",")]
     iterations, warmup = (2, 1) if args.quick else (args.iterations, 2)
-    tiles = tuple(int(t) for t in args.tiles.split(","))
-    bad = [t for t in tiles if t < 188 or (t - 60) % 16]
-    if bad:
-        parser.error(f"tile edges {bad} are not valid U-Net inputs: use 16k + 60, at least 188 (e.g. 508, 572)")
+    try:
+        tiles = tuple(check_input_size(int(t), "--tiles edge") for t in args.tiles.split(","))
+    except ValueError as exc:  # a non-number, or check_input_size's UnetlibError naming the nearest sizes
+        parser.error(f"--tiles: {exc}")
     result = run(widths, iterations, warmup, args.optimizer, tiles, 1 if args.quick else max(1, args.rounds))
     write_report(args.out, args.name, result, markdown(result))
     return 0

@@ -397,3 +397,14 @@ def test_cli_info_lists_frame_counts(data_root, capsys):
     assert "train-volume.tif: 30x512x512 uint8" in out
     assert "01: 115 frames of 520x696 uint8; 15 annotated SEG frames" in out
     assert "02: 84 frames of 512x512 uint8; 9 annotated SEG frames" in out
+
+
+def test_cell_areas_counts_every_labelled_object_of_every_mask():
+    a = np.zeros((4, 5), np.uint16)
+    a[0, :3] = 1  # 3 px
+    a[2:4, 0:2] = 4  # 4 px (labels need not be consecutive)
+    b = np.zeros((3, 3), np.uint16)
+    b[1, 1] = 2  # 1 px
+    assert data.cell_areas([a, b]).tolist() == [3, 4, 1]
+    assert data.cell_areas([np.zeros((2, 2), np.uint16)]).tolist() == []
+    assert data.cell_areas(m for m in [a]).max() == 4  # any iterable

@@ -33,7 +33,7 @@ from unetlib.errors import UnetlibError
 
 __all__ = [
     "ENV_ROOT", "DATASETS", "CTC_DATASETS", "SEQUENCES", "DIRECTIONS", "ISBI_FILES", "ISBI_SHAPE",
-    "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc",
+    "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc", "cell_areas",
     "layout_hints", "indexed_files", "read_tiff", "read_man_track",
     "ManifestEntry", "read_manifest", "parse_manifest", "format_manifest", "make_manifest",
     "pixel_digest", "VerifyReport", "verify", "verify_dataset_dir", "extra_files",
@@ -473,6 +473,12 @@ _MANIFEST_HEADER = """\
 #   the reference copy's file; another encoding of the same pixels may differ.
 # Generated with unetlib.data.make_manifest + format_manifest.
 """
+
+
+def cell_areas(masks) -> np.ndarray:
+    """Pixel counts of every labelled object (label > 0) in the instance masks ``masks``, in one array."""
+    counts = [np.bincount(np.asarray(m).ravel()) for m in masks]
+    return np.concatenate([np.zeros(0, np.int64)] + [c[1:][c[1:] > 0] for c in counts]).astype(np.int64)
 
 
 def pixel_digest(array: np.ndarray) -> str:

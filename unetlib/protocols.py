@@ -35,11 +35,11 @@ from scipy import ndimage
 
 from unetlib import data as datasets
 from unetlib.atomic import atomic_open, write_tiff
+from unetlib.checkpoint import update_metadata
+from unetlib.data import DIRECTIONS, pixel_digest
 from unetlib.errors import UnetlibError
 from unetlib.inference import Tiling, predict
 from unetlib.preprocess import normalize_image
-from unetlib.checkpoint import update_metadata
-from unetlib.data import DIRECTIONS, pixel_digest
 from unetlib.recipe import Recipe
 from unetlib.results import ExperimentResult
 from unetlib.train import TrainResult, train
@@ -388,17 +388,12 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
         direction=direction, train_sequence=train_seq, test_sequence=test_seq, seed=recipe.train.seed,
         train_frames=frames, test_frames=test_frames, SEG=float(seg.seg), foreground_iou=float(seg.foreground_iou),
         objects=int(seg.n_reference), matched_objects=int(seg.n_matched), threshold=float(threshold),
-        min_size=int(min_size), postprocessing=how, by_size=seg.by_size(_largest_cell(source.seg[t] for t in frames)),
+        min_size=int(min_size), postprocessing=how, by_size=seg.by_size(int(datasets.cell_areas(source.seg[t] for t in frames).max(initial=0))),
         loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
         checkpoint=_relative(checkpoint / "last.pt", out_dir), res_dir=_relative(res_dir, out_dir),
         example=_relative(example, out_dir),
     )
-
-
-def _largest_cell(masks) -> int:
-    """Pixels of the largest labelled object in ``masks``."""
-    return int(max(np.bincount(np.asarray(m).ravel())[1:].max(initial=0) for m in masks))
 
 
 def check_direction(direction: str) -> tuple[str, str]:

@@ -272,11 +272,12 @@ def _check_border_parameters(w0, sigma) -> tuple[float, float]:
 
 def check_class_weights(class_weights):
     """``class_weights`` if it is "balanced", None or a pair of finite weights >= 0, else a one-line error."""
-    if isinstance(class_weights, str) and class_weights != "balanced":
-        raise UnetlibError(
-            f"class_weights {class_weights!r} is not known; use 'balanced', None or (w_background, w_cell)"
-        )
-    if class_weights is not None and not isinstance(class_weights, str):
+    if isinstance(class_weights, str):
+        if class_weights != "balanced":
+            raise UnetlibError(
+                f"class_weights {class_weights!r} is not known; use 'balanced', None or (w_background, w_cell)"
+            )
+    elif class_weights is not None:
         _fixed_pair(class_weights)
     return class_weights
 
