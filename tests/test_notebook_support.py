@@ -267,3 +267,26 @@ def test_git_revision_is_dirty_for_code_changes_but_not_for_rewritten_reports(tm
     assert git_revision(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_revision(tmp_path) == clean + "+dirty"
+
+
+@pytest.mark.parametrize("fields, native", [
+    ({"flags": "fpu avx2 avx512f avx512bw avx512_vnni"}, False),  # AVX-512 without BF16: oneDNN emulates, slower
+    ({"flags": "fpu avx2 avx512f avx512_bf16"}, True),
+    ({"flags": "fpu avx2 avx512f amx_bf16 amx_tile"}, True),
+    ({"flags": "fpu sse2 avx2"}, False),
+    ({"Features": "fp asimd bf16 i8mm"}, True),  # Arm
+    ({}, False),  # no /proc/cpuinfo: fp32
+])
+def test_bf16_autocast_only_on_cpus_with_bf16_instructions(monkeypatch, fields, native):
+    from unetlib import environment
+
+    monkeypatch.delenv("UNETLIB_NO_BF16", raising=False)
+    monkeypatch.setattr(environment, "_cpuinfo", lambda: fields)
+    environment.cpu_has_bf16.cache_clear()
+    try:
+        assert environment.cpu_has_bf16() is native
+        monkeypatch.setenv("UNETLIB_NO_BF16", "1")
+        environment.cpu_has_bf16.cache_clear()
+        assert environment.cpu_has_bf16() is False
+    finally:
+        environment.cpu_has_bf16.cache_clear()
