@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from unetlib import data, paper, protocols, results, tables
+from unetlib import data, paper, postprocess, protocols, results, tables
 from unetlib.errors import UnetlibError
 from unetlib.notebook import check_range, validate_parameters
 from unetlib.recipe import PROFILES
@@ -95,11 +95,11 @@ def test_cell_instances_components_and_min_size():
     p[0:3, 0:3] = 0.9  # 9 px
     p[5, 5] = 0.8  # 1 px
     p[6, 6] = 0.7  # diagonal neighbour: a separate 4-connected component
-    lab = protocols.cell_instances(p, 0.5)
+    lab = postprocess.cell_instances(p, 0.5)
     assert lab.dtype == np.uint16 and lab.max() == 3
-    lab = protocols.cell_instances(p, 0.5, min_size=2)
+    lab = postprocess.cell_instances(p, 0.5, min_size=2)
     assert lab.max() == 1 and (lab > 0).sum() == 9
-    assert protocols.cell_instances(p, 0.75).max() == 2  # the 0.7 pixel is below the threshold
+    assert postprocess.cell_instances(p, 0.75).max() == 2  # the 0.7 pixel is below the threshold
 
 
 def _result(**changes) -> ExperimentResult:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
+import time
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,9 @@ import numpy as np
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["atomic_open", "write_bytes", "write_text", "write_tiff", "write_error"]
+__all__ = ["atomic_open", "write_bytes", "write_text", "write_tiff", "write_error", "folder_lock", "LOCK_NAME"]
+
+LOCK_NAME = ".unetlib.lock"
 
 
 @contextmanager
@@ -97,3 +101,67 @@ def write_error(path: Path, exc: BaseException) -> UnetlibError:
 def _is_disk_error(exc: BaseException) -> bool:
     """torch.save reports a full disk as a RuntimeError ("file write failed")."""
     return isinstance(exc, RuntimeError) and ("file write failed" in str(exc) or "No space left" in str(exc))
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
+    """Hold ``folder`` exclusively while the block runs (a lock file with the owner's host and pid).
+
+    A second process asking for the same folder gets a one-line error naming
+    the owner. A lock left by a process of this machine that no longer runs
+    (``kill -9``, a crash) is stale and taken over.
+    """
+    folder = Path(folder)
+    lock = folder / LOCK_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(folder, exc) from None
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None:
+                raise UnetlibError(f"{folder} is in use by another {what} ({owner}): wait for it to finish or "
+                                   "choose another output folder") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        except OSError as exc:
+            raise write_error(lock, exc) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me + "\n")
+        break
+    else:
+        raise UnetlibError(f"cannot lock {folder}: another process keeps taking it; choose another output folder")
+    try:
+        yield folder
+    finally:
+        try:
+            if lock.read_text().strip() == me:
+                lock.unlink()
+        except OSError:
+            pass
+
+
+def _lock_owner(lock: Path) -> str | None:
+    """``"host H, pid P"`` of a live lock, None when the lock is stale (its process on this host is gone)."""
+    try:
+        host, pid = lock.read_text().split()
+        pid = int(pid)
+    except (OSError, ValueError):  # being written right now, or left empty by a crash
+        try:
+            young = time.time() - lock.stat().st_mtime < 10
+        except OSError:
+            return None
+        return f"lock file {lock} being written" if young else None
+    if host != socket.gethostname():
+        return f"host {host}, pid {pid}; delete {lock} if that run is gone"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return f"pid {pid}"

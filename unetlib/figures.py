@@ -18,7 +18,7 @@ from unetlib.results import ExperimentResult
 
 __all__ = [
     "recipe_summary", "choices_table", "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
-    "instance_overlay", "training_sample", "save_figure", "interpret",
+    "instance_overlay", "training_sample", "save_figure", "interpret", "study_values",
 ]
 
 _DPI = 80
@@ -211,3 +211,45 @@ def interpret(result: ExperimentResult) -> list[str]:
                  "Most cells are found; the gap is in their outlines: cells predicted too small or too large, or "
                  "merged with a neighbour (a merged pair scores about 0.5 each)")
     return lines
+
+def study_values(result, metric: str, *, title: str | None = None, save: str | Path | None = None):
+    """Every seed's value of ``metric`` per variant, one panel per unit (and the mean over units).
+
+    Each dot is one training run (labelled by its seed); the bar is the mean
+    over seeds with +- one standard deviation. Runs flagged by
+    :func:`unetlib.study.flag_runs` (final loss far above their seed-mates')
+    are drawn as red crosses.
+    """
+    import matplotlib.pyplot as plt
+
+    from unetlib.study import MEAN_UNIT, flag_runs
+
+    flagged = {(f["variant"], f["unit"], f["seed"]) for f in flag_runs(result)}
+    units = result.units + ([MEAN_UNIT] if len(result.units) > 1 else [])
+    variants = result.variants
+    fig, axes = plt.subplots(1, len(units), figsize=(1.2 + 1.6 * len(variants) * len(units), 3.8), squeeze=False)
+    for ax, unit in zip(axes[0], units):
+        for x, variant in enumerate(variants):
+            values = result.values(variant, unit, metric)
+            if not values:
+                continue
+            seeds, y = list(values), np.array(list(values.values()))
+            offsets = np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else np.zeros(1)
+            for dx, seed, v in zip(offsets, seeds, y):
+                bad = any((variant, u, seed) in flagged for u in ([unit] if unit != MEAN_UNIT else result.units))
+                ax.plot(x + dx, v, "x" if bad else "o", color="red" if bad else "C0", ms=7 if bad else 5)
+                ax.annotate(str(seed), (x + dx, v), textcoords="offset points", xytext=(4, 2), fontsize=6,
+                            color="0.4")
+            sd = float(np.std(y, ddof=1)) if len(y) > 1 else 0.0
+            ax.errorbar(x + 0.3, y.mean(), yerr=sd, fmt="_", color="k", ms=14, capsize=3)
+        ax.set_xticks(range(len(variants)), variants, rotation=20, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, len(variants) - 0.3)
+        ax.set_title(f"{unit}" if unit != MEAN_UNIT else "mean of the units", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(metric.replace("_", " "))
+    fig.suptitle(title or f"{result.dataset}: {metric} of every seed (bar: mean +- sd; red x: flagged run)",
+                 fontsize=10)
+    fig.tight_layout()
+    if save is not None:
+        save_figure(fig, save)
+    return fig

@@ -49,8 +49,8 @@ def register_cli(subparsers) -> None:
 
 def _cli_predict(args) -> int:
     from unetlib.atomic import write_tiff
-    from unetlib.checkpoint import load_checkpoint, load_model
-    from unetlib.inference import Tiling, label_dtype, predict, softmax
+    from unetlib.inference import Tiling, label_dtype, softmax
+    from unetlib.segment import Segmenter
     from unetlib.userfiles import check_output_paths, read_image
 
     # every option and path is checked before the checkpoint and the image are read
@@ -62,21 +62,23 @@ def _cli_predict(args) -> int:
         raise UnetlibError(f"--batch-size must be at least 1, got {args.batch_size}")
     tile = _parse_tile(args.tile)
     _check_device(args.device)
-    payload = load_checkpoint(args.checkpoint)
-    model = load_model(args.checkpoint, device="cpu", payload=payload)
-    recipe = _stored_recipe(payload, args)
-    normalize = args.normalize or (recipe.normalize if recipe else "unit")
-    tta = args.tta or (recipe.tta if recipe else "none")
-    tile = tile if tile is not None else (recipe.predict_tile if recipe else None)
+    segmenter = Segmenter.load(args.checkpoint)
+    model, settings = segmenter.model, segmenter.settings()
+    if segmenter.recipe is None and args.normalize is None:
+        print(f"note: {args.checkpoint} carries no recipe; scaling inputs as 'unit' (uint8 / 255)")
+    normalize = args.normalize or settings["normalize"]
+    tta = args.tta or settings["tta"]
+    tile = tile if tile is not None else settings["predict_tile"]
     _check_class(args.class_index, model.num_classes, args.checkpoint)
     image = read_image(args.image, model.in_channels)
     _check_image(image, args.image, model.in_channels, normalize)
+    resampled = f", resampled by {settings['resample']:g}" if settings["resample"] != 1 else ""
     print(f"{args.image}: {image.shape} {image.dtype}, read as {'a stack' if image.ndim == 3 else 'one image'}; "
-          f"input scaling {normalize!r}, test-time averaging {tta!r}")
+          f"input scaling {normalize!r}{resampled}, test-time averaging {tta!r}")
     tiling = Tiling(tile=tile, batch_size=args.batch_size, device=args.device,  # a bar on a terminal only:
                     amp=not args.no_amp, progress=sys.stderr.isatty())  # logs keep stderr for the error line
     try:
-        logits = predict(model, image, tta=tta, normalize=normalize, output="logits", tiling=tiling)
+        logits = segmenter.logits(image, tta=tta, normalize=normalize, tiling=tiling)
     except UnetlibError as exc:  # name the files the message is about
         raise UnetlibError(f"predicting {args.image} with {args.checkpoint}: {exc}") from None
     class_axis = logits.ndim - 3
@@ -89,24 +91,13 @@ def _cli_predict(args) -> int:
         labels = logits.argmax(axis=class_axis).astype(label_dtype(model.num_classes))
         _report(write_tiff(args.labels, labels), labels)
     if args.instances:
-        instances = _instances(softmax(logits, axis=class_axis), class_axis, recipe, args)
+        if model.num_classes != 2:
+            raise UnetlibError(f"--instances needs a two-class (background, cell) network; {args.checkpoint} has "
+                               f"{model.num_classes} classes")
+        print(f"instances: components of P(cell) > {settings['threshold']}, at least {settings['min_size']} px")
+        instances = segmenter.instances(np.take(softmax(logits, axis=class_axis), 1, axis=class_axis))
         _report(write_tiff(args.instances, instances), instances)
     return 0
-
-
-def _instances(probabilities: np.ndarray, class_axis: int, recipe, args) -> np.ndarray:
-    """The recipe's post-processing of P(cell) (class 1), slice by slice for a stack."""
-    from unetlib.protocols import cell_instances
-
-    if probabilities.shape[class_axis] != 2:
-        raise UnetlibError(f"--instances needs a two-class (background, cell) network; {args.checkpoint} has "
-                           f"{probabilities.shape[class_axis]} classes")
-    threshold, min_size = (recipe.threshold, recipe.min_size) if recipe else (0.5, 0)
-    p_cell = np.take(probabilities, 1, axis=class_axis)
-    print(f"instances: components of P(cell) > {threshold}, at least {min_size} px")
-    if p_cell.ndim == 2:
-        return cell_instances(p_cell, threshold, min_size)
-    return np.stack([cell_instances(plane, threshold, min_size) for plane in p_cell])
 
 
 #: Largest magnitude a network input may have after scaling: networks are trained on values of
@@ -143,18 +134,6 @@ def _check_image(image: np.ndarray, path: str, in_channels: int, normalize: str)
             f"network unchanged (limit {MAX_SCALED_INPUT:.0e}; networks are trained on values of order 1): "
             "pass --normalize zscore or minmax, or rescale the image"
         )
-
-
-def _stored_recipe(payload: dict, args):
-    """The checkpoint's recipe, or None (then the release's defaults apply: uint8 / 255, no TTA)."""
-    from unetlib.recipe import Recipe
-
-    stored = (payload.get("metadata") or {}).get("recipe")
-    if stored is not None:
-        return Recipe.from_dict(stored)
-    if args.normalize is None:
-        print(f"note: {args.checkpoint} carries no recipe; scaling inputs as 'unit' (uint8 / 255)")
-    return None
 
 
 def _report(path: Path, array: np.ndarray) -> None:

@@ -18,6 +18,15 @@ Modes
 ``"none"``
     Values as given.
 
+Resampling
+----------
+A recipe may also resample images before the network sees them
+(``Recipe.resample``, e.g. 0.5: the network sees every image at half
+resolution, so its fixed field of view covers twice as many original pixels).
+:func:`resample` changes the size of scaled inputs (bilinear, antialiased
+when shrinking), of label images (nearest) and of probability maps (bilinear,
+back to the original size), in training and inference alike.
+
 Statistics are computed in float64, a block of rows at a time, so a large
 image never needs a second full-size float copy.
 """
@@ -27,10 +36,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["NORMALIZATIONS", "normalizer", "normalize_image", "check_mode", "row_blocks"]
+__all__ = ["NORMALIZATIONS", "normalizer", "normalize_image", "check_mode", "row_blocks", "resampled_shape",
+           "resample"]
 
 NORMALIZATIONS = ("unit", "zscore", "minmax", "none")
 _CHUNK_ROWS = 256  # rows per block for whole-image statistics
@@ -95,3 +106,34 @@ def _mean_std(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = image.shape[1] * image.shape[2]
     mean = total / n
     return mean, np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+
+
+def resampled_shape(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
+    """The ``(H, W)`` of an image of ``shape`` (last two axes) resampled by ``factor`` (at least 1 pixel)."""
+    height, width = shape[-2:]
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resample(array: np.ndarray, shape: tuple[int, int], *, labels: bool = False) -> np.ndarray:
+    """``array`` (``(H, W)`` or ``(..., H, W)``) resized to ``shape`` on its last two axes.
+
+    Grey values and probabilities: bilinear (pixel centres aligned, antialiased
+    when shrinking), float32. Labels (``labels=True``): nearest neighbour, same
+    dtype, so instance ids survive. The same size returns ``array`` unchanged.
+    """
+    array = np.asarray(array)
+    shape = (int(shape[0]), int(shape[1]))
+    if array.shape[-2:] == shape:
+        return array
+    lead = array.shape[:-2]
+    flat = torch.from_numpy(np.ascontiguousarray(array.reshape(-1, 1, *array.shape[-2:]), dtype=np.float32)
+                            if not labels else array.reshape(-1, 1, *array.shape[-2:]).astype(np.float64))
+    if labels:
+        if array.size and np.abs(array).max() >= 2**53:
+            raise UnetlibError("label values beyond 2**53 cannot be resampled exactly; renumber the labels")
+        out = torch.nn.functional.interpolate(flat, size=shape, mode="nearest-exact")
+        return out.numpy().reshape(*lead, *shape).astype(array.dtype)
+    shrinking = shape[0] < array.shape[-2] or shape[1] < array.shape[-1]
+    out = torch.nn.functional.interpolate(flat, size=shape, mode="bilinear", align_corners=False,
+                                          antialias=shrinking)
+    return out.numpy().reshape(*lead, *shape)

@@ -38,22 +38,23 @@ from unetlib.atomic import atomic_open, write_tiff
 from unetlib.checkpoint import update_metadata
 from unetlib.data import DIRECTIONS, pixel_digest
 from unetlib.errors import UnetlibError
-from unetlib.inference import Tiling, predict
-from unetlib.preprocess import normalize_image
+from unetlib.postprocess import tune_postprocessing
+from unetlib.preprocess import normalize_image, resample, resampled_shape
 from unetlib.recipe import Recipe
 from unetlib.results import ExperimentResult
+from unetlib.segment import Segmenter
 from unetlib.train import TrainResult, train
 from unetlib.weights import instances_from_binary, training_target
 
 __all__ = [
     "Split", "contiguous_folds", "select_folds",
-    "TrainingData", "training_data", "train_network", "cell_probabilities", "cell_instances",
-    "tune_postprocessing",
+    "TrainingData", "training_data", "train_network",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
-    "run_isbi2012", "run_ctc", "check_direction", "serial", "DIRECTIONS",
+    "run_isbi2012", "run_ctc", "check_direction", "serial",
 ]
 
 _CURVE_POINTS = 200  # loss-curve points kept in result files
+FINAL_LOSS_STEPS = 100  # a run's final loss: the mean of its last this many steps
 
 
 # --------------------------------------------------------------------------- #
@@ -104,19 +105,26 @@ class TrainingData:
 
 def training_data(recipe: Recipe, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                   markers: Sequence[np.ndarray] | None = None, cache_dir: str | Path | None = None) -> TrainingData:
-    """Scale the images and compute each mask's target and weight map once (recipe's w0, sigma, w_c).
+    """Scale (and resample) the images; compute each mask's target and weight map once (recipe's w0, sigma, w_c).
 
-    With ``recipe.ignore_unannotated`` and tracking ``markers`` given, cells
-    that have a marker but no segmentation mask get weight 0 around them (25 px),
-    instead of being taught as background. Weight maps are cached in
-    ``cache_dir`` (a corrupt cache entry is recomputed).
+    With ``recipe.resample`` other than 1, images (bilinear), masks and
+    markers (nearest) are resampled first, and the weight maps are computed on
+    what the network sees. With ``recipe.ignore_unannotated`` and tracking
+    ``markers`` given, cells that have a marker but no segmentation mask get
+    weight 0 around them (25 px at full resolution), instead of being taught as
+    background. Weight maps are cached in ``cache_dir`` (a corrupt cache entry
+    is recomputed).
     """
-    inputs = [normalize_image(image, recipe.normalize) for image in images]
-    targets, weights = [], []
-    for i, mask in enumerate(masks):
-        target, weight = _cached_target(np.asarray(mask).astype(np.int32, copy=False), recipe, cache_dir)
+    inputs, targets, weights = [], [], []
+    margin = max(1, round(25 * recipe.resample))
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        shape = resampled_shape(np.shape(image), recipe.resample)
+        inputs.append(resample(normalize_image(image, recipe.normalize), shape))
+        mask = resample(np.asarray(mask).astype(np.int32, copy=False), shape, labels=True)
+        target, weight = _cached_target(mask, recipe, cache_dir)
         if recipe.ignore_unannotated and markers is not None:
-            weight = np.where(_unannotated(mask, markers[i]), np.float32(0), weight)
+            near = _unannotated(mask, resample(np.asarray(markers[i]), shape, labels=True), margin)
+            weight = np.where(near, np.float32(0), weight)
         targets.append(target)
         weights.append(weight)
     return TrainingData(inputs, targets, weights)
@@ -160,63 +168,15 @@ def train_network(recipe: Recipe, data: TrainingData, checkpoint_dir: str | Path
     map, unannotated cells) and the same training items ``trained_on`` (slice
     or frame indices); anything else is refused with a one-line error.
     """
-    identity = {"dataset": recipe.dataset, "normalize": recipe.normalize, "w0": recipe.w0, "sigma": recipe.sigma,
-                "class_weights": recipe.to_dict()["class_weights"], "ignore_unannotated": recipe.ignore_unannotated,
-                "trained_on": trained_on}
+    identity = {**recipe.network_identity(), "trained_on": trained_on}
     return train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=checkpoint_dir,
                  progress=progress, resume=resume, metadata={"recipe": recipe.to_dict(), "identity": identity})
 
 
-def cell_probabilities(model, recipe: Recipe, images: np.ndarray, tta: str | None = None) -> np.ndarray:
-    """P(cell) of an image stack by overlap-tile inference with the recipe's scaling, tile and averaging."""
-    tiling = Tiling(tile=recipe.predict_tile, device=recipe.train.device, amp=recipe.train.amp, progress=False)
-    prob = predict(model, images, tta=recipe.tta if tta is None else tta, normalize=recipe.normalize,
-                   tiling=tiling)
-    return prob[:, 1]
-
-
-def cell_instances(p_cell: np.ndarray, threshold: float = 0.5, min_size: int = 0) -> np.ndarray:
-    """Instance labels from P(cell): 4-connected components of ``p_cell > threshold``.
-
-    Components smaller than ``min_size`` pixels are removed; labels are
-    renumbered 1..n and returned as uint16 (the CTC result format).
-    """
-    labels, n = ndimage.label(np.asarray(p_cell) > threshold)
-    if min_size > 0 and n:
-        sizes = np.bincount(labels.ravel())
-        keep = sizes >= min_size
-        keep[0] = False
-        remap = np.zeros(n + 1, np.int64)
-        remap[keep] = np.arange(1, keep.sum() + 1)
-        labels = remap[labels]
-    if labels.max(initial=0) > np.iinfo(np.uint16).max:
-        raise UnetlibError("more than 65535 objects: cannot be written as a uint16 CTC mask")
-    return labels.astype(np.uint16)
-
-
-#: The grid searched by :func:`tune_postprocessing`.
-TUNE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
-TUNE_MIN_SIZES = (0, 20, 50, 100, 200, 400)
-
-
-def tune_postprocessing(p_cell: np.ndarray, masks: Sequence[np.ndarray]) -> tuple[float, int]:
-    """The threshold and minimum size (from a small grid) with the best SEG on *training* frames.
-
-    ``p_cell`` is the network's P(cell) on the frames it was trained on and
-    ``masks`` their annotations; the test sequence is never looked at. Ties go
-    to the smaller threshold, then the smaller minimum size.
-    """
-    from unetlib.metrics import ctc_seg
-
-    reference = {i: np.asarray(m) for i, m in enumerate(masks)}
-    best, best_seg = (TUNE_THRESHOLDS[0], TUNE_MIN_SIZES[0]), -1.0
-    for threshold in TUNE_THRESHOLDS:
-        for min_size in TUNE_MIN_SIZES:
-            found = {i: cell_instances(p_cell[i], threshold, min_size) for i in reference}
-            seg = ctc_seg(reference, found).seg
-            if seg > best_seg + 1e-12:
-                best, best_seg = (threshold, min_size), seg
-    return best
+def final_loss(history: list) -> float:
+    """The mean loss of the last :data:`FINAL_LOSS_STEPS` steps of a training history (NaN when empty)."""
+    tail = [h[1] for h in history[-FINAL_LOSS_STEPS:]]
+    return float(np.mean(tail)) if tail else float("nan")
 
 
 def _curve(history: list) -> list[list[float]]:
@@ -243,6 +203,7 @@ class FoldResult:
     rand_error: float
     pixel_error: float
     metrics: dict
+    final_loss: float
     loss_curve: list
     seconds: dict
     recipe: dict
@@ -275,7 +236,7 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
     run = train_network(recipe, data, checkpoint, progress, resume, trained_on={"sections": train_ids})
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
-    prob = cell_probabilities(run.model, recipe, isbi.train_images[test_ids])
+    prob = Segmenter(run.model, recipe).p_cell(isbi.train_images[test_ids])
     seconds["predict"] = time.perf_counter() - start
     start = time.perf_counter()
     scores = isbi2012_errors(prob, isbi.train_labels[test_ids])
@@ -288,8 +249,8 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
         fold=split.fold, seed=recipe.train.seed, train_slices=train_ids, test_slices=test_ids,
         warping_error=float(scores.warping_error), rand_error=float(scores.rand_error),
         pixel_error=float(scores.pixel_error), metrics=_without_per_slice(scores.to_dict()),
-        loss_curve=_curve(run.history), seconds={k: round(v, 2) for k, v in seconds.items()},
-        recipe=recipe.to_dict(), checkpoint=_relative(checkpoint / "last.pt", out_dir),
+        final_loss=final_loss(run.history), loss_curve=_curve(run.history),
+        seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(), checkpoint=_relative(checkpoint / "last.pt", out_dir),
         example=_relative(example, out_dir),
     )
 
@@ -319,10 +280,12 @@ class DirectionResult:
     foreground_iou: float
     objects: int
     matched_objects: int
+    merges: int  # predicted objects covering more than half of two or more annotated cells
     threshold: float
     min_size: int
     postprocessing: str
     by_size: dict  # test cells within and beyond the largest training cell (SEGResult.by_size)
+    final_loss: float
     loss_curve: list
     seconds: dict
     recipe: dict
@@ -363,20 +326,23 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
     how = "fixed by the recipe"
+    segmenter = Segmenter(run.model, recipe)
     if recipe.tune_postprocessing:  # on the training sequence only, never on the test sequence
-        train_prob = cell_probabilities(run.model, recipe, source.frames[frames])
+        train_prob = segmenter.p_cell(source.frames[frames])
         threshold, min_size = tune_postprocessing(train_prob, [source.seg[t] for t in frames])
-        recipe = recipe.replace(threshold=threshold, min_size=min_size, tune_postprocessing=True)
+        segmenter = segmenter.with_recipe(threshold=threshold, min_size=min_size, tune_postprocessing=True)
+        recipe = segmenter.recipe
         if run.checkpoint is not None:  # `unetlib predict --instances` then cuts the same instances
             update_metadata(run.checkpoint, recipe=recipe.to_dict())
         how = "tuned on the training sequence"
     threshold, min_size = recipe.threshold, recipe.min_size
     seconds["tune"] = time.perf_counter() - start
     start = time.perf_counter()
-    prob = cell_probabilities(run.model, recipe, target.frames[test_frames])
-    masks = {t: cell_instances(prob[i], threshold, min_size) for i, t in enumerate(test_frames)}
+    prob, found = segmenter.segment(target.frames[test_frames])
+    masks = {t: found[i] for i, t in enumerate(test_frames)}
     seconds["predict"] = time.perf_counter() - start
     seg = ctc_seg({t: target.seg[t] for t in test_frames}, masks)
+    largest_training_cell = int(datasets.cell_areas(source.seg[t] for t in frames).max(initial=0))
     res_dir = out_dir / name / f"{test_seq}_RES"
     write_ctc_results(masks, res_dir)
     example = out_dir / f"{name}_{test_seq}_example.npz"
@@ -387,9 +353,10 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     return DirectionResult(
         direction=direction, train_sequence=train_seq, test_sequence=test_seq, seed=recipe.train.seed,
         train_frames=frames, test_frames=test_frames, SEG=float(seg.seg), foreground_iou=float(seg.foreground_iou),
-        objects=int(seg.n_reference), matched_objects=int(seg.n_matched), threshold=float(threshold),
-        min_size=int(min_size), postprocessing=how, by_size=seg.by_size(int(datasets.cell_areas(source.seg[t] for t in frames).max(initial=0))),
-        loss_curve=_curve(run.history),
+        objects=int(seg.n_reference), matched_objects=int(seg.n_matched), merges=seg.merges(),
+        threshold=float(threshold),
+        min_size=int(min_size), postprocessing=how, by_size=seg.by_size(largest_training_cell),
+        final_loss=final_loss(run.history), loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
         checkpoint=_relative(checkpoint / "last.pt", out_dir), res_dir=_relative(res_dir, out_dir),
         example=_relative(example, out_dir),
@@ -453,8 +420,7 @@ def run_isbi2012(recipe: Recipe, out_dir: str | Path, *, folds: int = 5, run_fol
 def _isbi_submission(fold: FoldResult, recipe: Recipe, isbi, out_dir: Path, slices: int) -> str:
     from unetlib.checkpoint import load_model
 
-    model = load_model(out_dir / fold.checkpoint)
-    prob = cell_probabilities(model, recipe, isbi.test_images[:slices])
+    prob = Segmenter(load_model(out_dir / fold.checkpoint), recipe).p_cell(isbi.test_images[:slices])
     path = out_dir / "isbi2012_test_submission.tif"
     write_tiff(path, prob.astype(np.float32))
     return _relative(path, out_dir)

@@ -34,7 +34,7 @@ from unetlib.preprocess import NORMALIZATIONS
 from unetlib.train import TrainConfig
 from unetlib.weights import check_class_weights
 
-__all__ = ["Recipe", "preset", "PROFILES", "WHY", "CTC_DATASETS"]
+__all__ = ["Recipe", "preset", "PROFILES", "WHY", "NETWORK_FIELDS"]
 
 #: The named profiles (presets) of every experiment: CI, a 2-core laptop, one GPU, the paper's schedule.
 PROFILES = ("smoke", "cpu", "gpu", "paper")
@@ -54,6 +54,10 @@ class Recipe:
         The preset it came from (``"custom"`` when built by hand).
     normalize : str
         Input scaling, see :mod:`unetlib.preprocess` (training and inference).
+    resample : float
+        Images (and masks) are resampled by this factor before the network sees
+        them, in training and inference; predictions are resampled back to the
+        image's size (1: as recorded; 0.5: half resolution, twice the context).
     train : TrainConfig
         Network width and variant, optimiser, schedule, tiles, iterations,
         seed and augmentation.
@@ -82,6 +86,7 @@ class Recipe:
     dataset: str
     profile: str = "custom"
     normalize: str = "unit"
+    resample: float = 1.0
     train: TrainConfig = field(default_factory=TrainConfig)
     w0: float = 10.0
     sigma: float = 5.0
@@ -106,6 +111,9 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
                 raise UnetlibError(f"Recipe.{name} must be a finite number >= {low:g}, got {value!r}")
+        if (isinstance(self.resample, bool) or not isinstance(self.resample, (int, float))
+                or not 0.1 <= self.resample <= 4.0):
+            raise UnetlibError(f"Recipe.resample must be a number in [0.1, 4], got {self.resample!r}")
         if not self.threshold < 1.0:
             raise UnetlibError(f"Recipe.threshold must lie in [0, 1), got {self.threshold}")
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
@@ -170,6 +178,11 @@ class Recipe:
         except TypeError as exc:
             raise UnetlibError(f"malformed recipe: {exc}") from None
 
+    def network_identity(self) -> dict[str, Any]:
+        """The data-side fields of :data:`NETWORK_FIELDS` (the training config is checked by :mod:`unetlib.train`)."""
+        data = self.to_dict()
+        return {name: data[name] for name in NETWORK_FIELDS if name != "train"}
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
@@ -181,6 +194,12 @@ class Recipe:
             if name in flat:
                 rows.append((name, flat[name], why.get(self.dataset, why.get("*", "")) if isinstance(why, dict) else why))
         return rows
+
+
+#: The fields that define a trained network: a checkpoint is resumed or reused only with the same
+#: values. The others (tta, predict_tile, threshold, min_size, tune_postprocessing, profile) say how
+#: a trained network is applied.
+NETWORK_FIELDS = ("dataset", "normalize", "resample", "w0", "sigma", "class_weights", "ignore_unannotated", "train")
 
 
 def _check_names(given: dict, known: set[str], what: str) -> None:
@@ -232,8 +251,16 @@ _PROFILE: dict[str, dict[str, Any]] = {
     "paper": dict(width=64, tile=572, batch=1, iterations=20000, optimizer="sgd", momentum=0.99, lr=0.001,
                   schedule="constant", warmup=0),
 }
-#: Iterations of the cpu profile per dataset: what fits in an hour on two cores for all of them.
-_CPU_ITERATIONS = {"isbi2012": 2500, "PhC-C2DH-U373": 1800, "DIC-C2DH-HeLa": 2500}
+#: What the cpu profile changes per dataset: iterations (what fits in an hour on two cores for all of
+#: them); for DIC-HeLa half resolution (context for its large cells) with clipped gradients.
+_CPU = {
+    "isbi2012": dict(iterations=2500),
+    "PhC-C2DH-U373": dict(iterations=1800),
+    "DIC-C2DH-HeLa": dict(iterations=2500, tile=316, clip_grad=1.0),
+}
+#: Recipe fields of the short profiles (cpu, gpu) per dataset; the paper profile keeps full resolution.
+_SHORT = {"DIC-C2DH-HeLa": dict(resample=0.5)}
+_GPU = {"DIC-C2DH-HeLa": dict(clip_grad=1.0)}
 
 
 def preset(dataset: str, profile: str) -> Recipe:
@@ -246,7 +273,11 @@ def preset(dataset: str, profile: str) -> Recipe:
     augment = AugmentParams(**spec.pop("augment", {}))
     train = dict(_PROFILE[profile])
     if profile == "cpu":
-        train["iterations"] = _CPU_ITERATIONS[dataset]
+        train.update(_CPU[dataset])
+    if profile == "gpu":
+        train.update(_GPU.get(dataset, {}))
+    if profile in ("cpu", "gpu"):
+        spec.update(_SHORT.get(dataset, {}))
     config = TrainConfig(**train, augment=augment, checkpoint_every=250)
     return Recipe(dataset=dataset, profile=profile, train=config, **spec)
 

@@ -191,7 +191,7 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
     result files, Table 1 and Table 2 and ``results.md`` into ``output_dir``,
     with each experiment's parameters taken from the profile's files.
     """
-    from unetlib import protocols, recipe, results, tables
+    from unetlib import data, protocols, recipe, results, tables
 
     project = project_root()
     output_dir = Path(output_dir or project / "reports" / profile)
@@ -209,7 +209,7 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
         start = time.perf_counter()
         params = profile_parameters(profile, report, project)
         found[params["DATASET"]] = protocols.run_ctc(recipe.preset(params["DATASET"], profile), output_dir,
-                                                     directions=params.get("DIRECTIONS", protocols.DIRECTIONS),
+                                                     directions=params.get("DIRECTIONS", data.DIRECTIONS),
                                                      root=root, runner=runner)
         timings[report] = round(time.perf_counter() - start, 1)
     for name, result in found.items():

@@ -72,7 +72,8 @@ CHECKPOINT_NAME = "last.pt"
 
 # Fields whose change makes a resumed run a different experiment.
 _TRAJECTORY_FIELDS = (
-    "tile", "batch", "optimizer", "lr", "momentum", "schedule", "warmup", "weight_decay", "seed", "augment",
+    "tile", "batch", "optimizer", "lr", "momentum", "schedule", "warmup", "weight_decay", "clip_grad", "seed",
+    "augment",
 )
 
 
@@ -109,6 +110,9 @@ class TrainConfig:
         Iterations of linear warm-up from ``lr / warmup`` to ``lr`` (0: none).
     weight_decay : float
         L2 penalty [choice: 0].
+    clip_grad : float
+        Largest norm of the whole gradient; a larger one is scaled down to it
+        before the step (0: no clipping).
     checkpoint_every : int
         Save ``last.pt`` every this many iterations (and at the end).
     seed : int
@@ -133,6 +137,7 @@ class TrainConfig:
     schedule: str = "constant"
     warmup: int = 0
     weight_decay: float = 0.0
+    clip_grad: float = 0.0
     checkpoint_every: int = 500
     seed: int = 0
     device: str | None = None
@@ -152,8 +157,10 @@ class TrainConfig:
             raise UnetlibError(f"TrainConfig.momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 <= self.dropout < 1.0:
             raise UnetlibError(f"TrainConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.weight_decay < 0:
-            raise UnetlibError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("weight_decay", "clip_grad"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise UnetlibError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
         if self.schedule not in SCHEDULES:
             raise UnetlibError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -330,6 +337,9 @@ def train(
                 if not math.isfinite(value):
                     raise run.non_finite(value, i)
                 scaler.scale(loss).backward()
+                if config.clip_grad:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 scaler.step(optimizer)
                 scaler.update()
                 run.record(i + 1, value, time.perf_counter() - start)

@@ -103,6 +103,19 @@ class SEGResult:
                        "jaccard": float(np.mean([r["jaccard"] for r in rows])) if rows else None}
                 for name, rows in groups.items()}
 
+    def merges(self) -> int:
+        """Predicted objects that are the match of two or more reference cells (merged neighbours).
+
+        A predicted object S matches a cell R when it covers more than half of
+        R, so one object can match several cells that it joins together.
+        """
+        matches: dict[tuple, int] = {}
+        for r in self.objects:
+            if r["matched_label"]:
+                key = (r["frame"], r["matched_label"])
+                matches[key] = matches.get(key, 0) + 1
+        return sum(1 for count in matches.values() if count > 1)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
         return {

@@ -1,0 +1,149 @@
+"""Studies: variants x seeds x units, their statistics against hand-computed numbers, resume and locking."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from unetlib import recipe, study
+from unetlib.atomic import LOCK_NAME, folder_lock
+from unetlib.errors import UnetlibError
+from unetlib.study import MEAN_UNIT, Study, StudyResult
+
+
+def _row(variant, seed, unit, seg, loss=0.2):
+    return {"variant": variant, "seed": seed, "unit": unit, "SEG": seg, "foreground_iou": seg,
+            "matched_objects": 10, "merges": 0, "final_loss": loss}
+
+
+def _result(rows, units=("01->02",)):
+    spec = {"name": "t", "recipe": recipe.preset("DIC-C2DH-HeLa", "smoke").to_dict(),
+            "variants": {"base": {}, "other": {"train.lr": 0.002}}, "seeds": [0, 1, 2], "units": list(units)}
+    return StudyResult(study=spec, runs=rows)
+
+
+# hand-computed: baseline 0.5 0.7 0.6 (mean 0.6, sd 0.1); variant 0.6 0.9 0.7 (mean 0.7333, sd 0.152753)
+# differences 0.1 0.2 0.1: mean 0.133333, sd 0.057735, t(0.975, 2) = 4.302653, half width 0.143422
+HAND = [_row("base", 0, "01->02", 0.5), _row("base", 1, "01->02", 0.7), _row("base", 2, "01->02", 0.6),
+        _row("other", 0, "01->02", 0.6), _row("other", 1, "01->02", 0.9), _row("other", 2, "01->02", 0.7)]
+
+
+def test_summary_is_mean_sd_min_max_n_over_seeds():
+    table = study.summarize(_result(HAND), ["SEG"]).set_index(["variant", "metric"])
+    base, other = table.loc[("base", "SEG")], table.loc[("other", "SEG")]
+    assert base["n"] == 3 and base["mean"] == pytest.approx(0.6) and base["sd"] == pytest.approx(0.1)
+    assert (base["min"], base["max"]) == (0.5, 0.7)
+    assert other["mean"] == pytest.approx(0.733333, abs=1e-6) and other["sd"] == pytest.approx(0.152753, abs=1e-6)
+    assert other["values"] == {0: 0.6, 1: 0.9, 2: 0.7}
+
+
+def test_comparison_is_paired_by_seed_with_a_t_interval():
+    row = study.compare(_result(HAND), "SEG").iloc[0]
+    assert row["n"] == 3 and row["difference"] == pytest.approx(0.133333, abs=1e-6)
+    assert row["low"] == pytest.approx(0.133333 - 0.143422, abs=1e-6)
+    assert row["high"] == pytest.approx(0.133333 + 0.143422, abs=1e-6)
+    assert row["spread"] == pytest.approx(0.152753, abs=1e-6) and not row["beyond_spread"]
+    assert row["verdict"] == "not detectable at this budget"
+    # a consistent gain of 0.1 on every seed is supported, a loss contradicts the claim of a gain
+    shifted = HAND[:3] + [_row("other", s, "01->02", v + 0.1) for s, v in ((0, 0.5), (1, 0.7), (2, 0.6))]
+    rows = [*shifted[:4], _row("other", 1, "01->02", 0.81), _row("other", 2, "01->02", 0.69)]
+    assert study.compare(_result(rows), "SEG").iloc[0]["verdict"] == "supported"
+    assert study.compare(_result(rows), "SEG", claimed=-1).iloc[0]["verdict"] == "contradicted"
+
+
+def test_only_seeds_present_in_both_arms_are_paired():
+    rows = HAND[:3] + [_row("other", 0, "01->02", 0.6), _row("other", 5, "01->02", 0.1)]
+    row = study.compare(_result(rows), "SEG").iloc[0]
+    assert row["n"] == 1 and row["difference"] == pytest.approx(0.1)
+    assert math.isnan(row["low"]) and row["verdict"] == "not detectable at this budget"
+
+
+def test_the_mean_unit_averages_the_units_per_seed():
+    rows = [_row("base", 0, "01->02", 0.4), _row("base", 0, "02->01", 0.8),
+            _row("base", 1, "01->02", 0.6), _row("base", 1, "02->01", 0.6), _row("base", 2, "01->02", 0.3)]
+    result = _result(rows, units=("01->02", "02->01"))
+    assert result.values("base", MEAN_UNIT, "SEG") == {0: pytest.approx(0.6), 1: pytest.approx(0.6)}  # seed 2 lacks 02->01
+
+
+@pytest.mark.parametrize("low, high, claimed, expected", [
+    (0.01, 0.2, 1, "supported"), (-0.2, -0.01, -1, "supported"),
+    (-0.1, 0.2, 1, "not detectable at this budget"), (0.0, 0.2, 1, "not detectable at this budget"),
+    (math.nan, math.nan, 1, "not detectable at this budget"),
+    (-0.2, -0.01, 1, "contradicted"), (0.01, 0.2, -1, "contradicted"),
+])
+def test_verdict_from_the_interval(low, high, claimed, expected):
+    assert study.verdict(low, high, claimed) == expected
+
+
+def test_verdict_needs_a_direction():
+    with pytest.raises(UnetlibError, match="claimed"):
+        study.verdict(0.1, 0.2, 0)
+
+
+def test_t_interval_by_hand():
+    mean, low, high = study.t_interval([1.0, 2.0, 3.0, 4.0])
+    # mean 2.5, sd 1.290994, se 0.645497, t(0.975, 3) = 3.182446
+    assert mean == 2.5 and high - mean == pytest.approx(3.182446 * 0.645497, abs=1e-5) and low == 2.5 - (high - 2.5)
+
+
+def test_a_run_far_above_its_seed_mates_loss_is_flagged():
+    rows = [_row("base", 0, "01->02", 0.62, 0.21), _row("base", 1, "01->02", 0.65, 0.23),
+            _row("base", 2, "01->02", 0.29, 0.42), _row("other", 0, "01->02", 0.6, 0.2)]
+    flagged = study.flag_runs(_result(rows))
+    assert [(f["variant"], f["seed"]) for f in flagged] == [("base", 2)]
+    assert flagged[0]["median_final_loss"] == pytest.approx(0.23) and flagged[0]["SEG"] == 0.29
+    assert study.flag_runs(_result(HAND)) == []
+
+
+def test_bad_studies_are_refused_before_any_work():
+    base = recipe.preset("PhC-C2DH-U373", "smoke")
+    with pytest.raises(UnetlibError, match="unknown"):
+        Study("s", base, {"a": {"train.nonsense": 1}}, (0,), ("01->02",))
+    with pytest.raises(UnetlibError, match="seeds"):
+        Study("s", base, {"a": {}}, (0, 0), ("01->02",))
+    with pytest.raises(UnetlibError, match="direction"):
+        Study("s", base, {"a": {}}, (0,), ("01->03",))
+    with pytest.raises(UnetlibError, match="RUN_FOLDS"):
+        Study("s", recipe.preset("isbi2012", "smoke"), {"a": {}}, (0,), (7,))
+
+
+def test_a_folder_is_held_by_one_process(tmp_path):
+    with folder_lock(tmp_path, "study"):
+        other = subprocess.run([sys.executable, "-c", "import sys; from unetlib.atomic import folder_lock\n"
+                                f"with folder_lock({str(tmp_path)!r}, 'study'): pass"],
+                               capture_output=True, text=True)
+        assert other.returncode != 0 and "in use by another study" in other.stderr
+    assert not (tmp_path / LOCK_NAME).exists()
+    # a lock left by a process that is gone is stale and taken over
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK_NAME).write_text(f"{os.uname().nodename} {dead.pid}\n")
+    with folder_lock(tmp_path, "study"):
+        pass
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_smoke_study_runs_resumes_and_aggregates(tmp_path, monkeypatch, data_root):
+    base = recipe.preset("PhC-C2DH-U373", "smoke").replace(tune_postprocessing=False, tta="none")
+    spec = Study("smoke", base, {"base": {}, "lr": {"train.lr": 0.002}}, (0, 1), ("01->02",))
+    result = study.run_study(spec, tmp_path, progress=False)
+    assert len(result.runs) == 4
+    assert {(r["variant"], r["seed"]) for r in result.runs} == {("base", 0), ("base", 1), ("lr", 0), ("lr", 1)}
+    assert [r["unit_seed"] for r in result.runs if r["variant"] == "base"] == [1, 2]  # seed + train sequence
+    stored = study.read_study(tmp_path / "study.json")
+    assert stored.runs == json.loads(json.dumps(result.runs))
+    table = study.summarize(stored, ["SEG"]).set_index(["variant", "metric"])
+    seg = [r["SEG"] for r in result.runs if r["variant"] == "lr"]
+    assert table.loc[("lr", "SEG"), "mean"] == pytest.approx(sum(seg) / 2)
+    # a second run has nothing left to do: it trains nothing
+    monkeypatch.setattr(study, "run_job", lambda **kw: pytest.fail("a finished job ran again"))
+    again = study.run_study(spec, tmp_path, progress=False)
+    assert again.runs == result.runs
+    # the same folder with another base recipe is refused
+    other = Study("smoke", base.replace(**{"train.lr": 0.01}), {"base": {}}, (0,), ("01->02",))
+    with pytest.raises(UnetlibError, match="another"):
+        study.run_study(other, tmp_path, progress=False)

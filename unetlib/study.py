@@ -1,0 +1,481 @@
+"""Studies: recipe variants x seeds over experiment units, with the spread over seeds.
+
+One training run is one draw: the same recipe with another seed can land
+far away (a different initialisation, other tiles, other dropout masks). A
+:class:`Study` therefore runs every *variant* of a recipe (a named set of
+recipe changes, the first being the baseline) with every *seed* on every
+*unit* (an ISBI fold or a CTC direction), and a number is reported only with
+its spread:
+
+    plan the jobs -> run each (variant, seed, unit) once, resumably
+    -> summarise each variant and unit over seeds (mean, sd, min-max, n)
+    -> compare each variant with the baseline, seed by seed (mean difference
+       with a 95 % interval) -> flag runs that ended far above their
+       seed-mates' loss -> a verdict per comparison
+
+Seeds are paired: seed ``s`` of every variant starts from the same network
+and draws the same tiles wherever the variant leaves them alone, so a
+difference is measured against the same luck. Unit ``u`` of seed ``s`` trains
+with the unit's own seed derived from ``s`` as the experiments do (ISBI fold
+``k``: ``s + k``; CTC direction trained on sequence ``NN``: ``s + NN``), so
+seed 0 is the run of the profile itself.
+
+Each finished job writes its unit result to ``OUT/VARIANT/seedS/UNIT.json``
+at once (from any worker), so an interrupted study loses at most the job in
+progress, whose training resumes from its checkpoint. The study file
+``OUT/study.json`` (schema :data:`SCHEMA`) gathers them. Only one process may
+run a study folder at a time (a lock file names its owner).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from unetlib import protocols
+from unetlib.atomic import folder_lock, write_text
+from unetlib.data import DIRECTIONS
+from unetlib.errors import UnetlibError
+from unetlib.recipe import Recipe
+
+__all__ = [
+    "SCHEMA", "METRICS", "Study", "StudyResult", "run_study", "read_study", "summarize", "compare",
+    "flag_runs", "verdict", "t_interval", "VERDICTS", "DECISIONS", "seed_study", "study_from_dict",
+]
+
+SCHEMA = "unetlib-study-v1"
+#: Per dataset: the metrics a study reports, and whether larger is better.
+METRICS = {
+    "isbi2012": {"pixel_error": False, "rand_error": False, "warping_error": False},
+    "PhC-C2DH-U373": {"SEG": True, "foreground_iou": True, "matched_objects": True, "merges": False},
+    "DIC-C2DH-HeLa": {"SEG": True, "foreground_iou": True, "matched_objects": True, "merges": False},
+}
+#: A run is flagged when its final loss exceeds this multiple of the median of its variant and unit.
+FLAG_RATIO = 1.5
+VERDICTS = ("supported", "not detectable at this budget", "contradicted")
+MEAN_UNIT = "mean"  # the pseudo-unit: per seed, the mean over the units (the experiment's number)
+
+
+@dataclass(frozen=True)
+class Study:
+    """What to run: ``variants`` (name -> recipe changes; the first is the baseline) x ``seeds`` x ``units``.
+
+    Attributes
+    ----------
+    name : str
+        Names the study (and its result file).
+    recipe : Recipe
+        The base recipe; every variant is ``recipe.replace(**changes)``.
+    variants : dict
+        Variant name -> recipe changes (``{}`` for the base recipe itself).
+    seeds : tuple of int
+        Base seeds; each unit derives its own from it (see the module docstring).
+    units : tuple
+        ISBI fold indices (``(0, 2)``) or CTC directions (``("01->02", "02->01")``).
+    folds : int
+        ISBI 2012: the number of contiguous folds the units index (5).
+    question : str
+        What the study asks, in a sentence (shown with its tables).
+    """
+
+    name: str
+    recipe: Recipe
+    variants: dict
+    seeds: tuple
+    units: tuple
+    folds: int = 5
+    question: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipe, Recipe):
+            raise UnetlibError("Study.recipe must be a unetlib.recipe.Recipe")
+        if not self.name or not isinstance(self.name, str) or "/" in self.name:
+            raise UnetlibError(f"Study.name must be a non-empty name without '/', got {self.name!r}")
+        if not isinstance(self.variants, dict) or not self.variants:
+            raise UnetlibError("Study.variants must map at least one variant name to its recipe changes")
+        for variant, changes in self.variants.items():
+            if not isinstance(variant, str) or not variant or "/" in variant or not isinstance(changes, dict):
+                raise UnetlibError(f"variant {variant!r}: give a name without '/' and a dict of recipe changes")
+            self.recipe.replace(**changes)  # unknown fields and bad values fail here, before any work
+        seeds = list(self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds):
+            raise UnetlibError(f"Study.seeds must list distinct integers in [0, 2**31), got {self.seeds!r}")
+        units = list(self.units)
+        if not units or len(set(units)) != len(units):
+            raise UnetlibError(f"Study.units must list distinct units, got {self.units!r}")
+        if self.recipe.dataset == "isbi2012":
+            protocols.select_folds(protocols.contiguous_folds(30, self.folds), units)
+        else:
+            for unit in units:
+                protocols.check_direction(unit)
+
+    @property
+    def baseline(self) -> str:
+        return next(iter(self.variants))
+
+    @property
+    def metrics(self) -> dict[str, bool]:
+        return METRICS[self.recipe.dataset]
+
+    def variant_recipe(self, variant: str, seed: int) -> Recipe:
+        """The recipe of ``variant`` with base seed ``seed`` (units add their own offset)."""
+        return self.recipe.replace(**self.variants[variant]).seeded(seed)
+
+    def jobs(self) -> list[tuple[str, int, Any]]:
+        """Every ``(variant, seed, unit)``, seed-major: the first seeds of every variant come first."""
+        return [(v, s, u) for s in self.seeds for v in self.variants for u in self.units]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "recipe": self.recipe.to_dict(), "variants": self.variants,
+                "seeds": list(self.seeds), "units": list(self.units), "folds": self.folds,
+                "question": self.question}
+
+
+@dataclass
+class StudyResult:
+    """A study's runs: one row per finished ``(variant, seed, unit)`` with its metrics and final loss."""
+
+    study: dict
+    runs: list[dict]
+    timings: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def dataset(self) -> str:
+        return self.study["recipe"]["dataset"]
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.study["variants"])
+
+    @property
+    def baseline(self) -> str:
+        return self.variants[0]
+
+    @property
+    def units(self) -> list:
+        return list(self.study["units"])
+
+    @property
+    def metrics(self) -> dict[str, bool]:
+        return METRICS[self.dataset]
+
+    def values(self, variant: str, unit, metric: str) -> dict[int, float]:
+        """Seed -> value of ``metric`` for ``variant`` on ``unit`` (:data:`MEAN_UNIT`: the mean over units)."""
+        if unit == MEAN_UNIT:
+            per_unit = [self.values(variant, u, metric) for u in self.units]
+            seeds = set.intersection(*(set(v) for v in per_unit)) if per_unit else set()
+            return {s: float(np.mean([v[s] for v in per_unit])) for s in sorted(seeds)}
+        return {r["seed"]: float(r[metric]) for r in self.runs
+                if r["variant"] == variant and r["unit"] == unit and r.get(metric) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "study": self.study, "runs": self.runs, "timings": self.timings,
+                "environment": self.environment}
+
+
+# --------------------------------------------------------------------------- #
+# Running
+# --------------------------------------------------------------------------- #
+def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable | None = None,
+              progress: bool = True) -> StudyResult:
+    """Run every job of ``study`` not yet done in ``out_dir``; write and return ``out_dir/study.json``.
+
+    Resumable: finished jobs (their unit files) are kept; a job whose stored
+    recipe differs from the study's is refused with a one-line error (use
+    another folder). ``runner`` as in :func:`unetlib.protocols.run_ctc`
+    (serial when None, or a Dask runner from :func:`unetlib.fanout.runner`).
+    """
+    out_dir = Path(out_dir)
+    with folder_lock(out_dir, "study"):
+        _check_same_study(study, out_dir)
+        write_text(out_dir / "plan.json", json.dumps(study.to_dict(), indent=1) + "\n")
+        todo = [job for job in study.jobs() if _stored(study, out_dir, *job) is None]
+        done = len(study.jobs()) - len(todo)
+        if progress:
+            print(f"study {study.name}: {len(study.jobs())} runs ({len(study.variants)} variants x "
+                  f"{len(study.seeds)} seeds x {len(study.units)} units), {done} done, {len(todo)} to run", flush=True)
+        start = time.perf_counter()
+        calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=progress)
+                 for v, s, u in todo]
+        if runner is None or runner is protocols.serial:
+            for i, call in enumerate(calls):
+                row = run_job(**call)
+                if progress:
+                    print(f"  [{done + i + 1}/{len(study.jobs())}] {_describe(row, study)}", flush=True)
+        else:
+            runner(run_job, calls)
+        result = gather(study, out_dir)
+        result.timings["wall"] = round(time.perf_counter() - start, 1)
+        write_study(out_dir / "study.json", result)
+        return result
+
+
+def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=None, progress: bool = True) -> dict:
+    """One ``(variant, seed, unit)``: train, evaluate, and write its row to ``out_dir/VARIANT/seedS/UNIT.json``."""
+    recipe = study.variant_recipe(variant, seed)
+    folder = Path(out_dir) / variant / f"seed{seed}"
+    if study.recipe.dataset == "isbi2012":
+        split = protocols.select_folds(protocols.contiguous_folds(30, study.folds), [unit])[0]
+        result = protocols.isbi_fold(recipe, split, folder, root=root, progress=progress)
+    else:
+        result = protocols.ctc_direction(recipe, unit, folder, root=root, progress=progress)
+    data = result.to_dict()
+    row = {"variant": variant, "seed": seed, "unit": unit, "unit_seed": data["seed"],
+           **{k: data.get(k) for k in study.metrics}, "final_loss": data["final_loss"],
+           "train_seconds": data["seconds"].get("train"), "recipe": data["recipe"],
+           "loss_curve": data["loss_curve"], "result": {k: v for k, v in data.items()
+                                                        if k not in ("loss_curve", "recipe")}}
+    write_text(_row_path(out_dir, variant, seed, unit), json.dumps(row, indent=1, allow_nan=False) + "\n")
+    return row
+
+
+def gather(study: Study, out_dir: str | Path) -> StudyResult:
+    """The study's finished rows in ``out_dir`` (in job order), as a :class:`StudyResult`."""
+    rows = [row for job in study.jobs() if (row := _stored(study, Path(out_dir), *job)) is not None]
+    return StudyResult(study=study.to_dict(), runs=rows)
+
+
+def _row_path(out_dir: Path, variant: str, seed: int, unit) -> Path:
+    name = f"fold{unit}" if isinstance(unit, int) else str(unit).replace("->", "-to-")
+    return Path(out_dir) / variant / f"seed{seed}" / f"{name}.json"
+
+
+def _stored(study: Study, out_dir: Path, variant: str, seed: int, unit) -> dict | None:
+    """The finished row of a job, None when absent; a row made with another recipe is refused."""
+    path = _row_path(out_dir, variant, seed, unit)
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # a damaged row is run again
+    expected = study.variant_recipe(variant, seed)
+    stored = dict(row.get("recipe") or {})
+    # the stored recipe carries the unit's own seed and, for CTC, the tuned post-processing
+    comparable = {k: v for k, v in expected.to_dict().items() if k not in ("train", "threshold", "min_size")}
+    same = {k: stored.get(k) for k in comparable} == comparable and _same_training(stored.get("train"), expected)
+    if not same:
+        raise UnetlibError(f"{path} was made with another recipe than study {study.name!r} asks for: "
+                           "run the study into another folder (or delete that file to rerun it)")
+    return row
+
+
+def _same_training(stored: dict | None, expected: Recipe) -> bool:
+    if not isinstance(stored, dict):
+        return False
+    want = expected.train.to_dict()
+    return {k: v for k, v in stored.items() if k != "seed"} == {k: v for k, v in want.items() if k != "seed"}
+
+
+def _check_same_study(study: Study, out_dir: Path) -> None:
+    plan = out_dir / "plan.json"
+    if not plan.is_file():
+        return
+    try:
+        stored = json.loads(plan.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return
+    if stored.get("recipe") != study.recipe.to_dict():
+        raise UnetlibError(f"{out_dir} holds study {stored.get('name')!r} of another base recipe: "
+                           "run this study into another folder")
+
+
+def _describe(row: dict, study: Study) -> str:
+    values = ", ".join(f"{k} {row[k]:.4g}" for k in study.metrics if row.get(k) is not None)
+    return (f"{row['variant']} seed {row['seed']} {row['unit']}: {values}, final loss {row['final_loss']:.3f} "
+            f"({row['train_seconds']:.0f} s training)")
+
+
+def write_study(path: str | Path, result: StudyResult) -> Path:
+    """Write the study file atomically, with the machine and revision it ran on."""
+    from unetlib.environment import environment
+
+    result = dataclasses.replace(result, environment=environment())
+    return write_text(path, json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
+
+
+def read_study(path: str | Path) -> StudyResult:
+    """Read a study file, checking its schema; errors name the file."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnetlibError(f"cannot read study file {path} ({exc}): rerun the study") from None
+    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
+        raise UnetlibError(f"{path} is not a unetlib study file (expected schema {SCHEMA!r}): rerun the study")
+    try:
+        return StudyResult(study=payload["study"], runs=payload["runs"], timings=payload.get("timings", {}),
+                           environment=payload.get("environment", {}))
+    except KeyError as exc:
+        raise UnetlibError(f"{path} is malformed (no {exc}): rerun the study") from None
+
+
+# --------------------------------------------------------------------------- #
+# Statistics
+# --------------------------------------------------------------------------- #
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: Student's t interval of the mean of ``values`` (NaN bounds for n < 2)."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
+def summarize(result: StudyResult, metrics: Sequence[str] | None = None, with_mean: bool = True):
+    """Per variant, unit and metric: n, mean, sd (n - 1), min, max and the values by seed (a DataFrame).
+
+    With ``with_mean`` (and more than one unit) the pseudo-unit ``"mean"``
+    holds, per seed, the mean over the units: the experiment's own number.
+    """
+    import pandas as pd
+
+    metrics = list(metrics or result.metrics) + ["final_loss"]
+    units = result.units + ([MEAN_UNIT] if with_mean and len(result.units) > 1 else [])
+    rows = []
+    for variant in result.variants:
+        for unit in units:
+            for metric in metrics:
+                values = result.values(variant, unit, metric)
+                if not values:
+                    continue
+                x = np.array(list(values.values()))
+                rows.append({"variant": variant, "unit": unit, "metric": metric, "n": len(x),
+                             "mean": float(x.mean()), "sd": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+                             "min": float(x.min()), "max": float(x.max()),
+                             "values": {int(s): round(v, 6) for s, v in values.items()}})
+    return pd.DataFrame(rows)
+
+
+def compare(result: StudyResult, metric: str, baseline: str | None = None, *, higher_is_better: bool | None = None,
+            claimed: int | None = None, with_mean: bool = True):
+    """Each variant against ``baseline`` (default: the first), seed by seed, per unit (a DataFrame).
+
+    Columns: ``n`` (seeds in both), ``baseline`` and ``variant`` means,
+    ``difference`` (variant - baseline, mean over seeds) with its 95 %
+    interval ``low``-``high``, ``spread`` (the larger seed sd of the two arms),
+    ``beyond_spread`` (|difference| > spread) and the ``verdict`` for the
+    claim that the variant changes the metric in direction ``claimed`` (+1
+    up, -1 down; default: the better direction for the metric).
+    """
+    import pandas as pd
+
+    baseline = baseline or result.baseline
+    better = result.metrics.get(metric, False) if higher_is_better is None else higher_is_better
+    claimed = claimed if claimed is not None else (1 if better else -1)
+    units = result.units + ([MEAN_UNIT] if with_mean and len(result.units) > 1 else [])
+    rows = []
+    for variant in result.variants:
+        if variant == baseline:
+            continue
+        for unit in units:
+            a, b = result.values(baseline, unit, metric), result.values(variant, unit, metric)
+            seeds = sorted(set(a) & set(b))
+            if not seeds:
+                continue
+            diff = [b[s] - a[s] for s in seeds]
+            mean, low, high = t_interval(diff)
+            spread = max(_sd([a[s] for s in seeds]), _sd([b[s] for s in seeds]))
+            rows.append({"variant": variant, "unit": unit, "metric": metric, "n": len(seeds),
+                         "baseline": float(np.mean([a[s] for s in seeds])), "variant_mean": float(np.mean([b[s] for s in seeds])),
+                         "difference": mean, "low": low, "high": high, "spread": spread,
+                         "beyond_spread": bool(abs(mean) > spread) if not math.isnan(spread) else False,
+                         "verdict": verdict(low, high, claimed)})
+    return pd.DataFrame(rows)
+
+
+def _sd(values: Sequence[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def verdict(low: float, high: float, claimed: int) -> str:
+    """The verdict on a claimed effect from the 95 % interval ``[low, high]`` of the difference.
+
+    ``claimed`` is +1 (the claim says the metric goes up) or -1 (down). An
+    interval that excludes 0 in the claimed direction supports the claim; one
+    that includes 0 (or is undefined, n < 2) cannot detect it at this budget;
+    one that excludes 0 the other way contradicts it.
+    """
+    if claimed not in (1, -1):
+        raise UnetlibError(f"claimed must be +1 (the metric goes up) or -1 (down), got {claimed!r}")
+    if math.isnan(low) or math.isnan(high) or low <= 0 <= high:
+        return VERDICTS[1]
+    up = low > 0
+    return VERDICTS[0] if up == (claimed == 1) else VERDICTS[2]
+
+
+def flag_runs(result: StudyResult, ratio: float = FLAG_RATIO) -> list[dict]:
+    """Runs whose final loss exceeds ``ratio`` x the median of their variant and unit (groups of >= 3).
+
+    Such a run has not trained like its seed-mates (a blow-up, a collapse);
+    its numbers are kept in every mean, and listed here so that no table
+    averages it in silently.
+    """
+    flagged = []
+    for variant in result.variants:
+        for unit in result.units:
+            losses = result.values(variant, unit, "final_loss")
+            if len(losses) < 3:
+                continue
+            median = float(np.median(list(losses.values())))
+            for seed, loss in losses.items():
+                if loss > ratio * median:
+                    row = next(r for r in result.runs
+                               if r["variant"] == variant and r["unit"] == unit and r["seed"] == seed)
+                    flagged.append({"variant": variant, "unit": unit, "seed": seed, "final_loss": loss,
+                                    "median_final_loss": median,
+                                    **{m: row.get(m) for m in result.metrics}})
+    return flagged
+
+
+#: The choices of each dataset's cpu recipe, as variants of it (the first, "cpu", is the recipe itself):
+#: a choice is kept only when its alternative is no better, beyond the spread over seeds.
+DECISIONS: dict[str, dict[str, dict]] = {
+    "isbi2012": {"cpu": {}},
+    "PhC-C2DH-U373": {"cpu": {}},
+    "DIC-C2DH-HeLa": {
+        "cpu": {},
+        "no-clipping": {"train.clip_grad": 0.0},
+        "full-resolution": {"resample": 1.0, "train.tile": 508, "train.clip_grad": 0.0},
+    },
+}
+
+
+def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1, 2), *, decisions: bool = True,
+               units: Sequence | None = None) -> Study:
+    """The seed study of a dataset's profile recipe: every unit of its experiment, with the decision variants.
+
+    Seed 0 is the profile's own run (the reports' numbers); ``decisions=False``
+    runs the recipe alone. Units: the profile's ISBI folds, or both CTC directions.
+    """
+    from unetlib.recipe import preset
+
+    base = preset(dataset, profile)
+    variants = DECISIONS[dataset] if decisions and profile == "cpu" else {profile: {}}
+    if units is None:
+        units = (0, 2) if dataset == "isbi2012" and profile in ("cpu", "smoke") else (
+            tuple(range(5)) if dataset == "isbi2012" else tuple(DIRECTIONS))
+    return Study(name=f"{dataset}-{profile}-seeds", recipe=base, variants=dict(variants), seeds=tuple(seeds),
+                 units=tuple(units), question=f"How far apart do seeds of the {profile} recipe land, and does each "
+                 "of its choices beat its alternative by more than that?")
+
+
+def study_from_dict(data: dict) -> Study:
+    """The :class:`Study` a study file (or ``plan.json``) describes."""
+    return Study(name=data["name"], recipe=Recipe.from_dict(data["recipe"]), variants=data["variants"],
+                 seeds=tuple(data["seeds"]), units=tuple(data["units"]), folds=data.get("folds", 5),
+                 question=data.get("question", ""))
