@@ -290,3 +290,24 @@ def test_bf16_autocast_only_on_cpus_with_bf16_instructions(monkeypatch, fields, 
         assert environment.cpu_has_bf16() is False
     finally:
         environment.cpu_has_bf16.cache_clear()
+
+
+def test_seed_table_and_readme_section_give_every_number_over_seeds():
+    from unetlib.study import StudyResult
+
+    def row(seed, unit, seg):
+        return {"variant": "cpu", "seed": seed, "unit": unit, "SEG": seg, "final_loss": 0.1}
+
+    spec = {"name": "s", "recipe": {"dataset": "DIC-C2DH-HeLa"}, "variants": {"cpu": {}}, "seeds": [0, 1, 2],
+            "units": ["01->02", "02->01"]}
+    runs = [row(0, "01->02", 0.6), row(0, "02->01", 0.7), row(1, "01->02", 0.62), row(1, "02->01", 0.68),
+            row(2, "01->02", 0.64), row(2, "02->01", 0.66)]
+    table = tables.seed_table({"DIC-C2DH-HeLa": StudyResult(spec, runs)})
+    mean_row = table.iloc[0]
+    assert mean_row["Unit"] == "mean of directions 01->02, 02->01" and mean_row["n seeds"] == 3
+    assert mean_row["Mean"] == pytest.approx(0.65) and mean_row["Min"] == pytest.approx(0.65)
+    assert mean_row["Paper"] == paper.UNET_TABLE2["DIC-C2DH-HeLa"]
+    first = table.set_index("Unit").loc["01->02"]
+    assert first["Mean"] == pytest.approx(0.62) and first["SD"] == pytest.approx(0.02) and first["Max"] == 0.64
+    text = tables.to_markdown(table)
+    assert "| DIC-C2DH-HeLa | SEG | 01->02 | 3 | 0.6200 | 0.0200 | 0.6000 | 0.6400 | – |" in text

@@ -100,3 +100,15 @@ def test_committed_notebooks_are_clean():
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), path.name
         assert sum("parameters" in c["metadata"].get("tags", []) for c in code) == 1, path.name
+
+
+def test_seed_study_appendix_runs_resumes_and_writes_its_table(tmp_path, data_root):
+    from unetlib.study import read_study
+
+    reproduce("smoke", ("06_seeds",), tmp_path, fetch=False)
+    result = read_study(tmp_path / "PhC-C2DH-U373" / "study.json")
+    assert [(r["seed"], r["unit"]) for r in result.runs] == [(0, "01->02"), (1, "01->02")]
+    assert "PhC-C2DH-U373" in (tmp_path / "seeds.md").read_text()
+    assert (tmp_path / "PhC-C2DH-U373_SEG.png").stat().st_size > 1000
+    nb = json.loads((tmp_path / "06_seeds.ipynb").read_text())
+    assert not nb["metadata"]["papermill"].get("exception")

@@ -289,6 +289,19 @@ WHY: dict[str, Any] = {
         "*": "per-image standardisation: the release scales by 1/255, but these images are low-contrast "
              "(DIC-HeLa: mean 119, std 10 of 255), which a short schedule does not learn from.",
     },
+    "resample": {
+        "DIC-C2DH-HeLa": "half resolution on the cpu and gpu profiles (0.5; the paper profile keeps 1): a "
+                         "valid-convolution U-Net of depth 5 sees about 185 px around each output pixel, and "
+                         "sequence 02's flat, spread cells are wider than that; at half resolution the same "
+                         "network sees twice the context (measured over seeds: reports/cpu-seeds).",
+        "*": "1: the images as recorded.",
+    },
+    "train.clip_grad": {
+        "DIC-C2DH-HeLa": "the gradient's norm is clipped to 1 (about its median): rare tiles give gradients "
+                         "100-300 times the usual, which inflate Adam's second-moment estimate and stall the "
+                         "run for thousands of steps (measured over seeds: reports/cpu-seeds).",
+        "*": "no clipping (0).",
+    },
     "train.optimizer": "Adam on the smoke, cpu and gpu profiles: at a few thousand steps SGD with momentum 0.99 "
                        "and one tile per step learns slowly or collapses (appendix 04_training_diagnosis); the "
                        "paper profile keeps the paper's SGD with momentum 0.99.",

@@ -39,7 +39,13 @@ REPORTS = {
     "03_paper_tables": ("03_paper_tables", ()),
 }
 #: the appendix: run only when asked for (``--only 04_training_diagnosis``)
-APPENDIX = {"04_training_diagnosis": ("04_training_diagnosis", ("PhC-C2DH-U373", "DIC-C2DH-HeLa"))}
+APPENDIX = {
+    "04_training_diagnosis": ("04_training_diagnosis", ("PhC-C2DH-U373", "DIC-C2DH-HeLa")),
+    "06_seeds": ("06_seeds", ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa")),
+}
+ALL_REPORTS = {**REPORTS, **APPENDIX}
+#: reports with a folder of their own (default ``reports/PROFILE``): the seed studies
+FOLDERS = {"06_seeds": "{profile}-seeds"}
 NOTEBOOKS = tuple(REPORTS)
 TERMS = (
     "Terms of use: ISBI 2012 (Cardona et al. 2010; Arganda-Carreras et al. 2015): non-commercial research "
@@ -74,7 +80,7 @@ def fetch_missing(reports, root=None) -> list[str]:
     from unetlib.data import data_root
     from unetlib.fetch import fetch, source_urls
 
-    needed = sorted({d for name in reports for d in {**REPORTS, **APPENDIX}[name][1]})
+    needed = sorted({d for name in reports for d in ALL_REPORTS[name][1]})
     missing = [d for d in needed if not (data_root(root) / d).exists()]
     if missing:
         print(TERMS, flush=True)
@@ -89,7 +95,7 @@ def run_notebook(report: str, profile: str, output_dir: Path, root: Path | None 
     import papermill
 
     root = root or project_root()
-    source, _ = {**REPORTS, **APPENDIX}[report]
+    source, _ = ALL_REPORTS[report]
     params = {**profile_parameters(profile, report, root), **overrides}
     params["OUTPUT_DIR"] = _display_path(output_dir, root)
     out = output_dir / f"{report}.ipynb"
@@ -149,34 +155,44 @@ def reproduce(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, *
     """Run ``reports`` in order under ``profile``; return and save their wall times."""
     if profile not in PROFILES:
         raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    unknown = [r for r in reports if r not in {**REPORTS, **APPENDIX}]
+    unknown = [r for r in reports if r not in ALL_REPORTS]
     if unknown:
-        raise UnetlibError(f"unknown report(s) {unknown}; choose from {', '.join({**REPORTS, **APPENDIX})}")
+        raise UnetlibError(f"unknown report(s) {unknown}; choose from {', '.join(ALL_REPORTS)}")
     root = project_root()
-    output_dir = Path(output_dir or root / "reports" / profile)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    main_dir = Path(output_dir or root / "reports" / profile)
+    main_dir.mkdir(parents=True, exist_ok=True)
     if fetch:
         fetch_missing(reports)
     for name in reports:
         print(f"[{profile}] running {name} ...", flush=True)
         extra = {k: v for k, v in overrides.items() if k in _accepted(name, root)}
-        seconds = run_notebook(name, profile, output_dir, root, **extra)
+        folder = report_folder(name, profile, output_dir, root)
+        folder.mkdir(parents=True, exist_ok=True)
+        seconds = run_notebook(name, profile, folder, root, **extra)
         # the reproduction's wall times in timings.json (the README's total), the appendix's apart
-        timings_path = output_dir / ("timings.json" if name in REPORTS else "timings_appendix.json")
+        timings_path = folder / ("timings.json" if name in REPORTS else "timings_appendix.json")
         timings = {**_read_timings(timings_path), name: round(seconds, 1)}
         write_text(timings_path, json.dumps(timings, indent=1) + "\n")
-        print(f"[{profile}] {name}: {seconds / 60:.1f} min -> {_display_path(output_dir / (name + '.ipynb'), root)}",
+        print(f"[{profile}] {name}: {seconds / 60:.1f} min -> {_display_path(folder / (name + '.ipynb'), root)}",
               flush=True)
-    timings = _read_timings(output_dir / "timings.json")
-    print(f"[{profile}] reports total {sum(timings.values()) / 60:.1f} min; tables in {_display_path(output_dir, root)}")
+    timings = _read_timings(main_dir / "timings.json")
+    print(f"[{profile}] reports total {sum(timings.values()) / 60:.1f} min; tables in {_display_path(main_dir, root)}")
     return timings
+
+
+def report_folder(report: str, profile: str, output_dir: Path | None = None, root: Path | None = None) -> Path:
+    """Where ``report`` is written: ``output_dir`` when given, else ``reports/PROFILE`` (or its own folder)."""
+    if output_dir is not None:
+        return Path(output_dir)
+    name = FOLDERS.get(report, "{profile}").format(profile=profile)
+    return (root or project_root()) / "reports" / name
 
 
 def _accepted(report: str, root: Path) -> set[str]:
     """Parameter names the report's notebook declares (fan-out options go only where they exist)."""
     import ast
 
-    source, _ = {**REPORTS, **APPENDIX}[report]
+    source, _ = ALL_REPORTS[report]
     nb = json.loads((root / "notebooks" / f"{source}.ipynb").read_text(encoding="utf-8"))
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     return {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
@@ -250,7 +266,7 @@ def update_readme(profile: str, root: Path | None = None) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unetlib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=PROFILES, default=None, help="default: gpu on a CUDA GPU, else cpu")
-    parser.add_argument("--only", nargs="+", choices=tuple({**REPORTS, **APPENDIX}), help="run only these reports")
+    parser.add_argument("--only", nargs="+", choices=tuple(ALL_REPORTS), help="run only these reports")
     parser.add_argument("--output-dir", type=Path, default=None, help="default: reports/PROFILE")
     parser.add_argument("--workers", type=int, default=None, help="run folds/directions on a local Dask cluster")
     parser.add_argument("--scheduler", default=None, help="run folds/directions on this Dask scheduler")

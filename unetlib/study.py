@@ -204,8 +204,8 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
             print(f"study {study.name}: {len(study.jobs())} runs ({len(study.variants)} variants x "
                   f"{len(study.seeds)} seeds x {len(study.units)} units), {done} done, {len(todo)} to run", flush=True)
         start = time.perf_counter()
-        calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=progress)
-                 for v, s, u in todo]
+        calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=False)
+                 for v, s, u in todo]  # one line per finished run, not a progress bar per training
         if runner is None or runner is protocols.serial:
             for i, call in enumerate(calls):
                 row = run_job(**call)
@@ -479,3 +479,37 @@ def study_from_dict(data: dict) -> Study:
     return Study(name=data["name"], recipe=Recipe.from_dict(data["recipe"]), variants=data["variants"],
                  seeds=tuple(data["seeds"]), units=tuple(data["units"]), folds=data.get("folds", 5),
                  question=data.get("question", ""))
+
+
+def reading(result: StudyResult) -> list[str]:
+    """What a study's numbers say, line by line: the spread per unit, each variant against the baseline
+    (larger than the seed spread or not), and the runs whose training failed (flagged)."""
+    lines = []
+    main = next(iter(result.metrics))
+    units = result.units + ([MEAN_UNIT] if len(result.units) > 1 else [])
+    for unit in units:
+        values = result.values(result.baseline, unit, main)
+        if values:
+            x = np.array(list(values.values()))
+            sd = f", sd {x.std(ddof=1):.4g}" if len(x) > 1 else ""
+            lines.append(f"{result.baseline}, {unit}: {main} {x.mean():.4g} over {len(x)} seeds "
+                         f"({x.min():.4g}-{x.max():.4g}{sd})")
+    for metric in result.metrics:
+        if metric in ("matched_objects", "merges", "foreground_iou"):
+            continue
+        table = compare(result, metric)
+        for row in table.itertuples(index=False):
+            size = "larger than" if row.beyond_spread else "within"
+            outcome = {VERDICTS[0]: f"{row.variant} is better", VERDICTS[2]: f"{result.baseline} is better"}.get(
+                row.verdict, "no difference detectable")
+            lines.append(f"{row.variant} vs {result.baseline}, {row.unit}: {metric} {row.variant_mean:.4g} vs "
+                         f"{row.baseline:.4g}, difference {row.difference:+.4g} (95 % interval {row.low:+.4g} to "
+                         f"{row.high:+.4g}, n = {row.n}), {size} the seed spread ({row.spread:.4g}): {outcome}")
+    for f in flag_runs(result):
+        lines.append(f"flagged: {f['variant']} seed {f['seed']} {f['unit']} ended at loss {f['final_loss']:.3f}, "
+                     f"{f['final_loss'] / f['median_final_loss']:.1f} x the median of its seed-mates "
+                     f"({f['median_final_loss']:.3f}); {main} {f.get(main)}")
+    if not flag_runs(result):
+        lines.append("no run ended far above its seed-mates' loss (none flagged)")
+    return lines
+

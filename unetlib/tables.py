@@ -17,7 +17,8 @@ from unetlib.atomic import write_text
 from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.results import ExperimentResult
 
-__all__ = ["table1", "table2", "to_markdown", "write_table", "results_markdown", "HELD_OUT_NOTE"]
+__all__ = ["table1", "table2", "to_markdown", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
+           "spread", "read_studies"]
 
 HELD_OUT_NOTE = (
     "Paper rows: the official hidden test sets. Rows 'this kit': held-out training data "
@@ -72,20 +73,90 @@ def table2(results: dict[str, ExperimentResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: What the seed table shows per dataset: (label, metric) in the order of the paper's tables.
+_SEED_METRICS = {
+    "isbi2012": (("Pixel error", "pixel_error"), ("Rand error", "rand_error"), ("Warping error", "warping_error")),
+    "PhC-C2DH-U373": (("SEG", "SEG"),),
+    "DIC-C2DH-HeLa": (("SEG", "SEG"),),
+}
+_PAPER = {("isbi2012", k): v for k, v in paper.UNET_TABLE1.items()} | {
+    (name, "SEG"): v for name, v in paper.UNET_TABLE2.items()}
+
+
+def spread(values, digits: int = 4) -> str:
+    """``mean (min–max)`` of seed values as text; one value as itself."""
+    x = np.asarray(list(values), dtype=float)
+    if x.size == 0:
+        return "–"
+    fmt = f"{{:.{digits}g}}" if digits > 4 else f"{{:.{digits}f}}"
+    if x.size == 1:
+        return fmt.format(x[0])
+    return f"{fmt.format(x.mean())} ({fmt.format(x.min())}–{fmt.format(x.max())})"
+
+
+def read_studies(folder: str | Path) -> dict:
+    """The study file of every dataset below ``folder`` (``folder/DATASET/study.json``), keyed by dataset."""
+    from unetlib.study import read_study
+
+    found = {}
+    for path in sorted(Path(folder).glob("*/study.json")):
+        result = read_study(path)
+        found[result.dataset] = result
+    return found
+
+
+def seed_table(studies: dict, variant: str | None = None) -> pd.DataFrame:
+    """Each experiment's numbers over seeds: per dataset, metric and unit (and their mean) the mean, sd,
+    min, max and n of the baseline variant (the profile's recipe), beside the paper's number."""
+    from unetlib.study import MEAN_UNIT
+
+    rows = []
+    for dataset in ("isbi2012", *CTC_DATASETS):
+        if dataset not in studies:
+            continue
+        result = studies[dataset]
+        name = variant or result.baseline
+        units = ([MEAN_UNIT] if len(result.units) > 1 else []) + result.units
+        for label, metric in _SEED_METRICS[dataset]:
+            for unit in units:
+                values = result.values(name, unit, metric)
+                if not values:
+                    continue
+                x = np.array(list(values.values()))
+                where = ("mean of " + ("folds " if dataset == "isbi2012" else "directions ") +
+                         ", ".join(str(u) for u in result.units)) if unit == MEAN_UNIT else (
+                    f"fold {unit}" if dataset == "isbi2012" else unit)
+                rows.append({"Dataset": dataset, "Metric": label, "Unit": where, "n seeds": len(x),
+                             "Mean": float(x.mean()), "SD": float(x.std(ddof=1)) if len(x) > 1 else np.nan,
+                             "Min": float(x.min()), "Max": float(x.max()),
+                             "Paper": _PAPER.get((dataset, metric), np.nan) if unit == MEAN_UNIT or
+                             len(result.units) == 1 else np.nan})
+    return pd.DataFrame(rows)
+
+
 def _fmt(value, column: str = "") -> str:
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return "–"
         return f"{value:.6f}" if column.startswith("Warping") else f"{value:.4f}"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(value)
     return str(value)
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    """A GitHub-flavoured Markdown table (no extra dependency).
+
+    Numbers get 4 decimals, warping errors 6 (a column named "Warping ...",
+    or a row whose "Metric" is "Warping error").
+    """
     header = "| " + " | ".join(df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v, c) for v, c in zip(row, df.columns)) + " |"
-            for row in df.itertuples(index=False)]
+    body = []
+    for row in df.itertuples(index=False):
+        warping = "Warping" if "Metric" in df.columns and str(row[list(df.columns).index("Metric")]).startswith(
+            "Warping") else ""
+        body.append("| " + " | ".join(_fmt(v, warping or c) for v, c in zip(row, df.columns)) + " |")
     return "\n".join([header, rule, *body])
 
 
@@ -99,8 +170,17 @@ def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> list[Path]:
     return [md, csv, tex]
 
 
-def results_markdown(results: dict[str, ExperimentResult], timings: dict[str, float], profile: str) -> str:
-    """The README's results section: machine, revisions, wall times, Table 1 and Table 2, the held-out note."""
+SEED_NOTE = (
+    "Over seeds: the same recipe trained with other seeds (seed 0 is the run in the tables above); "
+    "mean, standard deviation (n - 1), min and max over seeds, per unit and for the experiment's "
+    "number (the mean of its units, seed by seed)."
+)
+
+
+def results_markdown(results: dict[str, ExperimentResult], timings: dict[str, float], profile: str,
+                     studies: dict | None = None, studies_folder: str = "") -> str:
+    """The README's results section: machine, revisions, wall times, Table 1 and Table 2, the held-out note,
+    and, when a seed study is given, every number over seeds."""
     isbi = results["isbi2012_em"]
     hw = isbi.environment.get("hardware", {})
     machine = hw.get("gpu") or f"{hw.get('cpu_model') or 'CPU'}, {hw.get('cpu_count')} cores"
@@ -114,4 +194,9 @@ def results_markdown(results: dict[str, ExperimentResult], timings: dict[str, fl
                   + f"; total {sum(timings.values()) / 60:.1f} min.", ""]
     lines += ["**Table 1 (ISBI 2012)**", "", to_markdown(table1(isbi)), "",
               "**Table 2 (SEG)**", "", to_markdown(table2(results)), "", HELD_OUT_NOTE]
+    if studies:
+        seeds = sorted({len(r.study["seeds"]) for r in studies.values()})
+        where = f" (`{studies_folder}`)" if studies_folder else ""
+        lines += ["", f"**Over seeds**{where}: {'/'.join(map(str, seeds))} seeds of the `{profile}` recipe", "",
+                  to_markdown(seed_table(studies)), "", SEED_NOTE]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,119 @@
+"""The trained model replayed (Segmenter) and resampling: the same pixels in training and inference."""
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from unetlib import protocols
+from unetlib.checkpoint import save_checkpoint
+from unetlib.cli import main
+from unetlib.errors import UnetlibError
+from unetlib.inference import Tiling, predict, softmax
+from unetlib.model import UNet
+from unetlib.postprocess import cell_instances
+from unetlib.preprocess import normalize_image, resample, resampled_shape
+from unetlib.recipe import preset
+from unetlib.segment import Segmenter
+
+
+def _image(shape=(90, 130), seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 255, shape)).astype(np.uint8)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return UNet(width=4).eval()
+
+
+def test_labels_are_resampled_by_nearest_neighbour_and_keep_their_ids():
+    mask = np.zeros((40, 60), np.int32)
+    mask[4:20, 6:30], mask[22:38, 30:58] = 7, 70000
+    small = resample(mask, (20, 30), labels=True)
+    assert small.dtype == np.int32 and small.shape == (20, 30)
+    assert set(np.unique(small)) == {0, 7, 70000}
+    assert (small == 7).sum() == pytest.approx((mask == 7).sum() / 4, rel=0.1)
+    assert resample(mask, (40, 60), labels=True) is mask  # the same size: untouched
+
+
+def test_grey_values_are_resampled_bilinearly_and_constant_stays_constant():
+    flat = np.full((30, 50), 3.5, np.float32)
+    assert np.allclose(resample(flat, (15, 25)), 3.5) and np.allclose(resample(flat, (61, 99)), 3.5)
+    ramp = np.tile(np.arange(64, dtype=np.float32), (8, 1))
+    doubled = resample(ramp, (8, 128))
+    # bilinear with pixel centres aligned: interior output pixel j samples input position (j + 0.5) / 2 - 0.5
+    j = np.arange(2, 126)
+    assert np.allclose(doubled[0, j], (j + 0.5) / 2 - 0.5, atol=1e-5)
+    assert resampled_shape((520, 696), 0.5) == (260, 348) and resampled_shape((3, 3), 0.1) == (1, 1)
+
+
+def test_at_resample_1_the_segmenter_is_plain_overlap_tile_prediction():
+    model, image = _model(), _image()
+    recipe = preset("PhC-C2DH-U373", "smoke").replace(tta="flips", normalize="zscore")
+    tiling = Tiling(tile=220, progress=False)
+    expected = predict(model, image, tta="flips", normalize="zscore", tiling=tiling)[1]
+    assert np.array_equal(Segmenter(model, recipe).p_cell(image, tiling=tiling), expected)
+
+
+def test_at_half_resolution_the_network_sees_the_resampled_image_and_answers_at_full_size():
+    model, image = _model(1), _image((100, 140))
+    recipe = preset("DIC-C2DH-HeLa", "smoke").replace(resample=0.5, tta="none", normalize="zscore")
+    tiling = Tiling(tile=220, progress=False)
+    p_cell = Segmenter(model, recipe).p_cell(image, tiling=tiling)
+    assert p_cell.shape == image.shape
+    # the obvious way, with torch directly
+    scaled = torch.from_numpy(normalize_image(image, "zscore"))[None, None]
+    small = torch.nn.functional.interpolate(scaled, size=(50, 70), mode="bilinear", antialias=True).numpy()[0, 0]
+    logits = predict(model, small, normalize="none", output="logits", tiling=tiling)
+    back = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=(100, 140), mode="bilinear").numpy()[0]
+    assert np.allclose(p_cell, softmax(back)[1], atol=1e-6)
+    # a stack gives the same as its images one by one
+    stack = np.stack([image, _image((100, 140), seed=3)])
+    both = Segmenter(model, recipe).p_cell(stack, tiling=tiling)
+    assert np.array_equal(both[0], p_cell)
+
+
+def test_instances_follow_the_recipe_or_the_values_given():
+    p = np.zeros((2, 20, 20), np.float32)
+    p[:, 2:6, 2:6], p[:, 10:19, 10:19] = 0.9, 0.7
+    seg = Segmenter(_model(), preset("PhC-C2DH-U373", "smoke").replace(threshold=0.8, min_size=0))
+    assert seg.instances(p).max() == 1 and np.array_equal(seg.instances(p)[0], cell_instances(p[0], 0.8))
+    assert seg.instances(p, threshold=0.5).max() == 2 and seg.instances(p, threshold=0.5, min_size=20).max() == 1
+
+
+def test_training_data_at_half_resolution(tmp_path):
+    mask = np.zeros((80, 120), np.int32)
+    mask[10:40, 10:50], mask[10:40, 52:90] = 1, 2  # two cells 2 px apart
+    image = (40 + 150 * (mask > 0)).astype(np.uint8)
+    recipe = preset("DIC-C2DH-HeLa", "smoke").replace(resample=0.5)
+    data = protocols.training_data(recipe, [image], [mask], cache_dir=tmp_path)
+    assert data.inputs[0].shape == data.targets[0].shape == data.weights[0].shape == (40, 60)
+    assert data.weights[0].max() > 5  # the Eq. 2 border between the cells survives at half resolution
+    assert np.allclose(data.inputs[0], resample(normalize_image(image, "zscore"), (40, 60)))
+
+
+def test_resample_is_part_of_the_networks_identity(tmp_path):
+    images, masks = [_image((120, 120))], [np.pad(np.ones((40, 40), np.int32), 40)]
+    recipe = preset("DIC-C2DH-HeLa", "smoke").replace(**{"train.iterations": 1}, resample=1.0)
+    protocols.train_network(recipe, protocols.training_data(recipe, images, masks), tmp_path, progress=False)
+    half = recipe.replace(resample=0.5)
+    with pytest.raises(UnetlibError, match="resample"):
+        protocols.train_network(half, protocols.training_data(half, images, masks), tmp_path, progress=False)
+
+
+def test_predict_command_resamples_as_the_checkpoint_says(tmp_path):
+    model, image = _model(2), _image((100, 140))
+    recipe = preset("DIC-C2DH-HeLa", "smoke").replace(resample=0.5, tta="none", threshold=0.5, min_size=0)
+    save_checkpoint(tmp_path / "net.pt", model, metadata={"recipe": recipe.to_dict()})
+    tifffile.imwrite(tmp_path / "image.tif", image)
+    assert main(["predict", str(tmp_path / "net.pt"), str(tmp_path / "image.tif"), "--probabilities",
+                 str(tmp_path / "p.tif"), "--class", "1", "--device", "cpu", "--no-amp"]) == 0
+    expected = Segmenter.load(tmp_path / "net.pt").p_cell(image, tiling=Tiling(amp=False, progress=False))
+    assert np.allclose(tifffile.imread(tmp_path / "p.tif"), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.05, 5.0, "half", True])
+def test_resample_factors_outside_the_range_are_refused(value):
+    with pytest.raises(UnetlibError, match="resample"):
+        preset("DIC-C2DH-HeLa", "cpu").replace(resample=value)
