@@ -206,13 +206,15 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
         start = time.perf_counter()
         calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=False)
                  for v, s, u in todo]  # one line per finished run, not a progress bar per training
-        if runner is None or runner is protocols.serial:
-            for i, call in enumerate(calls):
-                row = run_job(**call)
+        # serially one run at a time; on a local cluster as many at a time as it has workers (so that
+        # progress is reported as runs finish); on an existing scheduler all at once
+        width = 1 if runner is None or runner is protocols.serial else (getattr(runner, "workers", 0) or len(calls))
+        for first in range(0, len(calls), max(1, width)):
+            batch = calls[first:first + width]
+            rows = [run_job(**batch[0])] if width == 1 else runner(run_job, batch)
+            for i, row in enumerate(rows):
                 if progress:
-                    print(f"  [{done + i + 1}/{len(study.jobs())}] {_describe(row, study)}", flush=True)
-        else:
-            runner(run_job, calls)
+                    print(f"  [{done + first + i + 1}/{len(study.jobs())}] {_describe(row, study)}", flush=True)
         result = gather(study, out_dir)
         result.timings["wall"] = round(time.perf_counter() - start, 1)
         write_study(out_dir / "study.json", result)
