@@ -130,6 +130,15 @@ def training_data(recipe: Recipe, images: Sequence[np.ndarray], masks: Sequence[
     return TrainingData(inputs, targets, weights)
 
 
+def training_subset(items: Sequence, count: int) -> list:
+    """``count`` of ``items``, evenly spaced from the first to the last (all of them for 0 or more than there are)."""
+    items = list(items)
+    if count <= 0 or count >= len(items):
+        return items
+    picks = np.unique(np.linspace(0, len(items) - 1, count).round().astype(int))
+    return [items[i] for i in picks]
+
+
 def _unannotated(mask: np.ndarray, markers: np.ndarray, margin: int = 25) -> np.ndarray:
     """Pixels within ``margin`` of a tracking marker whose cell has no mask (and not in any mask)."""
     missing = [m for m in np.unique(markers) if m and not (mask[markers == m] > 0).any()]
@@ -227,7 +236,7 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
     out_dir, seconds = Path(out_dir), {}
     recipe = recipe.seeded(recipe.train.seed + split.fold)
     isbi = datasets.load_isbi2012(root)
-    train_ids, test_ids = list(split.train), list(split.test)
+    train_ids, test_ids = training_subset(split.train, recipe.train_images), list(split.test)
     start = time.perf_counter()
     masks = [instances_from_binary(isbi.train_labels[i]) for i in train_ids]
     data = training_data(recipe, isbi.train_images[train_ids], masks, cache_dir=out_dir / "cache")
@@ -315,7 +324,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     need_markers = recipe.ignore_unannotated
     source = datasets.load_ctc(name, train_seq, root, tra=need_markers)
     target = datasets.load_ctc(name, test_seq, root, tra=False)
-    frames, test_frames = sorted(source.seg), sorted(target.seg)
+    frames, test_frames = training_subset(sorted(source.seg), recipe.train_images), sorted(target.seg)
     start = time.perf_counter()
     markers = [source.tra[t] for t in frames] if need_markers else None
     data = training_data(recipe, [source.frames[t] for t in frames], [source.seg[t] for t in frames],

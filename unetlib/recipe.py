@@ -58,6 +58,10 @@ class Recipe:
         Images (and masks) are resampled by this factor before the network sees
         them, in training and inference; predictions are resampled back to the
         image's size (1: as recorded; 0.5: half resolution, twice the context).
+    train_images : int
+        Train on this many of the unit's training images, evenly spaced (ISBI
+        sections, annotated CTC frames); 0: all of them. For data-efficiency
+        experiments; the test images are unchanged.
     train : TrainConfig
         Network width and variant, optimiser, schedule, tiles, iterations,
         seed and augmentation.
@@ -87,6 +91,7 @@ class Recipe:
     profile: str = "custom"
     normalize: str = "unit"
     resample: float = 1.0
+    train_images: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
     w0: float = 10.0
     sigma: float = 5.0
@@ -114,6 +119,8 @@ class Recipe:
         if (isinstance(self.resample, bool) or not isinstance(self.resample, (int, float))
                 or not 0.1 <= self.resample <= 4.0):
             raise UnetlibError(f"Recipe.resample must be a number in [0.1, 4], got {self.resample!r}")
+        if isinstance(self.train_images, bool) or not isinstance(self.train_images, int) or self.train_images < 0:
+            raise UnetlibError(f"Recipe.train_images must be an integer >= 0 (0: all), got {self.train_images!r}")
         if not self.threshold < 1.0:
             raise UnetlibError(f"Recipe.threshold must lie in [0, 1), got {self.threshold}")
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
@@ -199,7 +206,8 @@ class Recipe:
 #: The fields that define a trained network: a checkpoint is resumed or reused only with the same
 #: values. The others (tta, predict_tile, threshold, min_size, tune_postprocessing, profile) say how
 #: a trained network is applied.
-NETWORK_FIELDS = ("dataset", "normalize", "resample", "w0", "sigma", "class_weights", "ignore_unannotated", "train")
+NETWORK_FIELDS = ("dataset", "normalize", "resample", "train_images", "w0", "sigma", "class_weights",
+                  "ignore_unannotated", "train")
 
 
 def _check_names(given: dict, known: set[str], what: str) -> None:
@@ -302,6 +310,8 @@ WHY: dict[str, Any] = {
                          "run for thousands of steps (measured over seeds: reports/cpu-seeds).",
         "*": "no clipping (0).",
     },
+    "train_images": "0: every training image of the unit (fold or sequence); a number n trains on n of them, "
+                    "evenly spaced (the data-efficiency experiments of notebook 05_claims).",
     "train.optimizer": "Adam on the smoke, cpu and gpu profiles: at a few thousand steps SGD with momentum 0.99 "
                        "and one tile per step learns slowly or collapses (appendix 04_training_diagnosis); the "
                        "paper profile keeps the paper's SGD with momentum 0.99.",

@@ -261,21 +261,22 @@ def _stored(study: Study, out_dir: Path, variant: str, seed: int, unit) -> dict 
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None  # a damaged row is run again
     expected = study.variant_recipe(variant, seed)
-    stored = dict(row.get("recipe") or {})
+    try:  # through Recipe, so that rows written before a field was added compare with its default
+        stored = Recipe.from_dict(row.get("recipe") or {})
+    except UnetlibError:
+        stored = None
     # the stored recipe carries the unit's own seed and, for CTC, the tuned post-processing
-    comparable = {k: v for k, v in expected.to_dict().items() if k not in ("train", "threshold", "min_size")}
-    same = {k: stored.get(k) for k in comparable} == comparable and _same_training(stored.get("train"), expected)
+    same = stored is not None and _comparable(stored) == _comparable(expected)
     if not same:
         raise UnetlibError(f"{path} was made with another recipe than study {study.name!r} asks for: "
                            "run the study into another folder (or delete that file to rerun it)")
     return row
 
 
-def _same_training(stored: dict | None, expected: Recipe) -> bool:
-    if not isinstance(stored, dict):
-        return False
-    want = expected.train.to_dict()
-    return {k: v for k, v in stored.items() if k != "seed"} == {k: v for k, v in want.items() if k != "seed"}
+def _comparable(recipe: Recipe) -> dict:
+    data = recipe.to_dict()
+    data["train"] = {k: v for k, v in data["train"].items() if k != "seed"}
+    return {k: v for k, v in data.items() if k not in ("threshold", "min_size")}
 
 
 def _check_same_study(study: Study, out_dir: Path) -> None:
