@@ -287,7 +287,11 @@ def _check_same_study(study: Study, out_dir: Path) -> None:
         stored = json.loads(plan.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return
-    if stored.get("recipe") != study.recipe.to_dict():
+    try:
+        same = Recipe.from_dict(stored.get("recipe") or {}) == study.recipe
+    except UnetlibError:
+        same = False
+    if not same:
         raise UnetlibError(f"{out_dir} holds study {stored.get('name')!r} of another base recipe: "
                            "run this study into another folder")
 
