@@ -112,3 +112,15 @@ def test_seed_study_appendix_runs_resumes_and_writes_its_table(tmp_path, data_ro
     assert (tmp_path / "PhC-C2DH-U373_SEG.png").stat().st_size > 1000
     nb = json.loads((tmp_path / "06_seeds.ipynb").read_text())
     assert not nb["metadata"]["papermill"].get("exception")
+
+
+def test_claims_notebook_gives_a_verdict_row_per_claim(tmp_path, data_root):
+    reproduce("smoke", ("05_claims",), tmp_path, fetch=False)
+    nb = json.loads((tmp_path / "05_claims.ipynb").read_text())
+    assert not nb["metadata"]["papermill"].get("exception")
+    lines = (tmp_path / "claims.csv").read_text().splitlines()
+    assert lines[0].startswith("claim,section,metric,comparison")
+    claimed = profile_parameters("smoke", "05_claims")["CLAIMS"]
+    assert len(lines) - 1 == len(claimed)  # one row per claim (speed: one per width of the smoke budget)
+    verdicts = ("supported", "not detectable at this budget", "contradicted", "not testable here")
+    assert all(any(v in line for v in verdicts) for line in lines[1:])

@@ -39,9 +39,10 @@ from unetlib.model import BORDER, MIN_INPUT
 from unetlib.preprocess import check_mode, normalizer, row_blocks
 from unetlib.runtime import autocast, pick_device, to_channels_last
 
-__all__ = ["predict", "Tiling", "softmax", "OUTPUTS"]
+__all__ = ["predict", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
 
 OUTPUTS = ("probabilities", "logits", "labels")
+PADDINGS = ("mirror", "zero")
 _MAX_AUTO_BATCH = 16
 _CHUNK_ROWS = 256  # rows per block for the finishing passes
 
@@ -67,6 +68,11 @@ class Tiling:
         Autocast where it is fast (bf16/fp16 on CUDA, bf16 on CPUs with native bf16).
     progress : bool or None
         A progress bar over tiles; None shows one for stacks on a terminal.
+    padding : {"mirror", "zero"}
+        How the missing context beyond the image border is filled: mirrored
+        (the paper, Fig. 2) or zeros of the scaled input (what a same-padded
+        network sees; for the comparison of notebook 05_claims). This one
+        changes the result near the border.
     """
 
     tile: int | tuple[int, int] | None = None
@@ -75,6 +81,11 @@ class Tiling:
     device: str | None = None
     amp: bool = True
     progress: bool | None = None
+    padding: str = "mirror"
+
+    def __post_init__(self) -> None:
+        if self.padding not in PADDINGS:
+            raise UnetlibError(f"Tiling.padding must be one of {PADDINGS}, got {self.padding!r}")
 
 
 @dataclass
@@ -91,6 +102,7 @@ class _Plan:
     batch_size: int
     normalize: str
     bar: tqdm
+    padding: str = "mirror"
 
 
 # --------------------------------------------------------------------------- #
@@ -243,7 +255,7 @@ def _make_plan(model, stack, tiling: Tiling, tta, output, normalize, is_stack) -
     disable = (None if is_stack else True) if tiling.progress is None else not tiling.progress
     bar = tqdm(total=n_tiles, unit="tile", desc="predict", disable=disable)
     return _Plan(model, device, bool(tiling.amp), output, num_classes, transforms, layouts, int(batch_size),
-                 normalize, bar)
+                 normalize, bar, tiling.padding)
 
 
 def _num_classes(model, channels: int, device: torch.device, amp: bool) -> int:
@@ -326,7 +338,7 @@ def _row_slices(height: int) -> Iterator[slice]:
 def _stitch(image: np.ndarray, target: np.ndarray, scaling, plan: _Plan, *, finish: str, accumulate: bool) -> None:
     """Run every tile of ``image`` and write its window into ``target`` (a possibly transformed view)."""
     layout = plan.layouts[image.shape[1:]]
-    for batch, origins in _tile_batches(image, layout, scaling, plan.batch_size):
+    for batch, origins in _tile_batches(image, layout, scaling, plan.batch_size, plan.padding):
         logits = _forward(plan.network, batch, plan.device, plan.amp)
         _check_logits(logits, batch, layout, plan.num_classes)
         for tile_logits, (y, x) in zip(logits, origins):
@@ -340,7 +352,8 @@ def _stitch(image: np.ndarray, target: np.ndarray, scaling, plan: _Plan, *, fini
 
 
 def _tile_batches(
-    image: np.ndarray, layout: TileLayout, scaling: tuple[np.ndarray, np.ndarray], batch_size: int
+    image: np.ndarray, layout: TileLayout, scaling: tuple[np.ndarray, np.ndarray], batch_size: int,
+    padding: str = "mirror",
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
     """Yield ``(batch (N, C, th, tw) float32, origins)``; only one batch exists at a time."""
     offset, scale = scaling
@@ -352,13 +365,23 @@ def _tile_batches(
             batch[slot] = _cut_tile(image, y, x, layout)
         batch -= offset
         batch *= scale
+        if padding == "zero":
+            for slot, (y, x) in enumerate(chunk):
+                rows, cols = _tile_span(y, layout.tile[0]), _tile_span(x, layout.tile[1])
+                batch[slot][:, (rows < 0) | (rows >= image.shape[-2]), :] = 0.0
+                batch[slot][:, :, (cols < 0) | (cols >= image.shape[-1])] = 0.0
         yield batch, chunk
+
+
+def _tile_span(origin: int, size: int) -> np.ndarray:
+    """Image coordinates of a tile's input pixels along one axis (outside the image where < 0 or >= length)."""
+    return np.arange(origin - BORDER, origin - BORDER + size)
 
 
 def _cut_tile(image: np.ndarray, y: int, x: int, layout: TileLayout) -> np.ndarray:
     """The mirror-extrapolated input of the tile whose output starts at ``(y, x)``."""
-    rows = mirror_index(np.arange(y - BORDER, y - BORDER + layout.tile[0]), image.shape[-2])
-    cols = mirror_index(np.arange(x - BORDER, x - BORDER + layout.tile[1]), image.shape[-1])
+    rows = mirror_index(_tile_span(y, layout.tile[0]), image.shape[-2])
+    cols = mirror_index(_tile_span(x, layout.tile[1]), image.shape[-1])
     return image[:, rows[:, None], cols[None, :]]
 
 

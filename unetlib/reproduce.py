@@ -41,6 +41,7 @@ REPORTS = {
 #: the appendix: run only when asked for (``--only 04_training_diagnosis``)
 APPENDIX = {
     "04_training_diagnosis": ("04_training_diagnosis", ("PhC-C2DH-U373", "DIC-C2DH-HeLa")),
+    "05_claims": ("05_claims", ("isbi2012", "DIC-C2DH-HeLa")),
     "06_seeds": ("06_seeds", ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa")),
 }
 ALL_REPORTS = {**REPORTS, **APPENDIX}

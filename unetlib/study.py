@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,8 @@ from unetlib.recipe import Recipe
 
 __all__ = [
     "SCHEMA", "METRICS", "Study", "StudyResult", "run_study", "read_study", "summarize", "compare",
-    "flag_runs", "verdict", "t_interval", "VERDICTS", "DECISIONS", "seed_study", "study_from_dict",
+    "flag_runs", "verdict", "t_interval", "VERDICTS", "DECISIONS", "seed_study", "study_from_dict", "run_folder",
+    "reading",
 ]
 
 SCHEMA = "unetlib-study-v1"
@@ -104,6 +106,10 @@ class Study:
             if not isinstance(variant, str) or not variant or "/" in variant or not isinstance(changes, dict):
                 raise UnetlibError(f"variant {variant!r}: give a name without '/' and a dict of recipe changes")
             self.recipe.replace(**changes)  # unknown fields and bad values fail here, before any work
+        folders = [run_folder("", v, 0) for v in self.variants]
+        if len(set(folders)) != len(folders):
+            raise UnetlibError(f"variant names {list(self.variants)} map to the same folder: make them differ "
+                               "in letters or digits")
         seeds = list(self.seeds)
         if not seeds or len(set(seeds)) != len(seeds) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds):
@@ -224,7 +230,7 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
 def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=None, progress: bool = True) -> dict:
     """One ``(variant, seed, unit)``: train, evaluate, and write its row to ``out_dir/VARIANT/seedS/UNIT.json``."""
     recipe = study.variant_recipe(variant, seed)
-    folder = Path(out_dir) / variant / f"seed{seed}"
+    folder = run_folder(out_dir, variant, seed)
     if study.recipe.dataset == "isbi2012":
         split = protocols.select_folds(protocols.contiguous_folds(30, study.folds), [unit])[0]
         result = protocols.isbi_fold(recipe, split, folder, root=root, progress=progress)
@@ -246,9 +252,16 @@ def gather(study: Study, out_dir: str | Path) -> StudyResult:
     return StudyResult(study=study.to_dict(), runs=rows)
 
 
+def run_folder(out_dir: str | Path, variant: str, seed: int) -> Path:
+    """The folder of one variant and seed (checkpoints, results): ``OUT/VARIANT/seedS``, the name made
+    file-system safe (e.g. ``"w0 = 10"`` -> ``w0-10``)."""
+    safe = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._]+", "-", variant)).strip("-") or "variant"
+    return Path(out_dir) / safe / f"seed{seed}"
+
+
 def _row_path(out_dir: Path, variant: str, seed: int, unit) -> Path:
     name = f"fold{unit}" if isinstance(unit, int) else str(unit).replace("->", "-to-")
-    return Path(out_dir) / variant / f"seed{seed}" / f"{name}.json"
+    return run_folder(out_dir, variant, seed) / f"{name}.json"
 
 
 def _stored(study: Study, out_dir: Path, variant: str, seed: int, unit) -> dict | None:
