@@ -91,7 +91,7 @@ def test_zero_padding_equals_one_pass_over_the_zero_padded_image():
     assert np.abs(zero - whole).max() < 1e-5
     mirror = predict(model, image, normalize="none", tiling=Tiling(tile=220, progress=False))
     # the same in the interior: a valid U-Net's output pixel sees at most 92 px beyond its tile's output,
-    # plus up to 3 px more where the pooling grid puts it (measured: differences end 96 px from the border)
-    inner = BORDER + 4
+    # plus up to 15 px more on one side where the 16-px pooling grid puts it
+    inner = BORDER + 16
     assert np.abs(mirror - zero)[:, inner:-inner, inner:-inner].max() < 1e-5
     assert np.abs(mirror - zero).max() > 1e-3  # and different at the border
