@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make reproduce   # fetch missing data, run every notebook with PROFILE (default: gpu on a CUDA GPU, else cpu)
-#   make test        # the test suite, including every report notebook under the smoke profile (papermill)
+#   make test        # the linter, then the test suite, including every report notebook under the smoke profile
 # Both create the virtual environment in $(VENV) first, and only install what is missing.
 
 PYTHON ?= python3
@@ -27,6 +27,7 @@ reproduce: setup
 	$(PY) -m unetlib.reproduce $(if $(PROFILE),--profile $(PROFILE),)
 
 test: setup
+	$(PY) -m ruff check unetlib tests benchmarks
 	$(PY) -m pytest -q tests
 
 bench: setup

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from benchmarks.common import OUT_DIR, cpu_name, write_report
 from unetlib.augment import AugmentParams, deform, displacement_field, elastic_grid, random_tile
 from unetlib.weights import separation_target, training_target
-from benchmarks.common import OUT_DIR, cpu_name, write_report
 
 SIZE = 572
 OUT_SIZE = 388
@@ -102,8 +102,8 @@ def bench_weights(repeats: int) -> list[dict]:
         rows.append({
             "input": name,
             "cells": int(len(np.unique(instances)) - 1),
-            "unetlib_ms": median_ms(lambda: training_target(instances), repeats),
-            "brute_force_ms": median_ms(lambda: brute_force_border(instances), max(1, repeats // 3)),
+            "unetlib_ms": median_ms(lambda m=instances: training_target(m), repeats),
+            "brute_force_ms": median_ms(lambda m=instances: brute_force_border(m), max(1, repeats // 3)),
         })
     return rows
 

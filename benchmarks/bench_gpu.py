@@ -27,13 +27,12 @@ import torch
 from benchmarks.bench_train import bare_step_seconds, full_loop_seconds, synthetic_cells
 from benchmarks.common import OUT_DIR, write_report
 from unetlib.augment import AugmentParams, random_tile
-from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH
+from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, tta_transforms
 from unetlib.inference import Tiling, _default_budget, _layouts_for, predict
 from unetlib.model import UNet, output_size
 from unetlib.protocols import training_data
 from unetlib.recipe import Recipe
 from unetlib.runtime import autocast, to_channels_last
-from unetlib.geometry import tta_transforms
 
 
 def _timed(function, repeats: int, warmup: int = 2) -> tuple[float, int]:
@@ -63,13 +62,14 @@ def inference_rows(repeats: int) -> list[dict]:
                                         _BYTES_PER_PIXEL_PER_WIDTH * 64, budget).values()))
         x = torch.zeros((1, 1, *layout.tile), device=device).contiguous(memory_format=torch.channels_last)
 
-        def bare():
+        def bare(x=x):
             with torch.inference_mode(), autocast(device, True):
                 model(x)
 
         bare_s, _ = _timed(bare, repeats)
         for tta in ("none", "d4"):
-            seconds, peak = _timed(lambda: predict(model, image, tta=tta, tiling=Tiling(device="cuda")), repeats)
+            seconds, peak = _timed(lambda i=image, t=tta: predict(model, i, tta=t, tiling=Tiling(device="cuda")),
+                                   repeats)
             forwards = layout.n_tiles * len(tta_transforms(tta))
             rows.append({"image": f"{size}x{size}", "tta": tta, "tile": list(layout.tile), "tiles": layout.n_tiles,
                          "seconds": seconds, "ms": 1000 * seconds, "megapixels_per_s": size * size / seconds / 1e6,

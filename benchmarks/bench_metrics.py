@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from benchmarks.common import OUT_DIR, cpu_name, write_report
 
+from benchmarks.common import OUT_DIR, cpu_name, write_report
 
 
 def data_root() -> Path:
@@ -64,7 +64,7 @@ def bench_isbi(n_slices: int, repeats: int) -> list[dict]:
         ("Rand error", m.rand_error_curve),
         ("warping error", m.warping_error_curve),
     ]:
-        seconds, curve = timed(lambda: fn(prob, gt), repeats)
+        seconds, curve = timed(lambda f=fn: f(prob, gt), repeats)
         rows.append(dict(metric=name, seconds=seconds, value=curve.error))
     seconds, result = timed(lambda: m.isbi2012_errors(prob, gt), repeats)
     rows.append(dict(metric="all three (isbi2012_errors)", seconds=seconds, value=None))

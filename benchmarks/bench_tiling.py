@@ -33,11 +33,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.common import OUT_DIR, cpu_name, write_report
 from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, plan_tiles
 from unetlib.inference import Tiling, _default_budget, predict
 from unetlib.model import UNet
 from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
-from benchmarks.common import OUT_DIR, cpu_name, write_report
 
 OVERLAP = 0.25
 ROI = 512

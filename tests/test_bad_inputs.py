@@ -47,6 +47,7 @@ from unetlib.cli import main
 from unetlib.errors import UnetlibError
 from unetlib.model import UNet
 
+
 # --------------------------------------------------------------------------- #
 # Helpers: run the CLI, snapshot a folder, check the one-line error
 # --------------------------------------------------------------------------- #

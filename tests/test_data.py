@@ -213,7 +213,7 @@ def test_make_manifest_records_file_sizes(tmp_path):
     manifest = data.make_manifest(tmp_path, (U373,))
     for rel, entry in manifest.items():
         assert entry.size == (tmp_path / rel).stat().st_size
-    line = next(l for l in data.format_manifest(manifest).splitlines() if l.endswith("01/t000.tif"))
+    line = next(row for row in data.format_manifest(manifest).splitlines() if row.endswith("01/t000.tif"))
     assert line.split() == [manifest[f"{U373}/01/t000.tif"].digest, "bytes",
                             str((folder / "01" / "t000.tif").stat().st_size), f"{U373}/01/t000.tif"]
 

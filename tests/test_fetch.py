@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib import data, fetch as fetch_mod
+from unetlib import data
+from unetlib import fetch as fetch_mod
 from unetlib.cli import main
 from unetlib.errors import UnetlibError
 from unetlib.fetch import fetch

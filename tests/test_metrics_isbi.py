@@ -303,7 +303,7 @@ def test_java6_merge_sort_matches_the_transcription():
             items = np.arange(n, dtype=np.int64)
             m._java6_merge_sort(items, keys[items].copy(), jan)
             cmp = jan2015_cmp if jan else float_cmp
-            assert items.tolist() == java6_sort(range(n), lambda a, b: cmp(keys[a], keys[b]))
+            assert items.tolist() == java6_sort(range(n), lambda a, b, c=cmp, k=keys: c(k[a], k[b]))
     # with an exact comparator it is a stable descending sort
     items = np.arange(200, dtype=np.int64)
     keys = np.round(rng.uniform(0, 1, 200) * 20).astype(np.float32)

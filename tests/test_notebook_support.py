@@ -8,8 +8,8 @@ import pytest
 from unetlib import data, paper, postprocess, protocols, results, tables
 from unetlib.errors import UnetlibError
 from unetlib.notebook import check_range, validate_parameters
-from unetlib.recipe import PROFILES
 from unetlib.protocols import Split
+from unetlib.recipe import PROFILES
 from unetlib.results import ExperimentResult
 
 PARAMS_CELL = 'PROFILE = "smoke"  # profile\nWIDTH = 4  # channels\nLR = 0.01  # rate\nRUN_FOLDS = None  # folds\n'

@@ -12,11 +12,12 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import time
 import tempfile
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 

@@ -14,6 +14,8 @@ import sys
 import threading
 from contextlib import contextmanager
 
+from unetlib.errors import UnetlibError
+
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "data": ("unetlib.data_cli", "verify, fetch and describe the datasets"),
@@ -21,9 +23,6 @@ COMMANDS = {
     "predict": ("unetlib.predict_cli", "overlap-tile prediction of an image or TIFF stack"),
     "evaluate": ("unetlib.metrics.cli", "the challenges' own metrics (ISBI 2012, CTC SEG)"),
 }
-
-
-from unetlib.errors import UnetlibError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,7 +11,14 @@ from pathlib import Path
 import tifffile
 
 from unetlib.data import (
-    DATASETS, ENV_ROOT, ISBI, ISBI_FILES, SEQUENCES, data_root, indexed_files, read_man_track,
+    DATASETS,
+    ENV_ROOT,
+    ISBI,
+    ISBI_FILES,
+    SEQUENCES,
+    data_root,
+    indexed_files,
+    read_man_track,
     verify,
 )
 from unetlib.errors import UnetlibError

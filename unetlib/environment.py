@@ -125,5 +125,5 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": versions,
         "hardware": hardware(),
-        "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

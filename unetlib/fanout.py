@@ -20,7 +20,7 @@ workers share the device (the networks train concurrently).
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from unetlib.errors import UnetlibError
 from unetlib.protocols import Runner, serial

@@ -56,8 +56,14 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from unetlib.data import (
-    ISBI, ISBI_FILES, Manifest, ManifestEntry, _as_manifest, _check_dataset_name,
-    data_root, verify_dataset_dir,
+    ISBI,
+    ISBI_FILES,
+    Manifest,
+    ManifestEntry,
+    _as_manifest,
+    _check_dataset_name,
+    data_root,
+    verify_dataset_dir,
 )
 from unetlib.errors import UnetlibError
 

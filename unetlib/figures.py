@@ -8,8 +8,8 @@ notebooks stay a narrative around library calls.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -301,7 +301,7 @@ def _auto_batch(layouts: Sequence[TileLayout], bytes_per_pixel: float, budget: f
     layout = layouts[0]
     per_tile = bytes_per_pixel * layout.tile[0] * layout.tile[1]
     fits = int(budget // per_tile)
-    return max(1, min(fits, max(l.n_tiles for l in layouts), _MAX_AUTO_BATCH))
+    return max(1, min(fits, max(one.n_tiles for one in layouts), _MAX_AUTO_BATCH))
 
 
 def _allocate_output(stack: np.ndarray, plan: _Plan) -> np.ndarray:

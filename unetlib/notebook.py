@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import ast
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from unetlib.environment import project_root
 from unetlib.errors import UnetlibError

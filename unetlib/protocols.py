@@ -26,9 +26,10 @@ import dataclasses
 import hashlib
 import time
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -259,7 +260,8 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
         warping_error=float(scores.warping_error), rand_error=float(scores.rand_error),
         pixel_error=float(scores.pixel_error), metrics=_without_per_slice(scores.to_dict()),
         final_loss=final_loss(run.history), loss_curve=_curve(run.history),
-        seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(), checkpoint=_relative(checkpoint / "last.pt", out_dir),
+        seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
+        checkpoint=_relative(checkpoint / "last.pt", out_dir),
         example=_relative(example, out_dir),
     )
 

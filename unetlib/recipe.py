@@ -133,7 +133,7 @@ class Recipe:
                                "Challenge datasets only")
 
     # ------------------------------------------------------------------ #
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         """A copy with ``changes``; ``"train.lr"``-style names (or a ``train={...}`` dict) reach into
         the training config and ``"train.augment.rotation"`` into its augmentation. Setting
         ``threshold`` or ``min_size`` by hand turns ``tune_postprocessing`` off (unless it is set too)."""
@@ -155,7 +155,7 @@ class Recipe:
             top["train"] = _replace_train(self.train, nested)
         return dataclasses.replace(self, **top)
 
-    def seeded(self, seed: int) -> "Recipe":
+    def seeded(self, seed: int) -> Recipe:
         """The same recipe with another training seed (each fold or direction has its own)."""
         return self.replace(**{"train.seed": int(seed)})
 
@@ -167,7 +167,7 @@ class Recipe:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
         """The inverse of :meth:`to_dict`; unknown or malformed fields are one-line errors."""
         if not isinstance(data, dict):
             raise UnetlibError(f"a recipe must be a mapping, got {type(data).__name__}")

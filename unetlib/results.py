@@ -54,7 +54,7 @@ class ExperimentResult:
         return {"schema": SCHEMA, **_jsonable(dataclasses.asdict(self))}
 
     @classmethod
-    def from_dict(cls, payload: dict[str, Any], source: str = "result") -> "ExperimentResult":
+    def from_dict(cls, payload: dict[str, Any], source: str = "result") -> ExperimentResult:
         if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
             found = payload.get("schema") if isinstance(payload, dict) else type(payload).__name__
             raise UnetlibError(f"{source} is not a unetlib result file (schema {found!r}, expected {SCHEMA!r}): "

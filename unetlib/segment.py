@@ -39,7 +39,7 @@ class Segmenter:
     recipe: Recipe | None = None
 
     @classmethod
-    def load(cls, checkpoint: str | Path, device: str | None = "cpu") -> "Segmenter":
+    def load(cls, checkpoint: str | Path, device: str | None = "cpu") -> Segmenter:
         """The network of a checkpoint and its stored recipe (the weights' digest is checked)."""
         from unetlib.checkpoint import load_checkpoint, load_model
 
@@ -113,6 +113,6 @@ class Segmenter:
         p_cell = self.p_cell(image, **options)
         return p_cell, self.instances(p_cell)
 
-    def with_recipe(self, **changes) -> "Segmenter":
+    def with_recipe(self, **changes) -> Segmenter:
         """The same network with recipe fields changed (e.g. the tuned threshold)."""
         return dataclasses.replace(self, recipe=self.recipe.replace(**changes))
