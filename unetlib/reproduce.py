@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from unetlib.atomic import write_text
+from unetlib.atomic import folder_lock, write_text
 from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
 from unetlib.recipe import PROFILES
@@ -168,12 +168,12 @@ def reproduce(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, *
         print(f"[{profile}] running {name} ...", flush=True)
         extra = {k: v for k, v in overrides.items() if k in _accepted(name, root)}
         folder = report_folder(name, profile, output_dir, root)
-        folder.mkdir(parents=True, exist_ok=True)
-        seconds = run_notebook(name, profile, folder, root, **extra)
-        # the reproduction's wall times in timings.json (the README's total), the appendix's apart
-        timings_path = folder / ("timings.json" if name in REPORTS else "timings_appendix.json")
-        timings = {**_read_timings(timings_path), name: round(seconds, 1)}
-        write_text(timings_path, json.dumps(timings, indent=1) + "\n")
+        with folder_lock(folder, "reproduction"):  # two reproductions into one folder would mix their reports
+            seconds = run_notebook(name, profile, folder, root, **extra)
+            # the reproduction's wall times in timings.json (the README's total), the appendix's apart
+            timings_path = folder / ("timings.json" if name in REPORTS else "timings_appendix.json")
+            timings = {**_read_timings(timings_path), name: round(seconds, 1)}
+            write_text(timings_path, json.dumps(timings, indent=1) + "\n")
         print(f"[{profile}] {name}: {seconds / 60:.1f} min -> {_display_path(folder / (name + '.ipynb'), root)}",
               flush=True)
     timings = _read_timings(main_dir / "timings.json")
@@ -213,33 +213,34 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
     project = project_root()
     output_dir = Path(output_dir or project / "reports" / profile)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if fetch:
-        fetch_missing(NOTEBOOKS, root)
-    timings = {}
-    start = time.perf_counter()
-    isbi = profile_parameters(profile, "01_isbi2012_em", project)
-    found = {"isbi2012_em": protocols.run_isbi2012(
-        recipe.preset("isbi2012", profile), output_dir, folds=isbi.get("FOLDS", 5), run_folds=isbi.get("RUN_FOLDS"),
-        submission_slices=isbi.get("SUBMISSION_SLICES", 0), root=root, runner=runner)}
-    timings["01_isbi2012_em"] = round(time.perf_counter() - start, 1)
-    for report in ("02_phc_u373", "02_dic_hela"):
+    with folder_lock(output_dir, "reproduction"):
+        if fetch:
+            fetch_missing(NOTEBOOKS, root)
+        timings = {}
         start = time.perf_counter()
-        params = profile_parameters(profile, report, project)
-        found[params["DATASET"]] = protocols.run_ctc(recipe.preset(params["DATASET"], profile), output_dir,
-                                                     directions=params.get("DIRECTIONS", data.DIRECTIONS),
-                                                     root=root, runner=runner)
-        timings[report] = round(time.perf_counter() - start, 1)
-    for name, result in found.items():
-        results.write_result(output_dir / f"{name}.json", result)
-    t1, t2 = tables.table1(found["isbi2012_em"]), tables.table2(found)
-    tables.write_table(t1, output_dir / "table1", f"Table 1 (ISBI 2012), profile {profile}.")
-    tables.write_table(t2, output_dir / "table2", f"Table 2 (SEG), profile {profile}.")
-    timings_path = output_dir / "timings.json"
-    timings = {**_read_timings(timings_path), **timings}
-    write_text(timings_path, json.dumps(timings, indent=1) + "\n")
-    write_text(output_dir / "results.md", tables.results_markdown(found, timings, profile))
-    print(f"[{profile}] headless: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
-    return timings
+        isbi = profile_parameters(profile, "01_isbi2012_em", project)
+        found = {"isbi2012_em": protocols.run_isbi2012(
+            recipe.preset("isbi2012", profile), output_dir, folds=isbi.get("FOLDS", 5), run_folds=isbi.get("RUN_FOLDS"),
+            submission_slices=isbi.get("SUBMISSION_SLICES", 0), root=root, runner=runner)}
+        timings["01_isbi2012_em"] = round(time.perf_counter() - start, 1)
+        for report in ("02_phc_u373", "02_dic_hela"):
+            start = time.perf_counter()
+            params = profile_parameters(profile, report, project)
+            found[params["DATASET"]] = protocols.run_ctc(recipe.preset(params["DATASET"], profile), output_dir,
+                                                         directions=params.get("DIRECTIONS", data.DIRECTIONS),
+                                                         root=root, runner=runner)
+            timings[report] = round(time.perf_counter() - start, 1)
+        for name, result in found.items():
+            results.write_result(output_dir / f"{name}.json", result)
+        t1, t2 = tables.table1(found["isbi2012_em"]), tables.table2(found)
+        tables.write_table(t1, output_dir / "table1", f"Table 1 (ISBI 2012), profile {profile}.")
+        tables.write_table(t2, output_dir / "table2", f"Table 2 (SEG), profile {profile}.")
+        timings_path = output_dir / "timings.json"
+        timings = {**_read_timings(timings_path), **timings}
+        write_text(timings_path, json.dumps(timings, indent=1) + "\n")
+        write_text(output_dir / "results.md", tables.results_markdown(found, timings, profile))
+        print(f"[{profile}] headless: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
+        return timings
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"

@@ -105,6 +105,7 @@ def _data(args, recipe, cache_dir: Path):
 
 
 def _cli(args: argparse.Namespace) -> int:
+    from unetlib.atomic import folder_lock
     from unetlib.protocols import train_network
     from unetlib.userfiles import check_output_folder
 
@@ -115,28 +116,34 @@ def _cli(args: argparse.Namespace) -> int:
     if last.is_dir():
         raise UnetlibError(f"{last} is a folder; move it away or choose another --out")
     if last.exists() and not args.no_resume:
-        _check_resumable(last)
-    try:
-        data, what, trained_on = _data(args, recipe, out / "cache")
-        result = train_network(recipe, data, checkpoint_dir=out, resume=not args.no_resume, trained_on=trained_on)
-    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note
-        stop.note = _saved_note(out / "last.pt")
-        raise
+        _check_resumable(last, recipe.train.iterations)
+    with folder_lock(out, "training"):  # two runs into one folder would overwrite each other's network
+        try:
+            data, what, trained_on = _data(args, recipe, out / "cache")
+            result = train_network(recipe, data, checkpoint_dir=out, resume=not args.no_resume,
+                                   trained_on=trained_on)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note
+            stop.note = _saved_note(out / "last.pt")
+            raise
     last = result.history[-1] if result.history else None
     summary = f"iteration {last[0]}, loss {last[1]:.4f}" if last else "no iterations run"
     print(f"trained {args.dataset} ({recipe.profile} recipe) on {what} ({summary}); wrote {result.checkpoint}")
     return 0
 
 
-def _check_resumable(path: Path) -> None:
-    """The checkpoint to resume from is readable: refused (kept as it is) before any work, naming --no-resume."""
+def _check_resumable(path: Path, iterations: int) -> None:
+    """The checkpoint to resume from is readable and not past the iterations asked for: refused (kept as it
+    is) before any work, naming --no-resume."""
     from unetlib.checkpoint import load_checkpoint
 
     try:
-        load_checkpoint(path)
+        done = int(load_checkpoint(path).get("iteration") or 0)
     except UnetlibError as exc:
         raise UnetlibError(f"cannot resume: {exc}; or pass --no-resume to train afresh "
                            "(the file is then replaced at the first checkpoint)") from None
+    if done > iterations:
+        raise UnetlibError(f"{path} already holds {done} iterations, more than the {iterations} asked for: "
+                           "ask for at least as many, pass --no-resume to train afresh, or choose another --out")
 
 
 def _saved_note(path: Path) -> str:
