@@ -9,7 +9,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("bench_augment", "bench_train", "bench_tiling", "bench_metrics")
+BENCHMARKS = ("bench_augment", "bench_train", "bench_tiling", "bench_metrics", "bench_parallel")
 #: extra runs: the cpu profile's network and optimiser, its tile (508) against smaller and larger ones
 VARIANTS = {"bench_train": ["--widths", "16", "--tiles", "380,508,572,700", "--optimizer", "adam",
                             "--iterations", "20", "--rounds", "5",
