@@ -472,6 +472,7 @@ DECISIONS: dict[str, dict[str, dict]] = {
         "cpu": {},
         "no-clipping": {"train.clip_grad": 0.0},
         "full-resolution": {"resample": 1.0, "train.tile": 508, "train.clip_grad": 0.0},
+        "zoom": {"train.augment.scale": 0.25},
     },
 }
 
