@@ -709,13 +709,13 @@ def test_unreadable_image_is_one_line(kit, capsys, monkeypatch):
     torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB"),
 ], ids=["MemoryError", "cpu-allocator", "cuda"])
 def test_out_of_memory_while_predicting_is_one_line(kit, capsys, monkeypatch, error):
-    import unetlib.inference
+    import unetlib.segment
 
     def no_memory(*args, **kwargs):
         raise error
 
     kit.tiff("out.tif", np.ones((20, 20), np.uint8))
-    monkeypatch.setattr(unetlib.inference, "predict", no_memory)
+    monkeypatch.setattr(unetlib.segment, "predict", no_memory)  # the overlap-tile prediction the command runs
     refused(capsys, kit.root, kit.predict(), names=["out of memory", "--tile"])
 
 

@@ -84,6 +84,7 @@ import torch.nn.functional as F
 
 from unetlib.errors import UnetlibError
 from unetlib.geometry import mirror_index
+from unetlib.values import check_bool, check_integer, check_real
 
 __all__ = ["elastic_grid", "displacement_field", "deform", "AugmentParams", "random_tile"]
 
@@ -495,16 +496,17 @@ def _as_planes(image, displacement, order):
 
 
 def _check_params(params: AugmentParams):
+    for name in ("enabled", "rotation", "flip"):
+        check_bool(f"AugmentParams.{name}", getattr(params, name))
+    check_integer("AugmentParams.elastic_points", params.elastic_points, 2)
+    check_real("AugmentParams.elastic_sigma", params.elastic_sigma, 0)
     _check_elastic(params.elastic_points, params.elastic_sigma)
-    for name in ("max_shift", "brightness", "contrast", "gamma", "scale"):
-        value = getattr(params, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise UnetlibError(f"AugmentParams.{name} must be a finite number >= 0, got {value}")
-    for name in ("contrast", "gamma"):
-        if getattr(params, name) >= 1:
-            raise UnetlibError(f"AugmentParams.{name} must be < 1 (a range 1 +- {name}), got {getattr(params, name)}")
-    if params.image_order not in _GRID_SAMPLE_MODES:
-        raise UnetlibError(f"AugmentParams.image_order must be 3 (bicubic) or 1 (bilinear), got {params.image_order}")
+    for name in ("max_shift", "brightness", "scale"):
+        check_real(f"AugmentParams.{name}", getattr(params, name), 0)
+    for name in ("contrast", "gamma"):  # a range 1 +- value
+        check_real(f"AugmentParams.{name}", getattr(params, name), 0, 1, high_open=True)
+    if params.image_order not in _GRID_SAMPLE_MODES or isinstance(params.image_order, bool):
+        raise UnetlibError(f"AugmentParams.image_order must be 3 (bicubic) or 1 (bilinear), got {params.image_order!r}")
 
 
 def _check_tile_sizes(in_size, out_size) -> tuple[int, int]:

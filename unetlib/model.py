@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,6 +70,8 @@ def nearest_valid_sizes(size: int) -> tuple[int, int]:
 
 def check_input_size(size: int, what: str = "input size") -> int:
     """Return ``size`` if valid, else raise a UnetlibError naming the nearest valid sizes."""
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+        raise UnetlibError(f"{what} must be an integer 16k + 60 (e.g. 188, 508, 572), got {size!r}")
     size = int(size)
     if not valid_input_size(size):
         lo, hi = nearest_valid_sizes(size)

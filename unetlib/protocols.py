@@ -86,8 +86,8 @@ def select_folds(splits: list[Split], run_folds: Sequence[int] | None) -> list[S
     """The folds to run: all for ``None``, else those whose index is listed."""
     if run_folds is None:
         return splits
-    bad = [i for i in run_folds if not (isinstance(i, int) and 0 <= i < len(splits))]
-    if bad or len(set(run_folds)) != len(run_folds):
+    bad = [i for i in run_folds if isinstance(i, bool) or not (isinstance(i, int) and 0 <= i < len(splits))]
+    if bad or not run_folds or len(set(run_folds)) != len(run_folds):
         raise UnetlibError(f"RUN_FOLDS {list(run_folds)} must list distinct fold indices 0..{len(splits) - 1}")
     return [splits[i] for i in run_folds]
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +31,7 @@ from unetlib.geometry import TTA_MODES
 from unetlib.model import check_input_size
 from unetlib.preprocess import NORMALIZATIONS
 from unetlib.train import TrainConfig
+from unetlib.values import check_bool, check_choice, check_integer, check_real
 from unetlib.weights import check_class_weights
 
 __all__ = ["Recipe", "preset", "PROFILES", "WHY", "NETWORK_FIELDS"]
@@ -104,27 +104,21 @@ class Recipe:
     tune_postprocessing: bool = False
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise UnetlibError(f"Recipe.dataset {self.dataset!r} is not one of {DATASETS}")
-        if self.normalize not in NORMALIZATIONS:
-            raise UnetlibError(f"Recipe.normalize {self.normalize!r} is not one of {NORMALIZATIONS}")
-        if self.tta not in TTA_MODES:
-            raise UnetlibError(f"Recipe.tta {self.tta!r} is not one of {TTA_MODES}")
+        check_choice("Recipe.dataset", self.dataset, DATASETS)
+        if not isinstance(self.profile, str):
+            raise UnetlibError(f"Recipe.profile must be a name, got {self.profile!r}")
+        check_choice("Recipe.normalize", self.normalize, NORMALIZATIONS)
+        check_choice("Recipe.tta", self.tta, TTA_MODES)
         if not isinstance(self.train, TrainConfig):
             raise UnetlibError("Recipe.train must be a unetlib.train.TrainConfig")
-        for name, low in (("w0", 0.0), ("sigma", 1e-9), ("threshold", 0.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
-                raise UnetlibError(f"Recipe.{name} must be a finite number >= {low:g}, got {value!r}")
-        if (isinstance(self.resample, bool) or not isinstance(self.resample, (int, float))
-                or not 0.1 <= self.resample <= 4.0):
-            raise UnetlibError(f"Recipe.resample must be a number in [0.1, 4], got {self.resample!r}")
-        if isinstance(self.train_images, bool) or not isinstance(self.train_images, int) or self.train_images < 0:
-            raise UnetlibError(f"Recipe.train_images must be an integer >= 0 (0: all), got {self.train_images!r}")
-        if not self.threshold < 1.0:
-            raise UnetlibError(f"Recipe.threshold must lie in [0, 1), got {self.threshold}")
-        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
-            raise UnetlibError(f"Recipe.min_size must be an integer >= 0, got {self.min_size!r}")
+        check_real("Recipe.w0", self.w0, 0)
+        check_real("Recipe.sigma", self.sigma, 0, low_open=True)
+        check_real("Recipe.threshold", self.threshold, 0, 1, high_open=True)
+        check_real("Recipe.resample", self.resample, 0.1, 4)
+        check_integer("Recipe.train_images", self.train_images, 0)
+        check_integer("Recipe.min_size", self.min_size, 0)
+        check_bool("Recipe.ignore_unannotated", self.ignore_unannotated)
+        check_bool("Recipe.tune_postprocessing", self.tune_postprocessing)
         if self.predict_tile is not None:
             check_input_size(self.predict_tile, "Recipe.predict_tile")
         check_class_weights(self.class_weights)

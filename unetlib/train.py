@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -49,10 +50,11 @@ import torch.nn.functional as F
 from unetlib.augment import AugmentParams, random_tile
 from unetlib.checkpoint import load_checkpoint, save_checkpoint
 from unetlib.errors import UnetlibError
-from unetlib.model import UNet, check_input_size, output_size
+from unetlib.model import VARIANTS, UNet, check_input_size, output_size
 from unetlib.preprocess import normalize_image
 from unetlib.progress import Progress
 from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
+from unetlib.values import check_bool, check_choice, check_integer, check_real
 
 __all__ = [
     "SCHEDULES",
@@ -69,6 +71,7 @@ SCHEDULES = ("constant", "poly", "cosine")
 OPTIMIZERS = ("sgd", "adam")
 NUM_CLASSES = 2  # the paper's two classes (background/border, cell)
 CHECKPOINT_NAME = "last.pt"
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 # Fields whose change makes a resumed run a different experiment.
 _TRAJECTORY_FIELDS = (
@@ -145,26 +148,25 @@ class TrainConfig:
     augment: AugmentParams = field(default_factory=AugmentParams)
 
     def __post_init__(self) -> None:
+        check_integer("TrainConfig.tile", self.tile)
         check_input_size(self.tile, "TrainConfig.tile")
-        _check_number("width", self.width, integer=True)
-        _check_number("batch", self.batch, integer=True)
-        _check_number("iterations", self.iterations, integer=True, allow_zero=True)
-        _check_number("checkpoint_every", self.checkpoint_every, integer=True)
-        _check_number("warmup", self.warmup, integer=True, allow_zero=True)
-        _check_number("seed", self.seed, integer=True, allow_zero=True)
-        _check_number("lr", self.lr)
-        if not 0.0 <= self.momentum < 1.0:
-            raise UnetlibError(f"TrainConfig.momentum must be in [0, 1), got {self.momentum}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UnetlibError(f"TrainConfig.dropout must be in [0, 1), got {self.dropout}")
-        for name in ("weight_decay", "clip_grad"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise UnetlibError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
-        if self.schedule not in SCHEDULES:
-            raise UnetlibError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UnetlibError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("width", "batch", "checkpoint_every"):
+            check_integer(f"TrainConfig.{name}", getattr(self, name), 1)
+        check_integer("TrainConfig.iterations", self.iterations, 0)
+        check_integer("TrainConfig.warmup", self.warmup, 0)
+        check_integer("TrainConfig.seed", self.seed, 0, 2**63 - 1)
+        check_real("TrainConfig.lr", self.lr, 0, low_open=True)
+        check_real("TrainConfig.momentum", self.momentum, 0, 1, high_open=True)
+        check_real("TrainConfig.dropout", self.dropout, 0, 1, high_open=True)
+        check_real("TrainConfig.weight_decay", self.weight_decay, 0)
+        check_real("TrainConfig.clip_grad", self.clip_grad, 0)
+        check_choice("TrainConfig.schedule", self.schedule, SCHEDULES)
+        check_choice("TrainConfig.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("TrainConfig.variant", self.variant, VARIANTS)
+        if self.device is not None and not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
+            raise UnetlibError(f"TrainConfig.device must be None (CUDA when available), 'cpu', 'cuda' or "
+                               f"'cuda:N'; got {self.device!r}")
+        check_bool("TrainConfig.amp", self.amp)
         if not isinstance(self.augment, AugmentParams):
             raise UnetlibError("TrainConfig.augment must be an AugmentParams")
 
@@ -203,15 +205,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-def _check_number(name: str, value: Any, integer: bool = False, allow_zero: bool = False) -> None:
-    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float))
-    bad = not ok_type or isinstance(value, bool) or (value < 0 if allow_zero else value <= 0)
-    if bad or (not integer and not math.isfinite(value)):
-        kind = "an integer" if integer else "a number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise UnetlibError(f"TrainConfig.{name} must be {kind} {bound}, got {value!r}")
 
 
 # --------------------------------------------------------------------------- #

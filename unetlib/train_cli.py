@@ -78,10 +78,9 @@ def _recipe(args):
     return recipe
 
 
-def _data(args, recipe, cache_dir: Path):
-    """Training data of the chosen dataset, prepared as the experiments prepare it."""
+def _select(args, recipe):
+    """The training images of the chosen dataset and the items trained on (read and checked, nothing written)."""
     from unetlib import data as datasets
-    from unetlib.protocols import training_data
     from unetlib.weights import instances_from_binary
 
     if args.dataset == "isbi2012":
@@ -91,22 +90,20 @@ def _data(args, recipe, cache_dir: Path):
         keep = (parse_slices(args.slices, len(isbi.train_images)) if args.slices is not None
                 else list(range(len(isbi.train_images))))
         masks = [instances_from_binary(isbi.train_labels[i]) for i in keep]
-        data = training_data(recipe, isbi.train_images[keep], masks, cache_dir=cache_dir)
-        return data, f"{len(keep)} sections", {"sections": keep}
+        return (isbi.train_images[keep], masks, None), f"{len(keep)} sections", {"sections": keep}
     if args.slices is not None:
         raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
     sequence = args.sequence or "01"
     ctc = datasets.load_ctc(args.dataset, sequence, args.data, tra=recipe.ignore_unannotated)
     frames = sorted(ctc.seg)
     markers = [ctc.tra[t] for t in frames] if recipe.ignore_unannotated else None
-    data = training_data(recipe, [ctc.frames[t] for t in frames], [ctc.seg[t] for t in frames], markers,
-                         cache_dir=cache_dir)
-    return data, f"{len(frames)} annotated frames of sequence {sequence}", {"sequence": sequence, "frames": frames}
+    images = ([ctc.frames[t] for t in frames], [ctc.seg[t] for t in frames], markers)
+    return images, f"{len(frames)} annotated frames of sequence {sequence}", {"sequence": sequence, "frames": frames}
 
 
 def _cli(args: argparse.Namespace) -> int:
     from unetlib.atomic import folder_lock
-    from unetlib.protocols import train_network
+    from unetlib.protocols import train_network, training_data
     from unetlib.userfiles import check_output_folder
 
     out = Path(args.out or f"runs/train-{args.dataset}")
@@ -117,9 +114,10 @@ def _cli(args: argparse.Namespace) -> int:
         raise UnetlibError(f"{last} is a folder; move it away or choose another --out")
     if last.exists() and not args.no_resume:
         _check_resumable(last, recipe.train.iterations)
+    (images, masks, markers), what, trained_on = _select(args, recipe)
     with folder_lock(out, "training"):  # two runs into one folder would overwrite each other's network
         try:
-            data, what, trained_on = _data(args, recipe, out / "cache")
+            data = training_data(recipe, images, masks, markers, cache_dir=out / "cache")
             result = train_network(recipe, data, checkpoint_dir=out, resume=not args.no_resume,
                                    trained_on=trained_on)
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note

@@ -7,14 +7,17 @@ of the same command) is refused before anything is computed.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["read_image", "check_output_paths", "check_output_folder"]
+__all__ = ["read_image", "read_tiff", "check_file", "check_output_paths", "check_output_folder"]
 
 _COLOUR_AXES = ("S",)  # tifffile's axis code for colour samples
 
@@ -24,19 +27,21 @@ def read_image(path: str | os.PathLike, in_channels: int = 1, what: str = "image
 
     TIFF files are interpreted by their axes: a colour TIFF (RGB samples) is
     refused for a single-channel model instead of being read as a stack of H
-    images; other formats (PNG, ...) go through scikit-image with the same rule.
+    images, and so is a TIFF of several series (only one would be read).
+    Other formats (PNG, ...) hold one image: colour and grey + alpha are
+    refused for a single-channel model, never read as a stack.
 
     Raises
     ------
     UnetlibError
-        Missing, unreadable, colour (for 1 channel) or non-numeric files.
+        Missing, unreadable, not a regular file, colour (for 1 channel) or non-numeric files.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise UnetlibError(f"{what} {path} is a folder; give a 2-D TIFF/PNG file or a TIFF stack")
-    if not path.is_file():
-        raise UnetlibError(f"{what} {path} does not exist; give a 2-D TIFF/PNG or a TIFF stack")
-    colour, image = _read_tiff(path, what) if path.suffix.lower() in (".tif", ".tiff") else _read_other(path, what)
+    path = check_file(path, what, "give a 2-D TIFF/PNG or a TIFF stack")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        image, axes = read_tiff(path, what)
+        colour = axes.endswith(_COLOUR_AXES)
+    else:
+        colour, image = _read_other(path, what)
     if image.dtype.kind not in "biuf":
         raise UnetlibError(f"{what} {path} holds {image.dtype} pixels; give integer or float grey values")
     if colour:
@@ -51,17 +56,52 @@ def read_image(path: str | os.PathLike, in_channels: int = 1, what: str = "image
     return image
 
 
-def _read_tiff(path: Path, what: str) -> tuple[bool, np.ndarray]:
+def check_file(path: str | os.PathLike, what: str, fix: str) -> Path:
+    """``path`` if it is a regular file; a folder, a missing path, a device or a pipe is a one-line error."""
+    path = Path(path)
+    if path.is_dir():
+        raise UnetlibError(f"{what} {path} is a folder; {fix}")
+    if not path.exists():
+        raise UnetlibError(f"{what} {path} does not exist; {fix}")
+    if not path.is_file():
+        raise UnetlibError(f"{what} {path} is not a regular file (a device, pipe or socket); {fix}")
+    return path
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a library's own log lines (tifffile logs a bad offset before raising): the kit says it once."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_tiff(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, str]:
+    """The pixels and axes (tifffile's codes, e.g. ``"YX"``, ``"QYX"``, ``"YXS"``) of a TIFF's only series.
+
+    A TIFF holding several series (images of different shapes, or written
+    as separate images) is refused: reading only the first would silently
+    drop the others.
+    """
     import tifffile
 
+    path = check_file(path, what, "give a TIFF file")
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet("tifffile"), tifffile.TiffFile(path) as tif:
+            if len(tif.series) > 1:
+                shapes = ", ".join(str(s.shape) for s in tif.series[:4])
+                raise UnetlibError(f"{what} {path} holds {len(tif.series)} separate image series ({shapes}); "
+                                   "save one image or one stack (S, H, W) per file")
             series = tif.series[0]
-            image = series.asarray()
-            axes = series.axes
+            return series.asarray(), series.axes
+    except UnetlibError:
+        raise
     except Exception as exc:  # tifffile and imagecodecs raise many kinds
-        raise UnetlibError(f"cannot read {what} {path} as TIFF ({_reason(exc)}); check the file") from None
-    return axes.endswith(_COLOUR_AXES), image
+        raise UnetlibError(f"cannot read {what} {path} as TIFF ({_reason(exc)}); check or re-export the file") from None
 
 
 def _read_other(path: Path, what: str) -> tuple[bool, np.ndarray]:
@@ -71,7 +111,15 @@ def _read_other(path: Path, what: str) -> tuple[bool, np.ndarray]:
         image = io.imread(path)
     except Exception as exc:
         raise UnetlibError(f"cannot read {what} {path} ({_reason(exc)}); give a TIFF or PNG") from None
-    return image.ndim == 3 and image.shape[-1] in (3, 4), image
+    if image.ndim == 3 and image.shape[-1] == 2:
+        raise UnetlibError(f"{what} {path} is a grey image with an alpha channel {image.shape}: save it without "
+                           "the alpha channel (one grey channel)")
+    if image.ndim == 3 and image.shape[-1] not in (3, 4):
+        raise UnetlibError(f"{what} {path} has shape {image.shape}, which is not one image: only TIFF files "
+                           "hold stacks; save it as a TIFF (S, H, W)")
+    if image.ndim > 3:
+        raise UnetlibError(f"{what} {path} has shape {image.shape}; give one 2-D image")
+    return image.ndim == 3, image
 
 
 def _reason(exc: BaseException) -> str:

@@ -51,20 +51,10 @@ _GREY_FIX = {
 
 
 def _read_stack(path: Path, what: str) -> np.ndarray:
-    """Decode the TIFF's first series; refuse a missing, unreadable or colour (RGB, axes ``...S``) file."""
-    import tifffile
+    """Decode the TIFF's only series; refuse a missing, unreadable or colour (RGB, axes ``...S``) file."""
+    from unetlib.userfiles import read_tiff
 
-    if path.is_dir():
-        raise UnetlibError(f"{what} file {path} is a folder; give the TIFF file")
-    if not path.is_file():
-        raise UnetlibError(f"{what} file {path} not found; check the path")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            axes = tif.series[0].axes
-            array = tif.asarray()
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UnetlibError(f"cannot read {what} file {path} as TIFF: {first}; check or re-export the file") from None
+    array, axes = read_tiff(path, f"{what} file")
     if axes.endswith("S"):
         raise UnetlibError(f"{what} file {path} is a colour TIFF (shape {array.shape}, axes {axes}); "
                            f"{_GREY_FIX[what]}")

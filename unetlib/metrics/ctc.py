@@ -179,13 +179,18 @@ def _check_frames_match(gt: dict, pred: dict) -> None:
 def _frame_objects(frame: int, gt: np.ndarray, pred: np.ndarray) -> list[dict[str, Any]]:
     """Per reference object of one frame: its match and Jaccard index."""
     fg = gt > 0
-    r_labels, r_sizes = np.unique(gt[fg], return_counts=True)
-    s_sizes = dict(zip(*np.unique(pred, return_counts=True)))
-    base = int(pred.max(initial=0)) + 1
-    keys, inter = np.unique(gt[fg].astype(np.int64) * base + pred[fg], return_counts=True)
+    # labels renumbered 0..n-1 (0 stays background), so that any label values (up to uint64) pair without overflow
+    s_ids, pred = np.unique(pred, return_inverse=True)
+    pred = pred.reshape(gt.shape)
+    if s_ids[0] != 0:  # no background in the result: index 0 is an object, shift so that 0 means none
+        s_ids, pred = np.concatenate([np.zeros(1, s_ids.dtype), s_ids]), pred + 1
+    r_ids, r_index, r_sizes = np.unique(gt[fg], return_inverse=True, return_counts=True)
+    s_sizes = np.bincount(pred.ravel(), minlength=len(s_ids))
+    base = len(s_ids)
+    keys, inter = np.unique(r_index.astype(np.int64) * base + pred[fg], return_counts=True)
     pairs = np.stack([keys // base, keys % base])
     rows = []
-    for r, r_size in zip(r_labels.tolist(), r_sizes.tolist()):
+    for r, r_size in enumerate(r_sizes.tolist()):
         mine = (pairs[0] == r) & (pairs[1] > 0)
         in_foreground = int(inter[mine].sum())
         best_s, best_i = 0, 0
@@ -196,7 +201,7 @@ def _frame_objects(frame: int, gt: np.ndarray, pred: np.ndarray) -> list[dict[st
         s_size = int(s_sizes[best_s]) if matched else 0
         j = best_i / (r_size + s_size - best_i) if matched else 0.0
         rows.append(dict(
-            frame=frame, gt_label=int(r), matched_label=best_s if matched else 0,
+            frame=frame, gt_label=int(r_ids[r]), matched_label=int(s_ids[best_s]) if matched else 0,
             r_size=int(r_size), s_size=s_size, intersection=best_i if matched else 0, jaccard=float(j),
             covered=in_foreground / r_size,
         ))
@@ -258,21 +263,26 @@ def _foreground_iou(gt: dict, pred: dict) -> float:
 
 def _read_tiff(path: Path) -> np.ndarray:
     """A label image, checked (2-D, integer, no negative labels); errors name the file and the fix."""
-    import tifffile
+    from unetlib.userfiles import read_tiff
 
     try:
-        image = tifffile.imread(path)
-    except Exception as exc:  # corrupt or not a TIFF
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UnetlibError(f"cannot read {path} ({first}); re-export it as a 16-bit label TIFF") from None
-    try:
+        image, _ = read_tiff(path, "label image")
         return _check_label_image(image, str(path))
     except UnetlibError as exc:
         raise UnetlibError(f"{exc}; re-export {path.name} as a 2-D uint16 label TIFF") from None
 
 
 def _numbered_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
-    return {int(m.group(1)): folder / m.group(0) for p in sorted(folder.iterdir()) if (m := pattern.match(p.name))}
+    """Frame number -> file; two files for one frame (``mask000.tif`` and ``mask0000.tif``) are refused."""
+    files: dict[int, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if m := pattern.match(path.name):
+            t = int(m.group(1))
+            if t in files:
+                raise UnetlibError(f"{folder} holds two files for frame {t} ({files[t].name} and {path.name}): "
+                                   "keep one of them")
+            files[t] = path
+    return files
 
 
 def read_ctc_gt(gt_dir: str | Path) -> dict[int, np.ndarray]:
