@@ -23,7 +23,8 @@ import numpy as np
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["atomic_open", "write_bytes", "write_text", "write_tiff", "write_error", "folder_lock", "LOCK_NAME"]
+__all__ = ["atomic_open", "write_bytes", "write_text", "write_tiff", "write_error", "folder_lock", "LOCK_NAME",
+           "process_gone", "owner_line"]
 
 LOCK_NAME = ".unetlib.lock"
 
@@ -118,7 +119,7 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(folder, exc) from None
-    me = f"{socket.gethostname()} {os.getpid()}"
+    me = owner_line()
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -146,6 +147,24 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
             pass
 
 
+def process_gone(host: str, pid: int) -> bool:
+    """True when process ``pid`` of this machine no longer runs (False for another host: it cannot be told)."""
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def owner_line() -> str:
+    """``"HOST PID"`` of this process, as lock and owner files hold it."""
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
 def _lock_owner(lock: Path) -> str | None:
     """``"host H, pid P"`` of a live lock, None when the lock is stale (its process on this host is gone)."""
     try:
@@ -159,10 +178,4 @@ def _lock_owner(lock: Path) -> str | None:
         return f"lock file {lock} being written" if young else None
     if host != socket.gethostname():
         return f"host {host}, pid {pid}; delete {lock} if that run is gone"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return f"pid {pid}"
+    return None if process_gone(host, pid) else f"pid {pid}"

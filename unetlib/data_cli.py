@@ -79,6 +79,7 @@ def _verify(args: argparse.Namespace) -> int:
     _checked_root(args, must_exist=True)
     report = verify(args.root, args.names or None)
     print(report)
+    _leftovers(data_root(args.root))
     return 0 if report.ok else 1
 
 
@@ -92,7 +93,20 @@ def _fetch(args: argparse.Namespace) -> int:
     if result.skipped:
         print(f"note: {result.skipped} archive members not in the manifest were not installed "
               f"(e.g. the official zips' silver truth *_ST and *_ERR_SEG folders)")
+    for folder in result.removed:
+        print(f"note: removed {folder.name}, a partial download an interrupted fetch had left")
     return 0
+
+
+def _leftovers(root: Path) -> None:
+    """Mention partial downloads that interrupted fetches left in the data root."""
+    from unetlib.fetch import partial_downloads
+
+    if root.is_dir():
+        for folder in partial_downloads(root):
+            name = folder.name[1:].split(".fetch-")[0]
+            print(f"note: {folder} is a partial download left by an interrupted fetch; "
+                  f"`unetlib data fetch {name}` removes it")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -110,6 +124,7 @@ def _info(args: argparse.Namespace) -> int:
             print(f"{name}:")
             for seq in SEQUENCES:
                 print("  " + _sequence_line(folder, seq))
+    _leftovers(root)
     print("(shapes from the TIFF headers; run `unetlib data verify` to check contents)")
     return 0
 

@@ -20,6 +20,8 @@ workers share the device (the networks train concurrently).
 from __future__ import annotations
 
 import os
+import re
+import threading
 from collections.abc import Callable
 
 from unetlib.errors import UnetlibError
@@ -38,8 +40,21 @@ def runner(workers: int = 0, scheduler: str | None = None, threads_per_worker: i
         from distributed import Client, LocalCluster
     except ImportError:
         raise UnetlibError("the fan-out needs Dask: pip install 'distributed' (or run with WORKERS = 0)") from None
+    if scheduler:
+        _check_address(scheduler)
     threads = threads_per_worker or max(1, (os.cpu_count() or 1) // max(workers, 1))
     return _DaskRunner(Client, LocalCluster, workers, scheduler or None, threads)
+
+
+_ADDRESS = re.compile(r"((tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}")
+
+
+def _check_address(address: str) -> None:
+    """A scheduler address must read ``[tcp://]HOST:PORT`` before anything is loaded or started."""
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address.strip()) or not (
+            0 < int(address.rsplit(":", 1)[1]) < 65536):
+        raise UnetlibError(f"scheduler address {address!r} is not HOST:PORT (e.g. tcp://10.0.0.1:8786): give the "
+                           "address a running Dask scheduler prints")
 
 
 class _DaskRunner:
@@ -57,7 +72,7 @@ class _DaskRunner:
         cluster = None
         try:
             if self.scheduler:
-                client = self._client_cls(self.scheduler, timeout=self.connect_timeout)
+                client = self._connect()
             else:
                 import dask
 
@@ -79,6 +94,33 @@ class _DaskRunner:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+    def _connect(self):
+        """A client of the scheduler, or a one-line error when it does not answer within the timeout.
+
+        Dask bounds the TCP connect but not the handshake after it, so a port
+        that accepts and never speaks Dask would hang; the attempt runs in a
+        daemon thread and is abandoned after ``connect_timeout`` seconds.
+        """
+        box: dict = {}
+
+        def attempt():
+            try:
+                box["client"] = self._client_cls(self.scheduler, timeout=self.connect_timeout)
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+
+        thread = threading.Thread(target=attempt, name="unetlib-dask-connect", daemon=True)
+        thread.start()
+        thread.join(self.connect_timeout + 2)
+        if "client" in box:
+            return box["client"]
+        if "error" in box and isinstance(box["error"], (OSError, TimeoutError)):
+            raise box["error"]
+        if "error" in box:
+            raise UnetlibError(f"cannot use the Dask scheduler {self.scheduler}: {box['error']}") from None
+        raise UnetlibError(f"the Dask scheduler {self.scheduler} did not answer within {self.connect_timeout} s "
+                           "(something listens there, but not a Dask scheduler?): check SCHEDULER / --scheduler")
 
     def __repr__(self) -> str:
         where = self.scheduler or f"LocalCluster({self.workers} workers x {self.threads} threads)"

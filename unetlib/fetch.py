@@ -47,6 +47,7 @@ import http.client
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -55,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+from unetlib.atomic import owner_line, process_gone
 from unetlib.data import (
     ISBI,
     ISBI_FILES,
@@ -70,6 +72,8 @@ from unetlib.errors import UnetlibError
 __all__ = ["ENV_URL", "CTC_URL", "ISBI_URL", "FetchResult", "source_urls", "download_limit", "fetch"]
 
 ENV_URL = "UNETLIB_DATA_URL"
+#: Seconds one download may take in all (default: a minute plus 20 s per MB the manifest allows)
+ENV_TIMEOUT = "UNETLIB_FETCH_TIMEOUT"
 CTC_URL = "https://data.celltrackingchallenge.net/training-datasets"
 ISBI_URL = ("https://raw.githubusercontent.com/zhixuhao/unet/"
             "b45af4d458437d8281cc218a07fd4380818ece4a/data/membrane")
@@ -90,6 +94,7 @@ class FetchResult:
     path: Path
     fetched: bool
     skipped: int = 0
+    removed: tuple = ()  # partial downloads left by interrupted fetches, removed before this one
 
 
 def source_urls(name: str, url: str | None = None) -> list[str]:
@@ -134,7 +139,12 @@ def _user_source(url: str | None) -> tuple[str | None, str | None]:
 
 def _check_url(url: str, origin: str | None) -> None:
     """Refuse ``url`` unless it is https, or plain http named by the user (``origin`` not None)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a malformed port
+    except ValueError as exc:
+        raise UnetlibError(f"{url} ({'given with ' + origin if origin else 'built in'}) is not a valid URL "
+                           f"({exc}): pass a URL such as https://host/path with --url or {ENV_URL}") from None
     scheme = parts.scheme.lower()
     if parts.netloc and (scheme == "https" or (scheme == "http" and origin is not None)):
         return
@@ -191,21 +201,43 @@ def _progress_bar(total: int | None, label: str, enabled: bool):
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False)
 
 
-def _copy_at_most(source, out, limit: int, bar=None) -> int:
-    """Copy ``source`` into ``out``, never more than ``limit`` bytes.
+def _copy_at_most(source, out, limit: int, bar=None, deadline: float | None = None, url: str = "") -> int:
+    """Copy ``source`` into ``out``, never more than ``limit`` bytes, and never past ``deadline``.
 
     Returns the bytes copied, or ``limit + 1`` as soon as ``source`` holds more
     than ``limit`` (the excess is read at most one byte past the limit and not written).
+    Reads take what has arrived (``read1``), so a server that trickles bytes
+    meets the deadline instead of filling one large read forever.
     """
+    read = getattr(source, "read1", source.read)
     written = 0
-    while chunk := source.read(min(_CHUNK, limit + 1 - written)):
+    while chunk := read(min(_CHUNK, limit + 1 - written)):
         if written + len(chunk) > limit:
             return limit + 1
         out.write(chunk)
         written += len(chunk)
         if bar is not None:
             bar.update(len(chunk))
+        if deadline is not None and time.monotonic() > deadline:
+            raise UnetlibError(
+                f"download of {url} did not finish in time ({written} bytes so far, limit "
+                f"{os.environ.get(ENV_TIMEOUT) or 'the default'} s of {ENV_TIMEOUT}); nothing was installed. "
+                f"Check the network or the mirror, or raise {ENV_TIMEOUT}")
     return written
+
+
+def download_seconds(limit: int) -> float:
+    """The total time allowed for a download of at most ``limit`` bytes (``UNETLIB_FETCH_TIMEOUT`` overrides)."""
+    given = os.environ.get(ENV_TIMEOUT, "").strip()
+    if given:
+        try:
+            seconds = float(given)
+        except ValueError:
+            seconds = -1.0
+        if not seconds > 0:
+            raise UnetlibError(f"{ENV_TIMEOUT}={given!r} is not a positive number of seconds; set it or unset it")
+        return seconds
+    return 60.0 + 20.0 * limit / 1e6
 
 
 class _SafeRedirects(urllib.request.HTTPRedirectHandler):
@@ -241,6 +273,7 @@ def _download(url: str, dest: Path, *, limit: int, progress: bool, timeout: floa
     """
     request = urllib.request.Request(url, headers={"User-Agent": "unetlib"})
     opener = urllib.request.build_opener(_SafeRedirects)
+    deadline = time.monotonic() + download_seconds(limit)
     try:
         with opener.open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
@@ -250,7 +283,7 @@ def _download(url: str, dest: Path, *, limit: int, progress: bool, timeout: floa
             bar = _progress_bar(total, PurePosixPath(url).name, progress)
             try:
                 with open(dest, "wb") as out:
-                    written = _copy_at_most(response, out, limit, bar)
+                    written = _copy_at_most(response, out, limit, bar, deadline, url)
             finally:
                 if bar is not None:
                     bar.close()
@@ -435,13 +468,33 @@ def _download_into(
 
 
 def _temporary_folder(root: Path, name: str) -> Path:
-    """A fresh hidden folder inside ``root`` (created if needed), on the same filesystem as the target."""
+    """A fresh hidden folder inside ``root`` (created if needed), on the same filesystem as the target,
+    holding an ``.owner`` file (host and pid) so that a later fetch can tell when it was abandoned."""
     try:
         root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{name}.fetch-", dir=root))
+        folder = Path(tempfile.mkdtemp(prefix=f".{name}.fetch-", dir=root))
+        (folder / OWNER).write_text(owner_line() + "\n")
+        return folder
     except OSError as exc:
         raise UnetlibError(f"cannot write into the data root {root} ({exc}); pass a writable --root "
                            f"or set UNETLIB_DATA") from exc
+
+
+OWNER = ".owner"
+
+
+def partial_downloads(root: Path, name: str | None = None) -> list[Path]:
+    """Download folders that interrupted fetches left in ``root`` (their process is gone)."""
+    found = []
+    for folder in sorted(Path(root).glob(f".{name or '*'}.fetch-*")):
+        try:
+            host, pid = (folder / OWNER).read_text().split()
+            gone = process_gone(host, int(pid))
+        except (OSError, ValueError):  # no owner file: left by a version without one, or cut short
+            gone = time.time() - folder.stat().st_mtime > 3600
+        if folder.is_dir() and gone:
+            found.append(folder)
+    return found
 
 
 def _move_into_place(folder: Path, target: Path) -> None:
@@ -502,6 +555,9 @@ def fetch(
     if _check_existing(target, name, manifest):
         return FetchResult(target, fetched=False)
     urls = source_urls(name, url)
+    removed = tuple(partial_downloads(root, name))
+    for folder in removed:  # an interrupted fetch (kill -9, power loss) left its partial download
+        shutil.rmtree(folder, ignore_errors=True)
     tmp = _temporary_folder(root, name)
     try:
         folder, skipped = _download_into(tmp, name, urls, manifest, progress, timeout)
@@ -509,5 +565,5 @@ def fetch(
         _move_into_place(folder, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return FetchResult(target, fetched=True, skipped=skipped)
+    return FetchResult(target, fetched=True, skipped=skipped, removed=removed)
 

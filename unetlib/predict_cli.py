@@ -58,6 +58,7 @@ def _cli_predict(args) -> int:
     check_output_paths({"image": args.image, "checkpoint": args.checkpoint},
                        {"--probabilities": args.probabilities, "--labels": args.labels,
                         "--instances": args.instances})
+    _check_suffixes(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise UnetlibError(f"--batch-size must be at least 1, got {args.batch_size}")
     tile = _parse_tile(args.tile)
@@ -103,6 +104,8 @@ def _cli_predict(args) -> int:
 #: Largest magnitude a network input may have after scaling: networks are trained on values of
 #: order 1, and far larger ones saturate the softmax into meaningless 0/1 maps (or overflow to NaN).
 MAX_SCALED_INPUT = 1e6
+#: Largest float value the 'unit' scaling accepts: it passes floats as they are, and its networks saw [0, 1].
+UNIT_FLOAT_LIMIT = 2.0
 
 
 def _check_image(image: np.ndarray, path: str, in_channels: int, normalize: str) -> None:
@@ -117,6 +120,12 @@ def _check_image(image: np.ndarray, path: str, in_channels: int, normalize: str)
                            f"save ({in_channels}, H, W) or a stack (S, {in_channels}, H, W)")
     if image.size == 0:
         raise UnetlibError(f"image {path} is empty (shape {image.shape}); give an image with at least one pixel")
+    if normalize == "unit" and image.dtype.kind in "iu" and image.dtype.itemsize > 2:
+        peak = int(image.max()) if image.size else 0
+        raise UnetlibError(
+            f"image {path} is {image.dtype}: the scaling 'unit' divides by its maximum ({np.iinfo(image.dtype).max}), "
+            f"which makes its values (up to {peak}) nearly 0: convert it to uint8 or uint16, or pass --normalize "
+            "zscore or minmax")
     if image.dtype.kind != "f" and not (normalize == "none" and image.dtype.kind in "iu"):
         return  # integers are scaled by their dtype's maximum (or per image): always in range
     bad, peak = 0, 0.0
@@ -128,6 +137,11 @@ def _check_image(image: np.ndarray, path: str, in_channels: int, normalize: str)
     if bad:
         raise UnetlibError(f"image {path} holds {bad} NaN or infinite values; replace them "
                            "(e.g. numpy.nan_to_num) and save the image again")
+    if normalize == "unit" and image.dtype.kind == "f" and peak > UNIT_FLOAT_LIMIT:
+        raise UnetlibError(
+            f"image {path} holds float values up to {peak:.4g}, but the scaling 'unit' passes floats unchanged "
+            "and the network was trained on values in [0, 1]: divide the image by 255 (8-bit values) or its "
+            "maximum, or pass --normalize zscore or minmax")
     if normalize in ("unit", "none") and peak > MAX_SCALED_INPUT:
         raise UnetlibError(
             f"image {path} holds values up to {peak:.3g}, which the input scaling {normalize!r} passes to the "
@@ -145,6 +159,13 @@ def _check_outputs(args) -> None:
         raise UnetlibError("nothing to write: give --probabilities, --labels and/or --instances OUT.tif")
     if args.class_index is not None and not args.probabilities:
         raise UnetlibError("--class selects a probability map: also give --probabilities OUT.tif")
+
+
+def _check_suffixes(args) -> None:
+    for option, value in (("--probabilities", args.probabilities), ("--labels", args.labels),
+                          ("--instances", args.instances)):
+        if value and Path(value).suffix.lower() not in (".tif", ".tiff"):
+            raise UnetlibError(f"{option} {value}: the outputs are written as TIFF; give a name ending in .tif")
 
 
 def _check_device(device: str | None) -> None:

@@ -98,6 +98,11 @@ def _evaluate_isbi2012(args: argparse.Namespace) -> int:
     gt = _read_stack(args.gt, "ground-truth")
     _check_isbi_shapes(prob, gt, args.pred, args.gt)
     _check_isbi_values(prob, args.pred)
+    values = np.unique(gt)
+    if values.size == 1:  # every error would be 0 whatever the prediction: a wrong file, not a result
+        what = "membrane (0) only, no cell" if values[0] == 0 else "cell only, no membrane (0)"
+        raise UnetlibError(f"ground truth {args.gt} holds one value ({values[0]:g}): {what}, so every error "
+                           "would be 0 whatever the prediction; give the label stack of the predicted slices")
     try:
         result = isbi2012_errors(prob, gt, self_pairs=args.self_pairs == "yes", sort_mode=args.sort_mode)
     except ValueError as exc:  # the metric's own input checks: name the files

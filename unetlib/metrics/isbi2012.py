@@ -182,7 +182,7 @@ def _as_stack(prob: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """Validate ``prob`` and ``gt``; return ``(prob, gt_cell)`` as (S, H, W) stacks."""
     prob, gt = np.asarray(prob), np.asarray(gt)
     _check_shapes(prob, gt)
-    _check_probabilities(prob)
+    prob = _check_probabilities(prob)
     gt_cell = _binary_ground_truth(gt)
     if prob.ndim == 2:
         prob, gt_cell = prob[None], gt_cell[None]
@@ -201,11 +201,14 @@ def _check_shapes(prob: np.ndarray, gt: np.ndarray) -> None:
         )
 
 
-def _check_probabilities(prob: np.ndarray) -> None:
+def _check_probabilities(prob: np.ndarray) -> np.ndarray:
+    if prob.dtype == np.float16:  # exact in float32
+        prob = prob.astype(np.float32)
     if prob.dtype not in (np.float32, np.float64):
+        fix = ("convert 8-bit maps with prob = image / 255.0" if prob.dtype == np.uint8 else
+               "save P(cell) as float32 values in [0, 1]")
         raise UnetlibError(
-            f"prediction must be a float32/float64 map of P(cell) in [0, 1], got dtype {prob.dtype}; "
-            "convert 8-bit maps with prob = image / 255.0"
+            f"prediction must be a float32/float64 map of P(cell) in [0, 1], got dtype {prob.dtype}; {fix}"
         )
     if np.isnan(prob).any():
         raise UnetlibError("prediction contains NaN; fix the model output before scoring")
@@ -215,6 +218,7 @@ def _check_probabilities(prob: np.ndarray) -> None:
             f"prediction values span [{lo}, {hi}], outside [0, 1]; pass P(cell) "
             "(e.g. the softmax of the cell channel), not logits or 0-255 values"
         )
+    return prob
 
 
 def _binary_ground_truth(gt: np.ndarray) -> np.ndarray:
