@@ -466,8 +466,8 @@ def flag_runs(result: StudyResult, ratio: float = FLAG_RATIO) -> list[dict]:
 #: The choices of each dataset's cpu recipe, as variants of it (the first, "cpu", is the recipe itself):
 #: a choice is kept only when its alternative is no better, beyond the spread over seeds.
 DECISIONS: dict[str, dict[str, dict]] = {
-    "isbi2012": {"cpu": {}},
-    "PhC-C2DH-U373": {"cpu": {}},
+    "isbi2012": {"cpu": {}, "w_c-1": {"class_weights": None}},
+    "PhC-C2DH-U373": {"cpu": {}, "w_c-balanced": {"class_weights": "balanced"}},
     "DIC-C2DH-HeLa": {
         "cpu": {},
         "no-clipping": {"train.clip_grad": 0.0},
