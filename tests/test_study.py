@@ -147,3 +147,22 @@ def test_smoke_study_runs_resumes_and_aggregates(tmp_path, monkeypatch, data_roo
     other = Study("smoke", base.replace(**{"train.lr": 0.01}), {"base": {}}, (0,), ("01->02",))
     with pytest.raises(UnetlibError, match="another"):
         study.run_study(other, tmp_path, progress=False)
+
+
+@pytest.mark.data
+def test_a_variant_that_only_applies_the_networks_differently_reuses_them(tmp_path, data_root):
+    base = recipe.preset("PhC-C2DH-U373", "smoke").replace(tune_postprocessing=False, tta="none",
+                                                           **{"train.iterations": 2})
+    spec = Study("reuse", base, {"none": {}, "flips": {"tta": "flips"}, "lr": {"train.lr": 0.002}}, (0,),
+                 ("01->02",))
+    assert [spec.reuses_baseline(v) for v in spec.variants] == [False, True, False]
+    assert [v for v, _, _ in spec.jobs()] == ["none", "lr", "flips"]  # trained networks first
+    checkpoint = study.run_folder(tmp_path, "none", 0) / "checkpoints" / "PhC-C2DH-U373_train01" / "last.pt"
+    result = study.run_study(spec, tmp_path, progress=False)
+    rows = {r["variant"]: r for r in result.runs}
+    assert rows["flips"]["loss_curve"] == rows["none"]["loss_curve"]  # the same network, not trained again
+    assert rows["lr"]["loss_curve"] != rows["none"]["loss_curve"]
+    assert rows["flips"]["recipe"]["tta"] == "flips" and rows["none"]["recipe"]["tta"] == "none"
+    from unetlib.checkpoint import load_checkpoint
+
+    assert load_checkpoint(checkpoint)["metadata"]["recipe"]["tta"] == "none"  # the baseline's file is untouched

@@ -51,7 +51,7 @@ __all__ = [
     "Split", "contiguous_folds", "select_folds",
     "TrainingData", "training_data", "train_network",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
-    "run_isbi2012", "run_ctc", "check_direction", "serial",
+    "run_isbi2012", "run_ctc", "check_direction", "serial", "unit_checkpoint_dir",
 ]
 
 _CURVE_POINTS = 200  # loss-curve points kept in result files
@@ -242,7 +242,7 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
     masks = [instances_from_binary(isbi.train_labels[i]) for i in train_ids]
     data = training_data(recipe, isbi.train_images[train_ids], masks, cache_dir=out_dir / "cache")
     seconds["weight_maps"] = time.perf_counter() - start
-    checkpoint = out_dir / "checkpoints" / f"isbi2012_fold{split.fold}"
+    checkpoint = unit_checkpoint_dir(out_dir, recipe.dataset, split.fold)
     run = train_network(recipe, data, checkpoint, progress, resume, trained_on={"sections": train_ids})
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
@@ -332,7 +332,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     data = training_data(recipe, [source.frames[t] for t in frames], [source.seg[t] for t in frames],
                          markers, cache_dir=out_dir / "cache")
     seconds["weight_maps"] = time.perf_counter() - start
-    checkpoint = out_dir / "checkpoints" / f"{name}_train{train_seq}"
+    checkpoint = unit_checkpoint_dir(out_dir, name, direction)
     run = train_network(recipe, data, checkpoint, progress, resume, trained_on={"sequence": train_seq, "frames": frames})
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
@@ -372,6 +372,13 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
         checkpoint=_relative(checkpoint / "last.pt", out_dir), res_dir=_relative(res_dir, out_dir),
         example=_relative(example, out_dir),
     )
+
+
+def unit_checkpoint_dir(out_dir: str | Path, dataset: str, unit) -> Path:
+    """Where a unit keeps its network: ``OUT/checkpoints/isbi2012_foldK`` or ``OUT/checkpoints/DATASET_trainSS``."""
+    if dataset == "isbi2012":
+        return Path(out_dir) / "checkpoints" / f"isbi2012_fold{unit}"
+    return Path(out_dir) / "checkpoints" / f"{dataset}_train{check_direction(unit)[0]}"
 
 
 def check_direction(direction: str) -> tuple[str, str]:

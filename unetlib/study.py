@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,8 +138,19 @@ class Study:
         return self.recipe.replace(**self.variants[variant]).seeded(seed)
 
     def jobs(self) -> list[tuple[str, int, Any]]:
-        """Every ``(variant, seed, unit)``, seed-major: the first seeds of every variant come first."""
-        return [(v, s, u) for s in self.seeds for v in self.variants for u in self.units]
+        """Every ``(variant, seed, unit)``, seed-major: the first seeds of every variant come first; variants
+        that only apply the baseline's networks differently (:meth:`reuses_baseline`) come after all others."""
+        trained = [v for v in self.variants if not self.reuses_baseline(v)]
+        applied = [v for v in self.variants if self.reuses_baseline(v)]
+        return [(v, s, u) for group in (trained, applied) for s in self.seeds for v in group for u in self.units]
+
+    def reuses_baseline(self, variant: str) -> bool:
+        """True when ``variant`` trains the very networks of the baseline (it changes only how they are
+        applied: test-time averaging, inference tile, post-processing), so it evaluates those."""
+        if variant == self.baseline:
+            return False
+        mine, base = self.variant_recipe(variant, 0), self.variant_recipe(self.baseline, 0)
+        return mine.network_identity() == base.network_identity() and mine.train == base.train
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "recipe": self.recipe.to_dict(), "variants": self.variants,
@@ -232,6 +244,12 @@ def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=Non
     """One ``(variant, seed, unit)``: train, evaluate, and write its row to ``out_dir/VARIANT/seedS/UNIT.json``."""
     recipe = study.variant_recipe(variant, seed)
     folder = run_folder(out_dir, variant, seed)
+    if study.reuses_baseline(variant):  # evaluate the baseline's network (a copy: tuning rewrites its recipe)
+        source = protocols.unit_checkpoint_dir(run_folder(out_dir, study.baseline, seed), recipe.dataset, unit)
+        target = protocols.unit_checkpoint_dir(folder, recipe.dataset, unit)
+        if (source / "last.pt").is_file() and not (target / "last.pt").is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / "last.pt", target / "last.pt")
     if study.recipe.dataset == "isbi2012":
         split = protocols.select_folds(protocols.contiguous_folds(30, study.folds), [unit])[0]
         result = protocols.isbi_fold(recipe, split, folder, root=root, progress=progress)
@@ -473,6 +491,7 @@ DECISIONS: dict[str, dict[str, dict]] = {
         "no-clipping": {"train.clip_grad": 0.0},
         "full-resolution": {"resample": 1.0, "train.tile": 508, "train.clip_grad": 0.0},
         "zoom": {"train.augment.scale": 0.25},
+        "tta-d4": {"tta": "d4"},
     },
 }
 
