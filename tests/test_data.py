@@ -87,7 +87,7 @@ def test_data_root_precedence(tmp_path, monkeypatch):
 
 def test_load_ctc_matches_plain_tifffile(tmp_path):
     folder = write_tiny_ctc(tmp_path)
-    seq = data.load_ctc(U373, "02", tmp_path)
+    seq = data.load_ctc(U373, "02", tmp_path, verify=False)  # synthetic files: not the manifest's
     raw = reference_load_frames(folder / "02", "t")
     seg = reference_load_frames(folder / "02_GT" / "SEG", "man_seg")
     tra = reference_load_frames(folder / "02_GT" / "TRA", "man_track")
@@ -101,7 +101,9 @@ def test_load_ctc_matches_plain_tifffile(tmp_path):
     assert seq.tra.dtype == np.uint16
     np.testing.assert_array_equal(seq.tra, np.stack([tra[t] for t in sorted(tra)]))
     np.testing.assert_array_equal(seq.tracks, reference_tracks(folder / "02_GT/TRA/man_track.txt"))
-    assert data.load_ctc(U373, 2, tmp_path, tra=False).tra is None
+    assert data.load_ctc(U373, 2, tmp_path, tra=False, verify=False).tra is None
+    with pytest.raises(UnetlibError, match="does not match the checksum manifest"):
+        data.load_ctc(U373, "02", tmp_path)  # the files a training run would read are checked
 
 
 def test_load_ctc_rejects_bad_arguments(tmp_path):

@@ -17,7 +17,9 @@ writes a file. This module does not import PyTorch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -292,8 +294,13 @@ def _check_stack(array: np.ndarray, path: Path, shape: tuple[int, ...], dtype: t
     return array
 
 
-def load_isbi2012(root: str | os.PathLike | None = None) -> ISBI2012:
+def load_isbi2012(root: str | os.PathLike | None = None, *, verify: bool = True) -> ISBI2012:
     """Load the three ISBI 2012 stacks from ``root/isbi2012`` (root: see :func:`data_root`).
+
+    With ``verify`` (the default) every file is checked against the shipped
+    checksum manifest as it is read, as ``unetlib data verify`` would (a file
+    already checked is remembered by its size, time and inode): a damaged file
+    or another dataset's file is refused, never trained on.
 
     Returns
     -------
@@ -309,6 +316,8 @@ def load_isbi2012(root: str | os.PathLike | None = None) -> ISBI2012:
         if not (folder / name).is_file():
             raise _missing_dataset_error(root, ISBI, folder / name)
         stacks.append(_check_stack(read_tiff(folder / name), folder / name, ISBI_SHAPE, np.uint8))
+    if verify:
+        check_against_manifest(root, [(folder / name, stack) for name, stack in zip(ISBI_FILES, stacks)])
     _check_binary_labels(stacks[1], folder / ISBI_FILES[1])
     return ISBI2012(*stacks)
 
@@ -382,8 +391,12 @@ def load_ctc(
     root: str | os.PathLike | None = None,
     *,
     tra: bool = True,
+    verify: bool = True,
 ) -> CTCSequence:
     """Load one sequence of a Cell Tracking Challenge training set.
+
+    With ``verify`` (the default) every file read is checked against the
+    shipped checksum manifest (see :func:`load_isbi2012`).
 
     Parameters
     ----------
@@ -412,7 +425,72 @@ def load_ctc(
     seg = _load_seg(gt / "SEG", shape, n)
     markers = _load_tra(gt / "TRA", shape, n) if tra else None
     tracks = read_man_track(gt / "TRA" / "man_track.txt")
+    if verify:
+        read = [*_contiguous_frames(raw), *indexed_files(gt / "SEG", "man_seg").values(), gt / "TRA" / "man_track.txt"]
+        if tra:
+            read += list(indexed_files(gt / "TRA", "man_track").values())
+        check_against_manifest(root, read)
     return CTCSequence(name, seq, frames, seg, markers, tracks)
+
+
+def _verified_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unetlib" / "verified-files.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_manifest() -> dict[str, ManifestEntry]:
+    return read_manifest()
+
+
+def check_against_manifest(root: Path, files: list) -> None:
+    """Refuse dataset files that do not match the shipped manifest (files it does not list pass).
+
+    ``files`` holds paths, or ``(path, decoded array)`` pairs for pixel
+    entries. A file's digest is computed once per version of the file: a
+    match is remembered in the user's cache by path, size, modification time
+    and inode.
+    """
+    cache, added = _read_verified(), False
+    for item in files:
+        path, array = item if isinstance(item, tuple) else (item, None)
+        try:
+            rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            continue
+        entry = _shipped_manifest().get(rel)
+        if entry is None:
+            continue
+        info = Path(path).stat()
+        key, signature = str(Path(path).resolve()), [info.st_size, info.st_mtime_ns, info.st_ino, entry.digest]
+        if cache.get(key) == signature:
+            continue
+        if entry.method == "bytes":
+            problem = None if _file_digest(path) == entry.digest else "its sha256 differs"
+        else:
+            array = read_tiff(path) if array is None else array
+            problem = (f"decodes to {_pixel_method(array)}, expected {entry.method}"
+                       if _pixel_method(array) != entry.method
+                       else None if pixel_digest(array) == entry.digest else "its pixel sha256 differs")
+        if problem:
+            raise UnetlibError(f"{path} does not match the checksum manifest ({problem}: damaged, or another "
+                               f"dataset's file); {_REFETCH}")
+        cache[key], added = signature, True
+    if added:
+        try:
+            from unetlib.atomic import write_text
+
+            write_text(_verified_cache(), json.dumps(cache) + "\n")
+        except (OSError, UnetlibError):
+            pass  # no cache where the home folder is read-only: the files are checked again next time
+
+
+def _read_verified() -> dict:
+    try:
+        cache = json.loads(_verified_cache().read_text())
+        return cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 # --------------------------------------------------------------------------- manifest
