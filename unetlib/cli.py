@@ -25,7 +25,7 @@ COMMANDS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse with a one-line error (``unetlib train: error: ... (see unetlib train --help)``), exit 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
@@ -38,7 +38,11 @@ class _Terminated(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
-_OUT_OF_MEMORY = "out of memory: use a smaller --tile or --batch-size, or a smaller image or stack"
+_OUT_OF_MEMORY = {  # what each command can make smaller
+    "train": "out of memory: use a smaller --tile or --width",
+    "predict": "out of memory: use a smaller --tile or --batch-size, or a smaller image or stack",
+}
+_OUT_OF_MEMORY_OTHER = "out of memory: close other programs, or run on a machine with more memory"
 
 
 def _is_out_of_memory(exc: RuntimeError) -> bool:
@@ -48,7 +52,7 @@ def _is_out_of_memory(exc: RuntimeError) -> bool:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="unetlib",
         description="The U-Net (Ronneberger et al., MICCAI 2015) reproduction kit.",
     )
@@ -76,16 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     with _terminate_as_interrupt():
         try:
             return int(args.func(args) or 0)
-        except (UnetlibError, ValueError) as exc:
+        except UnetlibError as exc:  # other exceptions are bugs: they keep their traceback
             return _fail(name, str(exc))
         except OSError as exc:  # an input that cannot be read, a folder that cannot be listed, ...
             return _fail(name, _os_error(exc))
         except MemoryError:
-            return _fail(name, _OUT_OF_MEMORY)
+            return _fail(name, _OUT_OF_MEMORY.get(args.command, _OUT_OF_MEMORY_OTHER))
         except RuntimeError as exc:  # PyTorch reports exhausted CPU or GPU memory as a RuntimeError
             if not _is_out_of_memory(exc):
                 raise
-            return _fail(name, _OUT_OF_MEMORY)
+            return _fail(name, _OUT_OF_MEMORY.get(args.command, _OUT_OF_MEMORY_OTHER))
         except KeyboardInterrupt as stop:
             signum = int(getattr(stop, "signum", signal.SIGINT))
             what = signal.Signals(signum).name

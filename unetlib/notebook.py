@@ -106,5 +106,10 @@ def output_dir(output: str | os.PathLike, profile: str) -> Path:
     path = Path(output) if output else Path("reports") / profile
     if not path.is_absolute():
         path = project_root() / path
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise UnetlibError(f"OUTPUT_DIR {output or path} is a file; give a folder (created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnetlibError(f"cannot create OUTPUT_DIR {path} ({exc.strerror or exc}): choose a writable folder") from None
     return path

@@ -16,7 +16,6 @@ printed with their terms of use, checked against the shipped checksums;
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -266,7 +265,9 @@ def update_readme(profile: str, root: Path | None = None) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unetlib.reproduce", description=__doc__.splitlines()[0])
+    from unetlib.cli import OneLineParser
+
+    parser = OneLineParser(prog="python -m unetlib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=PROFILES, default=None, help="default: gpu on a CUDA GPU, else cpu")
     parser.add_argument("--only", nargs="+", choices=tuple(ALL_REPORTS), help="run only these reports")
     parser.add_argument("--output-dir", type=Path, default=None, help="default: reports/PROFILE")
@@ -285,6 +286,12 @@ def main(argv=None) -> int:
             return 0
         if args.workers is not None and args.workers < 0:
             raise UnetlibError(f"--workers must be >= 0, got {args.workers}")
+        if args.output_dir is not None and args.output_dir.exists() and not args.output_dir.is_dir():
+            raise UnetlibError(f"--output-dir {args.output_dir} is a file; give a folder (created if missing)")
+        if args.scheduler:
+            from unetlib.fanout import runner
+
+            runner(0, args.scheduler)  # the address is checked now, before any report runs
         overrides = {k: v for k, v in (("WORKERS", args.workers), ("SCHEDULER", args.scheduler)) if v is not None}
         if args.headless:
             from unetlib.fanout import runner

@@ -113,7 +113,7 @@ def _cli(args: argparse.Namespace) -> int:
     if last.is_dir():
         raise UnetlibError(f"{last} is a folder; move it away or choose another --out")
     if last.exists() and not args.no_resume:
-        _check_resumable(last, recipe.train.iterations)
+        _check_resumable(last, recipe)
     (images, masks, markers), what, trained_on = _select(args, recipe)
     with folder_lock(out, "training"):  # two runs into one folder would overwrite each other's network
         try:
@@ -129,16 +129,26 @@ def _cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_resumable(path: Path, iterations: int) -> None:
-    """The checkpoint to resume from is readable and not past the iterations asked for: refused (kept as it
-    is) before any work, naming --no-resume."""
+def _check_resumable(path: Path, recipe) -> None:
+    """The checkpoint to resume from is readable, of the same network and not past the iterations asked
+    for: refused (kept as it is) before any work, naming --no-resume."""
     from unetlib.checkpoint import load_checkpoint
+    from unetlib.recipe import Recipe
 
+    iterations = recipe.train.iterations
     try:
-        done = int(load_checkpoint(path).get("iteration") or 0)
+        payload = load_checkpoint(path)
+        done = int(payload.get("iteration") or 0)
+        stored = (payload.get("metadata") or {}).get("recipe")
+        stored = Recipe.from_dict(stored) if stored is not None else None
     except UnetlibError as exc:
         raise UnetlibError(f"cannot resume: {exc}; or pass --no-resume to train afresh "
                            "(the file is then replaced at the first checkpoint)") from None
+    if stored is not None and stored.network_identity() != recipe.network_identity():
+        ours, theirs = recipe.network_identity(), stored.network_identity()
+        differ = ", ".join(f"{k}: {theirs[k]!r} -> {ours[k]!r}" for k in ours if ours[k] != theirs.get(k))
+        raise UnetlibError(f"{path} holds another network ({differ}): choose another --out, or pass --no-resume "
+                           "to train afresh")
     if done > iterations:
         raise UnetlibError(f"{path} already holds {done} iterations, more than the {iterations} asked for: "
                            "ask for at least as many, pass --no-resume to train afresh, or choose another --out")
