@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import shutil
 import threading
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -41,6 +43,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         self.send_response(200)
+        if mode == "trickle":  # one byte at a time, slowly: every read succeeds, the download never ends
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return
         if mode != "nolength":  # "nolength": the body ends when the connection closes
             self.send_header("Content-Length", str(10**12 if mode == "biglength" else len(body)))
         self.end_headers()
@@ -478,3 +492,52 @@ def test_isbi_download_is_bounded_by_the_decoded_size(server, tmp_path):
         fetch("isbi2012", root, url=base, manifest=manifest, progress=False, timeout=10)
     assert "train-labels.tif" in str(err.value)
     assert leftovers(root) == []
+
+
+
+# --------------------------------------------------------------------------- hangs and leftovers
+
+
+def test_a_trickling_source_meets_the_total_time_bound(server, tiny, tmp_path, monkeypatch, capsys):
+    base, routes = server
+    manifest, folder = tiny
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "trickle")
+    monkeypatch.setenv(fetch_mod.ENV_TIMEOUT, "2")
+    start = time.monotonic()
+    with pytest.raises(UnetlibError, match=fetch_mod.ENV_TIMEOUT) as err:
+        fetch(U373, tmp_path / "root", url=base, manifest=manifest, progress=False, timeout=10)
+    assert time.monotonic() - start < 10 and "did not finish in time" in str(err.value)
+    assert leftovers(tmp_path / "root") == []  # nothing installed, no partial download left
+
+
+def test_bad_timeout_setting_is_named(server, tiny, tmp_path, monkeypatch):
+    base, routes = server
+    manifest, _ = tiny
+    monkeypatch.setenv(fetch_mod.ENV_TIMEOUT, "soon")
+    with pytest.raises(UnetlibError, match="UNETLIB_FETCH_TIMEOUT='soon'"):
+        fetch(U373, tmp_path / "root", url=base, manifest=manifest, progress=False)
+
+
+def test_a_malformed_mirror_url_names_the_fix(tmp_path):
+    with pytest.raises(UnetlibError, match=r"not a valid URL .*--url"):
+        fetch(U373, tmp_path / "root", url="http://[::1", progress=False)
+
+
+def test_a_download_left_by_a_killed_fetch_is_named_and_removed(server, tiny, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    base, routes = server
+    manifest, folder = tiny
+    routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "ok")
+    root = tmp_path / "root"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = root / f".{U373}.fetch-k9"
+    left.mkdir(parents=True)
+    (left / fetch_mod.OWNER).write_text(f"{os.uname().nodename} {dead.pid}\n")
+    (left / f"{U373}.zip.part").write_bytes(b"half")
+    assert main(["data", "info", "--root", str(root)]) == 0
+    assert f"{left} is a partial download left by an interrupted fetch" in capsys.readouterr().out
+    result = fetch(U373, root, url=base, manifest=manifest, progress=False)
+    assert result.removed == (left,) and not left.exists() and leftovers(root) == [U373]

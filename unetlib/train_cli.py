@@ -9,6 +9,7 @@ the same input scaling and test-time averaging.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from unetlib.errors import UnetlibError
@@ -75,7 +76,25 @@ def _recipe(args):
         for name in given:
             message = message.replace(f"TrainConfig.{name}", f"--{name.replace('_', '-')}")
         raise UnetlibError(message) from None
+    _check_width_fits(recipe.train.width)
     return recipe
+
+
+#: The paper's network (width 64) has 31,030,658 weights; their number grows with the square of the width.
+_PAPER_WEIGHTS, _PAPER_WIDTH = 31_030_658, 64
+
+
+def _check_width_fits(width: int) -> None:
+    """Refuse a width whose weights, gradients and Adam moments alone exceed the free memory (before any work)."""
+    needed = 4 * 4 * _PAPER_WEIGHTS * (width / _PAPER_WIDTH) ** 2  # float32: weights, gradient, two moments
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > free:
+        raise UnetlibError(f"--width {width} needs about {needed / 2**30:,.0f} GiB for its weights and optimiser "
+                           f"state alone, more than the {free / 2**30:,.0f} GiB free: use a smaller --width "
+                           f"(the paper: 64)")
 
 
 def _select(args, recipe):
