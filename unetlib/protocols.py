@@ -49,7 +49,7 @@ from unetlib.weights import instances_from_binary, training_target
 
 __all__ = [
     "Split", "contiguous_folds", "select_folds",
-    "TrainingData", "training_data", "train_network",
+    "TrainingData", "training_data", "train_network", "unannotated_markers", "training_subset",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
     "run_isbi2012", "run_ctc", "check_direction", "serial", "unit_checkpoint_dir",
 ]
@@ -140,9 +140,14 @@ def training_subset(items: Sequence, count: int) -> list:
     return [items[i] for i in picks]
 
 
+def unannotated_markers(mask: np.ndarray, markers: np.ndarray) -> list[int]:
+    """Tracking markers of a frame whose cell has no segmentation mask (a partial annotation)."""
+    return [int(m) for m in np.unique(markers) if m and not (mask[markers == m] > 0).any()]
+
+
 def _unannotated(mask: np.ndarray, markers: np.ndarray, margin: int = 25) -> np.ndarray:
     """Pixels within ``margin`` of a tracking marker whose cell has no mask (and not in any mask)."""
-    missing = [m for m in np.unique(markers) if m and not (mask[markers == m] > 0).any()]
+    missing = unannotated_markers(mask, markers)
     if not missing:
         return np.zeros(mask.shape, bool)
     near = ndimage.binary_dilation(np.isin(markers, missing), iterations=margin)
