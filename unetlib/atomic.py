@@ -110,11 +110,13 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
     """Hold ``folder`` exclusively while the block runs (a lock file with the owner's host and pid).
 
     A second process asking for the same folder gets a one-line error naming
-    the owner. A lock left by a process of this machine that no longer runs
+    the owner. A folder this call had to create is removed again if it is still
+    empty at the end (an interrupted or refused run leaves nothing behind). A lock left by a process of this machine that no longer runs
     (``kill -9``, a crash) is stale and taken over.
     """
     folder = Path(folder)
     lock = folder / LOCK_NAME
+    created = not folder.exists()  # removed again at the end if nothing else was written into it
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -143,6 +145,8 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
         try:
             if lock.read_text().strip() == me:
                 lock.unlink()
+            if created and not any(folder.iterdir()):
+                folder.rmdir()
         except OSError:
             pass
 
