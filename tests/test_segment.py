@@ -117,3 +117,47 @@ def test_predict_command_resamples_as_the_checkpoint_says(tmp_path):
 def test_resample_factors_outside_the_range_are_refused(value):
     with pytest.raises(UnetlibError, match="resample"):
         preset("DIC-C2DH-HeLa", "cpu").replace(resample=value)
+
+
+def _two_cells_joined(bridge: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """P(cell) of two touching cells whose border the network only lowered to ``bridge``, and their masks."""
+    p = np.zeros((24, 44), np.float32)
+    p[5:17, 3:20], p[5:17, 22:40] = 0.99, 0.99
+    p[5:17, 20:22] = bridge
+    truth = np.zeros(p.shape, np.uint16)
+    truth[5:17, 3:21], truth[5:17, 21:40] = 1, 2
+    return p, truth
+
+
+def test_split_threshold_separates_touching_cells_along_the_valley():
+    p, truth = _two_cells_joined()
+    assert cell_instances(p, 0.5).max() == 1  # one merged component
+    split = cell_instances(p, 0.5, split_threshold=0.9)
+    assert split.max() == 2 and len(np.unique(split[:, :20])) == 2 and len(np.unique(split[:, 22:])) == 2
+    assert (split[:, :20][split[:, :20] > 0] != split[:, 22:][split[:, 22:] > 0][0]).all()
+    # a component without any core stays whole; background stays background
+    p[20:23, 2:6] = 0.6
+    labels = cell_instances(p, 0.5, split_threshold=0.9)
+    assert labels.max() == 3 and (labels[20:23, 2:6] == 3).all() and (labels[p <= 0.5] == 0).all()
+    # without cores above the split threshold, or a split threshold at or below the threshold: plain components
+    assert np.array_equal(cell_instances(p, 0.5, split_threshold=0.999), cell_instances(p, 0.5))
+    assert np.array_equal(cell_instances(p, 0.5, split_threshold=0.4), cell_instances(p, 0.5))
+
+
+def test_tuning_finds_the_split_only_when_allowed():
+    from unetlib.metrics import ctc_seg
+    from unetlib.postprocess import TUNE_SPLITS, tune_postprocessing
+
+    p, truth = _two_cells_joined(bridge=0.95)  # above every threshold of the grid: only a split separates
+    threshold, min_size, split = tune_postprocessing(p[None], [truth])
+    assert split is None and ctc_seg({0: truth}, {0: cell_instances(p, threshold, min_size)}).n_matched == 1
+    threshold, min_size, split = tune_postprocessing(p[None], [truth], TUNE_SPLITS)
+    assert split is not None and split > threshold
+    assert ctc_seg({0: truth}, {0: cell_instances(p, threshold, min_size, split)}).n_matched == 2
+
+
+def test_the_segmenter_splits_as_its_recipe_says():
+    p, _ = _two_cells_joined()
+    seg = Segmenter(_model(), preset("DIC-C2DH-HeLa", "smoke").replace(threshold=0.5, min_size=0))
+    assert seg.instances(p).max() == 1
+    assert seg.with_recipe(split_threshold=0.9).instances(np.stack([p, p])).max() == 2

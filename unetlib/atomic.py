@@ -111,8 +111,9 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
 
     A second process asking for the same folder gets a one-line error naming
     the owner. A folder this call had to create is removed again if it is still
-    empty at the end (an interrupted or refused run leaves nothing behind). A lock left by a process of this machine that no longer runs
-    (``kill -9``, a crash) is stale and taken over.
+    empty at the end (an interrupted or refused run leaves nothing behind). A
+    lock left by a process of this machine that no longer runs (``kill -9``, a
+    crash) is stale and taken over.
     """
     folder = Path(folder)
     lock = folder / LOCK_NAME

@@ -195,7 +195,9 @@ def interpret(result: ExperimentResult) -> list[str]:
             f"{run['direction']}: SEG {run['SEG']:.4f}; {found} of {total} annotated cells found "
             f"({total - found} not covered by more than half), the found ones with a mean Jaccard index of {mean_jaccard:.3f}; "
             f"foreground IoU {run['foreground_iou']:.3f}; instances: P(cell) > {run['threshold']}, "
-            f">= {run['min_size']} px ({run['postprocessing']})")
+            f">= {run['min_size']} px"
+            + (f", split between cores > {run['split_threshold']}" if run.get("split_threshold") is not None else "")
+            + f" ({run['postprocessing']})")
         larger = run.get("by_size", {}).get("larger")
         if larger and larger["cells"]:
             within = run["by_size"]["within"]

@@ -95,7 +95,9 @@ def _cli_predict(args) -> int:
         if model.num_classes != 2:
             raise UnetlibError(f"--instances needs a two-class (background, cell) network; {args.checkpoint} has "
                                f"{model.num_classes} classes")
-        print(f"instances: components of P(cell) > {settings['threshold']}, at least {settings['min_size']} px")
+        split = settings["split_threshold"]
+        print(f"instances: components of P(cell) > {settings['threshold']}, at least {settings['min_size']} px"
+              + (f", split between cores of P(cell) > {split}" if split is not None else ""))
         instances = segmenter.instances(np.take(softmax(logits, axis=class_axis), 1, axis=class_axis))
         _report(write_tiff(args.instances, instances), instances)
     return 0

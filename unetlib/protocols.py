@@ -39,7 +39,7 @@ from unetlib.atomic import atomic_open, write_tiff
 from unetlib.checkpoint import update_metadata
 from unetlib.data import DIRECTIONS, pixel_digest
 from unetlib.errors import UnetlibError
-from unetlib.postprocess import tune_postprocessing
+from unetlib.postprocess import TUNE_SPLITS, tune_postprocessing
 from unetlib.preprocess import normalize_image, resample, resampled_shape
 from unetlib.recipe import Recipe
 from unetlib.results import ExperimentResult
@@ -299,6 +299,7 @@ class DirectionResult:
     merges: int  # predicted objects covering more than half of two or more annotated cells
     threshold: float
     min_size: int
+    split_threshold: float | None  # cores between which components were split (None: not split)
     postprocessing: str
     by_size: dict  # test cells within and beyond the largest training cell (SEGResult.by_size)
     final_loss: float
@@ -345,8 +346,10 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     segmenter = Segmenter(run.model, recipe)
     if recipe.tune_postprocessing:  # on the training sequence only, never on the test sequence
         train_prob = segmenter.p_cell(source.frames[frames])
-        threshold, min_size = tune_postprocessing(train_prob, [source.seg[t] for t in frames])
-        segmenter = segmenter.with_recipe(threshold=threshold, min_size=min_size, tune_postprocessing=True)
+        threshold, min_size, split = tune_postprocessing(train_prob, [source.seg[t] for t in frames],
+                                                         TUNE_SPLITS if recipe.tune_split else (None,))
+        segmenter = segmenter.with_recipe(threshold=threshold, min_size=min_size, split_threshold=split,
+                                          tune_postprocessing=True)
         recipe = segmenter.recipe
         if run.checkpoint is not None:  # `unetlib predict --instances` then cuts the same instances
             update_metadata(run.checkpoint, recipe=recipe.to_dict())
@@ -371,7 +374,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
         train_frames=frames, test_frames=test_frames, SEG=float(seg.seg), foreground_iou=float(seg.foreground_iou),
         objects=int(seg.n_reference), matched_objects=int(seg.n_matched), merges=seg.merges(),
         threshold=float(threshold),
-        min_size=int(min_size), postprocessing=how, by_size=seg.by_size(largest_training_cell),
+        min_size=int(min_size), split_threshold=recipe.split_threshold, postprocessing=how, by_size=seg.by_size(largest_training_cell),
         final_loss=final_loss(run.history), loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
         checkpoint=_relative(checkpoint / "last.pt", out_dir), res_dir=_relative(res_dir, out_dir),

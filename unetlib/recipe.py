@@ -81,10 +81,17 @@ class Recipe:
         Instances are the 4-connected components of ``P(cell) > threshold``.
     min_size : int
         Components smaller than this many pixels are removed.
+    split_threshold : float or None
+        None: instances are the components; a value above ``threshold``: each
+        component is split between its cores ``P(cell) > split_threshold``
+        along the valleys of P(cell) (see :mod:`unetlib.postprocess`).
     tune_postprocessing : bool
         Cell Tracking Challenge only: choose ``threshold`` and ``min_size``
         from a small grid by SEG on the *training* sequence (the values above
         are then unused); the test sequence is never looked at.
+    tune_split : bool
+        With ``tune_postprocessing``, also choose ``split_threshold`` from
+        :data:`unetlib.postprocess.TUNE_SPLITS` (None among them).
     """
 
     dataset: str
@@ -101,7 +108,9 @@ class Recipe:
     predict_tile: int | None = None
     threshold: float = 0.5
     min_size: int = 0
+    split_threshold: float | None = None
     tune_postprocessing: bool = False
+    tune_split: bool = False
 
     def __post_init__(self) -> None:
         check_choice("Recipe.dataset", self.dataset, DATASETS)
@@ -119,6 +128,9 @@ class Recipe:
         check_integer("Recipe.min_size", self.min_size, 0)
         check_bool("Recipe.ignore_unannotated", self.ignore_unannotated)
         check_bool("Recipe.tune_postprocessing", self.tune_postprocessing)
+        check_bool("Recipe.tune_split", self.tune_split)
+        if self.split_threshold is not None:
+            check_real("Recipe.split_threshold", self.split_threshold, 0, 1, high_open=True)
         if self.predict_tile is not None:
             check_input_size(self.predict_tile, "Recipe.predict_tile")
         check_class_weights(self.class_weights)
@@ -143,7 +155,7 @@ class Recipe:
             else:
                 top[name] = value
         _check_names(top, {f.name for f in dataclasses.fields(self)}, "recipe")
-        if ({"threshold", "min_size"} & set(top)) and "tune_postprocessing" not in top:
+        if ({"threshold", "min_size", "split_threshold"} & set(top)) and "tune_postprocessing" not in top:
             top["tune_postprocessing"] = False  # a value given by hand is used, not tuned away
         if nested:
             top["train"] = _replace_train(self.train, nested)
@@ -348,4 +360,7 @@ WHY: dict[str, Any] = {
                            "(never on the test sequence) from a small grid.",
     "threshold": "instances are the 4-connected components of P(cell) > threshold (unless tuned).",
     "min_size": "smaller predicted components are removed as debris (unless tuned).",
+    "tune_split": "whether tuning may also split components between their cores of high P(cell) (a marker "
+                  "watershed; the paper names no instance post-processing): measured over seeds "
+                  "(reports/cpu-seeds).",
 }

@@ -53,9 +53,9 @@ class Segmenter:
         r = self.recipe
         if r is None:
             return {"normalize": "unit", "resample": 1.0, "tta": "none", "predict_tile": None,
-                    "threshold": 0.5, "min_size": 0}
+                    "threshold": 0.5, "min_size": 0, "split_threshold": None}
         return {"normalize": r.normalize, "resample": r.resample, "tta": r.tta, "predict_tile": r.predict_tile,
-                "threshold": r.threshold, "min_size": r.min_size}
+                "threshold": r.threshold, "min_size": r.min_size, "split_threshold": r.split_threshold}
 
     def default_tiling(self) -> Tiling:
         """The recipe's inference tile, device and precision, without a progress bar."""
@@ -103,10 +103,11 @@ class Segmenter:
         settings = self.settings()
         threshold = settings["threshold"] if threshold is None else threshold
         min_size = settings["min_size"] if min_size is None else min_size
+        split = settings["split_threshold"]
         p_cell = np.asarray(p_cell)
         if p_cell.ndim == 2:
-            return cell_instances(p_cell, threshold, min_size)
-        return np.stack([cell_instances(plane, threshold, min_size) for plane in p_cell])
+            return cell_instances(p_cell, threshold, min_size, split)
+        return np.stack([cell_instances(plane, threshold, min_size, split) for plane in p_cell])
 
     def segment(self, image, **options) -> tuple[np.ndarray, np.ndarray]:
         """``(P(cell), instances)`` of an image or stack, as the experiments computed them."""

@@ -308,7 +308,7 @@ def _stored(study: Study, out_dir: Path, variant: str, seed: int, unit) -> dict 
 def _comparable(recipe: Recipe) -> dict:
     data = recipe.to_dict()
     data["train"] = {k: v for k, v in data["train"].items() if k != "seed"}
-    return {k: v for k, v in data.items() if k not in ("threshold", "min_size")}
+    return {k: v for k, v in data.items() if k not in ("threshold", "min_size", "split_threshold")}
 
 
 def _check_same_study(study: Study, out_dir: Path) -> None:
@@ -485,13 +485,14 @@ def flag_runs(result: StudyResult, ratio: float = FLAG_RATIO) -> list[dict]:
 #: a choice is kept only when its alternative is no better, beyond the spread over seeds.
 DECISIONS: dict[str, dict[str, dict]] = {
     "isbi2012": {"cpu": {}, "w_c-1": {"class_weights": None}},
-    "PhC-C2DH-U373": {"cpu": {}, "w_c-balanced": {"class_weights": "balanced"}},
+    "PhC-C2DH-U373": {"cpu": {}, "w_c-balanced": {"class_weights": "balanced"}, "split": {"tune_split": True}},
     "DIC-C2DH-HeLa": {
         "cpu": {},
         "no-clipping": {"train.clip_grad": 0.0},
         "full-resolution": {"resample": 1.0, "train.tile": 508, "train.clip_grad": 0.0},
         "zoom": {"train.augment.scale": 0.25},
         "tta-d4": {"tta": "d4"},
+        "split": {"tune_split": True},
     },
 }
 
