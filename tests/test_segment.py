@@ -150,10 +150,12 @@ def test_tuning_finds_the_split_only_when_allowed():
 
     p, truth = _two_cells_joined(bridge=0.95)  # above every threshold of the grid: only a split separates
     threshold, min_size, split = tune_postprocessing(p[None], [truth])
-    assert split is None and ctc_seg({0: truth}, {0: cell_instances(p, threshold, min_size)}).n_matched == 1
+    merged = ctc_seg({0: truth}, {0: cell_instances(p, threshold, min_size)})
+    assert split is None and merged.merges() == 1 and merged.seg < 0.6  # one object over both cells
     threshold, min_size, split = tune_postprocessing(p[None], [truth], TUNE_SPLITS)
     assert split is not None and split > threshold
-    assert ctc_seg({0: truth}, {0: cell_instances(p, threshold, min_size, split)}).n_matched == 2
+    apart = ctc_seg({0: truth}, {0: cell_instances(p, threshold, min_size, split)})
+    assert apart.merges() == 0 and apart.seg > 0.9
 
 
 def test_the_segmenter_splits_as_its_recipe_says():
