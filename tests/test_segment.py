@@ -163,3 +163,21 @@ def test_the_segmenter_splits_as_its_recipe_says():
     seg = Segmenter(_model(), preset("DIC-C2DH-HeLa", "smoke").replace(threshold=0.5, min_size=0))
     assert seg.instances(p).max() == 1
     assert seg.with_recipe(split_threshold=0.9).instances(np.stack([p, p])).max() == 2
+
+
+def test_a_checkpoint_from_before_a_recipe_field_existed_still_resumes(tmp_path):
+    from unetlib.checkpoint import load_checkpoint, update_metadata
+
+    images, masks = [_image((120, 120))], [np.pad(np.ones((40, 40), np.int32), 40)]
+    recipe = preset("DIC-C2DH-HeLa", "smoke").replace(**{"train.iterations": 2})
+    data = protocols.training_data(recipe, images, masks)
+    first = protocols.train_network(recipe, data, tmp_path, progress=False)
+    payload = load_checkpoint(first.checkpoint)
+    old = {k: v for k, v in payload["metadata"]["identity"].items() if k != "train_images"}
+    stored = {k: v for k, v in payload["metadata"]["recipe"].items() if k != "train_images"}
+    update_metadata(first.checkpoint, identity=old, recipe=stored)  # as written by an earlier version
+    again = protocols.train_network(recipe, data, tmp_path, progress=False)
+    assert again.history == first.history  # reused, not refused
+    other = recipe.replace(train_images=1)
+    with pytest.raises(UnetlibError, match="train_images"):
+        protocols.train_network(other, data, tmp_path, progress=False)

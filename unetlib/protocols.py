@@ -44,7 +44,7 @@ from unetlib.preprocess import normalize_image, resample, resampled_shape
 from unetlib.recipe import Recipe
 from unetlib.results import ExperimentResult
 from unetlib.segment import Segmenter
-from unetlib.train import TrainResult, train
+from unetlib.train import CHECKPOINT_NAME, TrainResult, train
 from unetlib.weights import instances_from_binary, training_target
 
 __all__ = [
@@ -184,8 +184,29 @@ def train_network(recipe: Recipe, data: TrainingData, checkpoint_dir: str | Path
     or frame indices); anything else is refused with a one-line error.
     """
     identity = {**recipe.network_identity(), "trained_on": trained_on}
+    if resume and checkpoint_dir is not None:
+        _upgrade_identity(Path(checkpoint_dir) / CHECKPOINT_NAME, identity)
     return train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=checkpoint_dir,
                  progress=progress, resume=resume, metadata={"recipe": recipe.to_dict(), "identity": identity})
+
+
+def _upgrade_identity(path: Path, identity: dict) -> None:
+    """A checkpoint written before a recipe field existed lacks it in its identity: when its stored recipe,
+    read with that field's default, is the same network, its identity is brought up to date (so it resumes)."""
+    if not path.is_file():
+        return
+    from unetlib.checkpoint import load_checkpoint
+
+    try:
+        metadata = load_checkpoint(path).get("metadata") or {}
+        saved, stored = metadata.get("identity"), metadata.get("recipe")
+        if saved is None or saved == identity or stored is None or not set(saved) < set(identity):
+            return
+        upgraded = {**Recipe.from_dict(stored).network_identity(), "trained_on": saved.get("trained_on")}
+    except UnetlibError:
+        return  # an unreadable checkpoint is reported by the training itself
+    if upgraded == identity:
+        update_metadata(path, identity=identity)
 
 
 def final_loss(history: list) -> float:
@@ -374,7 +395,8 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
         train_frames=frames, test_frames=test_frames, SEG=float(seg.seg), foreground_iou=float(seg.foreground_iou),
         objects=int(seg.n_reference), matched_objects=int(seg.n_matched), merges=seg.merges(),
         threshold=float(threshold),
-        min_size=int(min_size), split_threshold=recipe.split_threshold, postprocessing=how, by_size=seg.by_size(largest_training_cell),
+        min_size=int(min_size), split_threshold=recipe.split_threshold, postprocessing=how,
+        by_size=seg.by_size(largest_training_cell),
         final_loss=final_loss(run.history), loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
         checkpoint=_relative(checkpoint / "last.pt", out_dir), res_dir=_relative(res_dir, out_dir),
