@@ -488,11 +488,11 @@ DECISIONS: dict[str, dict[str, dict]] = {
     "PhC-C2DH-U373": {"cpu": {}, "w_c-balanced": {"class_weights": "balanced"}, "split": {"tune_split": True}},
     "DIC-C2DH-HeLa": {
         "cpu": {},
+        "no-split": {"tune_split": False},
         "no-clipping": {"train.clip_grad": 0.0},
         "full-resolution": {"resample": 1.0, "train.tile": 508, "train.clip_grad": 0.0},
         "zoom": {"train.augment.scale": 0.25},
         "tta-d4": {"tta": "d4"},
-        "split": {"tune_split": True},
     },
 }
 
