@@ -274,6 +274,7 @@ def test_tile_refuses_bad_input(planes):
         AugmentParams(gamma=1.5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_tile_on_cuda_matches_cpu(planes):
     cpu = random_tile(*planes, in_size=188, out_size=4, rng=np.random.default_rng(13))

@@ -31,8 +31,17 @@ def test_tiled_cuda_prediction_equals_cpu_within_bf16():
     scale = np.abs(cpu).max()
     assert np.abs(gpu - cpu).max() <= 0.05 * scale  # bf16 autocast against fp32
     assert np.abs(gpu - whole).max() <= 0.05 * scale  # seamless on the GPU too
-    fp32 = predict(model, image, output="logits", tiling=Tiling(tile=380, device="cuda", amp=False))
-    assert np.abs(fp32 - cpu).max() <= 1e-3 * scale  # tf32 at most
+    # fp32 on the GPU: PyTorch lets cuDNN use TF32 (10-bit mantissa) for fp32 convolutions on Ampere and
+    # later by default; over the 23 layers that moves logits by up to ~2 % of the largest (emulated: 0.3-1.6 %).
+    tf32 = predict(model, image, output="logits", tiling=Tiling(tile=380, device="cuda", amp=False))
+    assert np.abs(tf32 - cpu).max() <= 3e-2 * scale
+    allowed = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:  # true fp32: the same as the CPU to accumulation-order rounding
+        fp32 = predict(model, image, output="logits", tiling=Tiling(tile=380, device="cuda", amp=False))
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = allowed
+    assert np.abs(fp32 - cpu).max() <= 1e-3 * scale
 
 
 def test_amp_training_step_learns_and_checkpoint_loads_on_cpu(tmp_path):

@@ -98,8 +98,12 @@ def git_revision(root: Path | None = None) -> str | None:
     """``HEAD`` of the checkout, with ``+dirty`` when tracked files differ; None outside git.
 
     Changes under ``reports/`` do not count: a run rewrites the committed reports it reproduces.
+    A copy of the checkout without ``.git`` (as GPU machines get it) reports ``UNETLIB_GIT_REVISION``.
     """
     root = root or project_root()
+    given = os.environ.get("UNETLIB_GIT_REVISION", "").strip()
+    if given and not (root / ".git").exists():  # a copy without .git (a batch machine): the revision it was made at
+        return given
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",

@@ -205,9 +205,11 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
 
     For machines without Jupyter (clusters, offline GPU boxes): writes the
     result files, Table 1 and Table 2 and ``results.md`` into ``output_dir``,
-    with each experiment's parameters taken from the profile's files.
+    with each experiment's parameters taken from the profile's files
+    (including its ``WORKERS``, unless a ``runner`` is given).
     """
     from unetlib import data, protocols, recipe, results, tables
+    from unetlib.fanout import runner as make_runner
 
     project = project_root()
     output_dir = Path(output_dir or project / "reports" / profile)
@@ -220,14 +222,16 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
         isbi = profile_parameters(profile, "01_isbi2012_em", project)
         found = {"isbi2012_em": protocols.run_isbi2012(
             recipe.preset("isbi2012", profile), output_dir, folds=isbi.get("FOLDS", 5), run_folds=isbi.get("RUN_FOLDS"),
-            submission_slices=isbi.get("SUBMISSION_SLICES", 0), root=root, runner=runner)}
+            submission_slices=isbi.get("SUBMISSION_SLICES", 0), root=root,
+        runner=runner or make_runner(isbi.get("WORKERS", 0)))}
         timings["01_isbi2012_em"] = round(time.perf_counter() - start, 1)
         for report in ("02_phc_u373", "02_dic_hela"):
             start = time.perf_counter()
             params = profile_parameters(profile, report, project)
             found[params["DATASET"]] = protocols.run_ctc(recipe.preset(params["DATASET"], profile), output_dir,
                                                          directions=params.get("DIRECTIONS", data.DIRECTIONS),
-                                                         root=root, runner=runner)
+                                                         root=root,
+                                                         runner=runner or make_runner(params.get("WORKERS", 0)))
             timings[report] = round(time.perf_counter() - start, 1)
         for name, result in found.items():
             results.write_result(output_dir / f"{name}.json", result)
@@ -299,8 +303,9 @@ def main(argv=None) -> int:
             if args.only:
                 raise UnetlibError("--headless runs the experiments and tables together; drop --only "
                                    "(or run the notebooks without --headless)")
+            given = args.workers is not None or args.scheduler  # else each experiment's profile says
             reproduce_headless(profile, args.output_dir, fetch=not args.no_fetch,
-                               runner=runner(args.workers or 0, args.scheduler))
+                               runner=runner(args.workers or 0, args.scheduler) if given else None)
             return 0
         reproduce(profile, tuple(args.only or NOTEBOOKS), args.output_dir, fetch=not args.no_fetch, **overrides)
     except UnetlibError as exc:
