@@ -6,11 +6,6 @@ Source: Ronneberger, Fischer & Brox, MICCAI 2015, Tables 1 and 2 (the ISBI
 
 from __future__ import annotations
 
-CITATION = (
-    "O. Ronneberger, P. Fischer, T. Brox. U-Net: Convolutional Networks for Biomedical "
-    "Image Segmentation. MICCAI 2015, LNCS 9351, pp. 234-241. arXiv:1505.04597"
-)
-
 #: Table 1: (rank, group, warping error, Rand error, pixel error); rank None = human values
 TABLE1 = [
     (None, "human values", 0.000005, 0.0021, 0.0010),

@@ -287,7 +287,7 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
         pixel_error=float(scores.pixel_error), metrics=_without_per_slice(scores.to_dict()),
         final_loss=final_loss(run.history), loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
-        checkpoint=_relative(checkpoint / "last.pt", out_dir),
+        checkpoint=_relative(checkpoint / CHECKPOINT_NAME, out_dir),
         example=_relative(example, out_dir),
     )
 
@@ -399,7 +399,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
         by_size=seg.by_size(largest_training_cell),
         final_loss=final_loss(run.history), loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
-        checkpoint=_relative(checkpoint / "last.pt", out_dir), res_dir=_relative(res_dir, out_dir),
+        checkpoint=_relative(checkpoint / CHECKPOINT_NAME, out_dir), res_dir=_relative(res_dir, out_dir),
         example=_relative(example, out_dir),
     )
 

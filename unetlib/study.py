@@ -47,6 +47,7 @@ from unetlib.atomic import folder_lock, write_text
 from unetlib.data import DIRECTIONS
 from unetlib.errors import UnetlibError
 from unetlib.recipe import Recipe
+from unetlib.train import CHECKPOINT_NAME
 
 __all__ = [
     "SCHEMA", "METRICS", "Study", "StudyResult", "run_study", "read_study", "summarize", "compare",
@@ -247,9 +248,9 @@ def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=Non
     if study.reuses_baseline(variant):  # evaluate the baseline's network (a copy: tuning rewrites its recipe)
         source = protocols.unit_checkpoint_dir(run_folder(out_dir, study.baseline, seed), recipe.dataset, unit)
         target = protocols.unit_checkpoint_dir(folder, recipe.dataset, unit)
-        if (source / "last.pt").is_file() and not (target / "last.pt").is_file():
+        if (source / CHECKPOINT_NAME).is_file() and not (target / CHECKPOINT_NAME).is_file():
             target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / "last.pt", target / "last.pt")
+            shutil.copyfile(source / CHECKPOINT_NAME, target / CHECKPOINT_NAME)
     if study.recipe.dataset == "isbi2012":
         split = protocols.select_folds(protocols.contiguous_folds(30, study.folds), [unit])[0]
         result = protocols.isbi_fold(recipe, split, folder, root=root, progress=progress)

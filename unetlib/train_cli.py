@@ -123,12 +123,13 @@ def _select(args, recipe):
 def _cli(args: argparse.Namespace) -> int:
     from unetlib.atomic import folder_lock
     from unetlib.protocols import train_network, training_data
+    from unetlib.train import CHECKPOINT_NAME
     from unetlib.userfiles import check_output_folder
 
     out = Path(args.out or f"runs/train-{args.dataset}")
     recipe = _recipe(args)  # every option is checked before anything is read or written
     check_output_folder("--out", out)
-    last = out / "last.pt"
+    last = out / CHECKPOINT_NAME
     if last.is_dir():
         raise UnetlibError(f"{last} is a folder; move it away or choose another --out")
     if last.exists() and not args.no_resume:
@@ -140,7 +141,7 @@ def _cli(args: argparse.Namespace) -> int:
             result = train_network(recipe, data, checkpoint_dir=out, resume=not args.no_resume,
                                    trained_on=trained_on)
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note
-            stop.note = _saved_note(out / "last.pt")
+            stop.note = _saved_note(out / CHECKPOINT_NAME)
             raise
     last = result.history[-1] if result.history else None
     summary = f"iteration {last[0]}, loss {last[1]:.4f}" if last else "no iterations run"
