@@ -12,6 +12,7 @@ import pytest
 import tifffile
 
 from unetlib import data
+from unetlib import manifest as manifests
 from unetlib.cli import main
 from unetlib.errors import UnetlibError
 
@@ -176,18 +177,18 @@ def test_read_man_track_rejects_garbage(tmp_path):
     np.arange(12, dtype=np.uint16).reshape(3, 4)[:, ::2],  # not C-contiguous
 ])
 def test_pixel_digest_matches_reference(array):
-    assert data.pixel_digest(array) == reference_pixel_digest(array)
+    assert manifests.pixel_digest(array) == reference_pixel_digest(array)
 
 
 def test_pixel_digest_depends_on_shape():
     a = np.arange(12, dtype=np.uint8)
-    assert data.pixel_digest(a.reshape(3, 4)) != data.pixel_digest(a.reshape(4, 3))
+    assert manifests.pixel_digest(a.reshape(3, 4)) != manifests.pixel_digest(a.reshape(4, 3))
 
 
 def test_manifest_round_trip_and_bytes_hash(tmp_path):
     folder = write_tiny_ctc(tmp_path)
-    manifest = data.make_manifest(tmp_path, (U373,))
-    assert data.parse_manifest(data.format_manifest(manifest)) == manifest
+    manifest = manifests.make_manifest(tmp_path, (U373,))
+    assert manifests.parse_manifest(manifests.format_manifest(manifest)) == manifest
     entry = manifest[f"{U373}/01/t000.tif"]
     assert entry.method == "bytes"
     assert entry.digest == hashlib.sha256((folder / "01" / "t000.tif").read_bytes()).hexdigest()
@@ -196,34 +197,34 @@ def test_manifest_round_trip_and_bytes_hash(tmp_path):
 
 def test_parse_manifest_rejects_bad_lines():
     with pytest.raises(UnetlibError, match="line 2"):
-        data.parse_manifest("# header\nnot-a-hash  bytes  a/b.tif\n")
+        manifests.parse_manifest("# header\nnot-a-hash  bytes  a/b.tif\n")
     with pytest.raises(UnetlibError, match="line 1"):
-        data.parse_manifest(f"{'0' * 64}  bytes  -5  a/b.tif\n")
+        manifests.parse_manifest(f"{'0' * 64}  bytes  -5  a/b.tif\n")
 
 
 def test_parse_manifest_reads_sizes_and_old_three_column_lines():
     digest = "ab" * 32
     text = f"{digest}  bytes  1234  a/b c.tif\n{digest}  pixels:uint8:2x3  a/old.tif\n"
-    manifest = data.parse_manifest(text)
-    assert manifest["a/b c.tif"] == data.ManifestEntry("a/b c.tif", digest, "bytes", 1234)
+    manifest = manifests.parse_manifest(text)
+    assert manifest["a/b c.tif"] == manifests.ManifestEntry("a/b c.tif", digest, "bytes", 1234)
     assert manifest["a/old.tif"].size is None  # the 3-column format still parses
-    assert data.parse_manifest(data.format_manifest(manifest)) == manifest
+    assert manifests.parse_manifest(manifests.format_manifest(manifest)) == manifest
 
 
 def test_make_manifest_records_file_sizes(tmp_path):
     folder = write_tiny_ctc(tmp_path)
-    manifest = data.make_manifest(tmp_path, (U373,))
+    manifest = manifests.make_manifest(tmp_path, (U373,))
     for rel, entry in manifest.items():
         assert entry.size == (tmp_path / rel).stat().st_size
-    line = next(row for row in data.format_manifest(manifest).splitlines() if row.endswith("01/t000.tif"))
+    line = next(row for row in manifests.format_manifest(manifest).splitlines() if row.endswith("01/t000.tif"))
     assert line.split() == [manifest[f"{U373}/01/t000.tif"].digest, "bytes",
                             str((folder / "01" / "t000.tif").stat().st_size), f"{U373}/01/t000.tif"]
 
 
 def test_verify_names_every_missing_and_corrupt_file_and_touches_nothing(tmp_path):
     folder = write_tiny_ctc(tmp_path)
-    manifest = data.make_manifest(tmp_path, (U373,))
-    assert data.verify(tmp_path, [U373], manifest).ok
+    manifest = manifests.make_manifest(tmp_path, (U373,))
+    assert manifests.verify(tmp_path, [U373], manifest).ok
 
     (folder / "01" / "t001.tif").unlink()
     (folder / "02_GT" / "TRA" / "man_track.txt").unlink()
@@ -233,7 +234,7 @@ def test_verify_names_every_missing_and_corrupt_file_and_touches_nothing(tmp_pat
     changed.write_bytes(bytes(raw))
     before = files_and_mtimes(tmp_path)
 
-    report = data.verify(tmp_path, [U373], manifest)
+    report = manifests.verify(tmp_path, [U373], manifest)
     assert not report.ok
     assert report.missing == [f"{U373}/01/t001.tif", f"{U373}/02_GT/TRA/man_track.txt"]
     assert [p for p, _ in report.corrupt] == [f"{U373}/02_GT/SEG/man_seg001.tif"]
@@ -245,11 +246,11 @@ def test_verify_names_every_missing_and_corrupt_file_and_touches_nothing(tmp_pat
 
 def test_verify_lists_extra_files_as_warnings(tmp_path, capsys):
     folder = write_tiny_ctc(tmp_path)
-    manifest = data.make_manifest(tmp_path, (U373,))
+    manifest = manifests.make_manifest(tmp_path, (U373,))
     (folder / "01_ST" / "SEG").mkdir(parents=True)
     (folder / "01_ST" / "SEG" / "man_seg000.tif").write_bytes(b"silver")
     (folder / "01" / "notes.txt").write_text("x")
-    report = data.verify(tmp_path, [U373], manifest)
+    report = manifests.verify(tmp_path, [U373], manifest)
     assert report.extra == [f"{U373}/01/notes.txt", f"{U373}/01_ST/SEG/man_seg000.tif"]
     assert report.ok and report.checked == len(manifest)  # warnings: the manifest's files all match
     text = str(report).splitlines()
@@ -259,7 +260,7 @@ def test_verify_lists_extra_files_as_warnings(tmp_path, capsys):
     from unetlib import data_cli  # the CLI prints them and still exits 0
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data_cli, "verify", lambda root, names: data.verify(root, names, manifest))
+        mp.setattr(data_cli, "verify", lambda root, names: manifests.verify(root, names, manifest))
         assert main(["data", "verify", "--root", str(tmp_path), U373]) == 0
     assert "EXTRA    " + str(folder / "01_ST" / "SEG" / "man_seg000.tif") in capsys.readouterr().out
 
@@ -270,28 +271,28 @@ def test_verify_pixel_entries_decode_instead_of_hashing_bytes(tmp_path):
     stack = np.random.default_rng(0).integers(0, 256, (2, 5, 5), dtype=np.uint8)
     for name in data.ISBI_FILES:
         tifffile.imwrite(folder / name, stack)
-    manifest = data.make_manifest(tmp_path, ("isbi2012",))
+    manifest = manifests.make_manifest(tmp_path, ("isbi2012",))
     assert manifest["isbi2012/train-volume.tif"].method == "pixels:uint8:2x5x5"
     # the same pixels in a differently encoded file still pass
     tifffile.imwrite(folder / "train-volume.tif", stack, compression="zlib")
-    assert data.verify(tmp_path, ["isbi2012"], manifest).ok
+    assert manifests.verify(tmp_path, ["isbi2012"], manifest).ok
     changed = stack.copy()
     changed[1, 2, 3] ^= 1
     tifffile.imwrite(folder / "test-volume.tif", changed)
-    report = data.verify(tmp_path, ["isbi2012"], manifest)
+    report = manifests.verify(tmp_path, ["isbi2012"], manifest)
     assert [p for p, _ in report.corrupt] == ["isbi2012/test-volume.tif"]
     assert "pixel sha256" in report.corrupt[0][1]
 
 
 def test_verify_reports_absent_datasets_with_hints(tmp_path):
-    report = data.verify(tmp_path / "missing-root")
+    report = manifests.verify(tmp_path / "missing-root")
     assert not report.ok
     assert report.absent == list(data.DATASETS)
     assert "UNETLIB_DATA" in str(report) and "unetlib data fetch isbi2012" in str(report)
 
 
 def test_shipped_manifest_covers_every_dataset():
-    manifest = data.read_manifest()
+    manifest = manifests.read_manifest()
     per_dataset = {name: 0 for name in data.DATASETS}
     for entry in manifest.values():
         per_dataset[entry.dataset] += 1
@@ -304,7 +305,7 @@ def test_shipped_manifest_covers_every_dataset():
 
 
 def test_shipped_manifest_sizes_match_the_real_files(data_root):
-    manifest = data.read_manifest()
+    manifest = manifests.read_manifest()
     sizes = {rel: (data_root / rel).stat().st_size for rel in manifest}
     assert {rel: e.size for rel, e in manifest.items()} == sizes
     assert all(e.size > 0 for e in manifest.values())

@@ -18,6 +18,7 @@ import tifffile
 
 from unetlib import data
 from unetlib import fetch as fetch_mod
+from unetlib import manifest as manifests
 from unetlib.cli import main
 from unetlib.errors import UnetlibError
 from unetlib.fetch import fetch
@@ -130,7 +131,7 @@ def tiny(tmp_path):
     """(manifest, folder) of a tiny CTC dataset named like U373."""
     source = tmp_path / "source"
     folder = write_tiny_ctc(source)
-    return data.make_manifest(source, (U373,)), folder
+    return manifests.make_manifest(source, (U373,)), folder
 
 
 def leftovers(root: Path) -> list[str]:
@@ -165,7 +166,7 @@ def test_fetch_installs_a_verified_dataset(server, tiny, tmp_path, top):
     root = tmp_path / "root"
     result = fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
     assert result == fetch_mod.FetchResult(root / U373, fetched=True)
-    assert data.verify(root, [U373], manifest).ok
+    assert manifests.verify(root, [U373], manifest).ok
     assert leftovers(root) == [U373]  # no temporary files left
     loaded = data.load_ctc(U373, "02", root, verify=False)  # verified against the test's own manifest above
     np.testing.assert_array_equal(loaded.frames[1], tifffile.imread(folder / "02" / "t001.tif"))
@@ -186,7 +187,7 @@ def test_truncated_download_installs_nothing(server, tiny, tmp_path):
         fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
     assert f"{base}/{U373}.zip" in str(err.value)
     assert leftovers(root) == []
-    assert not data.verify(root, [U373], manifest).ok
+    assert not manifests.verify(root, [U373], manifest).ok
 
 
 def test_checksum_mismatch_installs_nothing(server, tiny, tmp_path):
@@ -198,7 +199,7 @@ def test_checksum_mismatch_installs_nothing(server, tiny, tmp_path):
         fetch(U373, root, url=base, manifest=manifest, progress=False, timeout=10)
     assert f"{U373}/01_GT/SEG/man_seg001.tif" in str(err.value)
     assert leftovers(root) == []
-    assert not data.verify(root, [U373], manifest).ok
+    assert not manifests.verify(root, [U373], manifest).ok
 
 
 def test_not_a_zip_and_http_errors_are_clear(server, tiny, tmp_path):
@@ -247,14 +248,14 @@ def test_fetch_isbi_stacks_checks_pixels(server, tmp_path):
     for i, name in enumerate(data.ISBI_FILES):
         stacks[name] = np.full((2, 4, 4), i * 100, np.uint8)
         tifffile.imwrite(source / name, stacks[name])
-    manifest = data.make_manifest(source.parent, ("isbi2012",))
+    manifest = manifests.make_manifest(source.parent, ("isbi2012",))
     for name in data.ISBI_FILES:  # the mirror's files: other bytes, same pixels
         buffer = io.BytesIO()
         tifffile.imwrite(buffer, stacks[name], compression="zlib")
         routes[f"/{name}"] = (buffer.getvalue(), "ok")
     root = tmp_path / "root"
     assert fetch("isbi2012", root, url=base, manifest=manifest, progress=True, timeout=10).fetched
-    assert data.verify(root, ["isbi2012"], manifest).ok
+    assert manifests.verify(root, ["isbi2012"], manifest).ok
 
     other = tmp_path / "other"
     buffer = io.BytesIO()
@@ -278,7 +279,7 @@ def test_cli_fetch_uses_env_url_and_reports_errors(server, tiny, tmp_path, monke
     assert leftovers(tmp_path / "root") == []
 
     routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "ok")
-    monkeypatch.setattr(data, "read_manifest", lambda path=None: manifest)
+    monkeypatch.setattr(manifests, "read_manifest", lambda path=None: manifest)
     args = ["data", "fetch", U373, "--root", str(tmp_path / "root"), "--no-progress"]
     assert main(args) == 0
     assert "fetched and verified" in capsys.readouterr().out
@@ -294,13 +295,13 @@ def test_reproduce_fetches_only_the_missing_datasets_and_prints_the_terms(server
     manifest, folder = tiny
     routes[f"/{U373}.zip"] = (zip_folder(folder, U373), "ok")
     monkeypatch.setenv("UNETLIB_DATA_URL", base)
-    monkeypatch.setattr(data, "read_manifest", lambda path=None: manifest)
+    monkeypatch.setattr(manifests, "read_manifest", lambda path=None: manifest)
     root = tmp_path / "root"
     (root / "isbi2012").mkdir(parents=True)  # present: never downloaded again
     assert fetch_missing(["01_isbi2012_em", "02_phc_u373", "03_paper_tables"], root) == [U373]
     out = capsys.readouterr().out
     assert "Terms of use" in out and f"fetching {U373} from {base}" in out and "isbi2012 from" not in out
-    report = data.verify(root, [U373], manifest)  # installed and checked against the manifest
+    report = manifests.verify(root, [U373], manifest)  # installed and checked against the manifest
     assert report.ok and report.checked == len(manifest)
     assert fetch_missing(["02_phc_u373"], root) == [] and capsys.readouterr().out == ""
 
@@ -368,9 +369,9 @@ def test_fetch_installs_only_the_manifest_files(server, tiny, tmp_path, monkeypa
     assert result.fetched and result.skipped == 2
     installed = sorted(p.relative_to(root).as_posix() for p in (root / U373).rglob("*") if p.is_file())
     assert installed == sorted(manifest)
-    assert data.verify(root, [U373], manifest).extra == []
+    assert manifests.verify(root, [U373], manifest).extra == []
 
-    monkeypatch.setattr(data, "read_manifest", lambda path=None: manifest)
+    monkeypatch.setattr(manifests, "read_manifest", lambda path=None: manifest)
     assert main(["data", "fetch", U373, "--root", str(tmp_path / "cli"), "--url", base,
                  "--no-progress"]) == 0
     assert "2 archive members not in the manifest were not installed" in capsys.readouterr().out
@@ -378,7 +379,7 @@ def test_fetch_installs_only_the_manifest_files(server, tiny, tmp_path, monkeypa
 
 def test_fetch_needs_a_manifest_with_sizes(tiny, tmp_path):
     manifest, _ = tiny
-    old = data.parse_manifest("\n".join(f"{e.digest}  {e.method}  {e.path}" for e in manifest.values()))
+    old = manifests.parse_manifest("\n".join(f"{e.digest}  {e.method}  {e.path}" for e in manifest.values()))
     with pytest.raises(UnetlibError, match="no file sizes"):
         fetch(U373, tmp_path / "root", url="http://127.0.0.1:1", manifest=old, progress=False)
     assert leftovers(tmp_path / "root") == []
@@ -456,7 +457,7 @@ def test_download_limit_follows_the_manifest(tiny):
     manifest, _ = tiny
     total = sum(e.size for e in manifest.values())
     assert fetch_mod.download_limit(U373, manifest) == 2 * total + (50 << 20)
-    shipped = data.read_manifest()
+    shipped = manifests.read_manifest()
     assert fetch_mod.download_limit("isbi2012", shipped) == 4 * 30 * 512 * 512 + (1 << 20)
 
 
@@ -483,7 +484,7 @@ def test_isbi_download_is_bounded_by_the_decoded_size(server, tmp_path):
     source.mkdir(parents=True)
     for name in data.ISBI_FILES:
         tifffile.imwrite(source / name, np.zeros((2, 4, 4), np.uint8))
-    manifest = data.make_manifest(source.parent, ("isbi2012",))
+    manifest = manifests.make_manifest(source.parent, ("isbi2012",))
     for name in data.ISBI_FILES:
         routes[f"/{name}"] = ((source / name).read_bytes(), "ok")
     routes["/train-labels.tif"] = (bytes(2 << 20), "nolength")  # 2 MiB for 32 pixels

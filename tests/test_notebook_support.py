@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from unetlib import data, paper, postprocess, protocols, results, tables
+from unetlib import manifest as manifests
 from unetlib.errors import UnetlibError
 from unetlib.notebook import check_range, validate_parameters
 from unetlib.protocols import Split
@@ -145,11 +146,11 @@ def test_result_file_roundtrip(tmp_path):
 
 
 def test_one_array_digest_for_data_and_results():
-    assert not hasattr(results, "array_digest")  # result files record data.pixel_digest, the manifest's digest
+    assert not hasattr(results, "array_digest")  # result files record manifest.pixel_digest, the manifest's digest
     a = np.zeros((2, 2), np.uint8)
-    assert data.pixel_digest(a) != data.pixel_digest(a.astype(np.uint16))
-    assert data.pixel_digest(a) != data.pixel_digest(a.reshape(1, 4))
-    assert data.pixel_digest(np.asfortranarray(np.arange(6).reshape(2, 3))) == data.pixel_digest(
+    assert manifests.pixel_digest(a) != manifests.pixel_digest(a.astype(np.uint16))
+    assert manifests.pixel_digest(a) != manifests.pixel_digest(a.reshape(1, 4))
+    assert manifests.pixel_digest(np.asfortranarray(np.arange(6).reshape(2, 3))) == manifests.pixel_digest(
         np.arange(6).reshape(2, 3))
 
 

@@ -1,5 +1,6 @@
-"""The paper's three datasets on disk: where they live, how they are laid out,
-how to load them and how to check them against the shipped checksum manifest.
+"""The paper's three datasets on disk: where they live, how they are laid out and
+how to load them (checked against the shipped checksum manifest,
+:mod:`unetlib.manifest`, as they are read).
 
 Layout below the data root (the official names; see ``data/README.md``)::
 
@@ -10,35 +11,31 @@ Layout below the data root (the official names; see ``data/README.md``)::
     PhC-C2DH-U373/01_GT/TRA/man_track.txt     the tracks: label, first, last frame, parent
     DIC-C2DH-HeLa/...                         same as PhC-C2DH-U373
 
-Loading never hashes (that is :func:`verify`'s job) but checks shapes, dtypes
-and that no TIFF is truncated. Neither loading nor verifying ever deletes or
+Loading checks shapes, dtypes and that no TIFF is truncated, and every file read
+against the manifest (a file already checked is remembered, not hashed again). Neither loading nor verifying ever deletes or
 writes a file. This module does not import PyTorch.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 import re
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from unetlib import manifest
+from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
 
 __all__ = [
     "ENV_ROOT", "DATASETS", "CTC_DATASETS", "SEQUENCES", "DIRECTIONS", "ISBI_FILES", "ISBI_SHAPE",
     "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc", "cell_areas",
     "layout_hints", "indexed_files", "read_tiff", "read_man_track",
-    "ManifestEntry", "read_manifest", "parse_manifest", "format_manifest", "make_manifest",
-    "pixel_digest", "VerifyReport", "verify", "verify_dataset_dir", "extra_files",
+    "check_dataset_name", "REFETCH",
 ]
 
 ENV_ROOT = "UNETLIB_DATA"
@@ -50,10 +47,8 @@ SEQUENCES = ("01", "02")
 DIRECTIONS = ("01->02", "02->01")
 ISBI_FILES = ("train-volume.tif", "train-labels.tif", "test-volume.tif")
 ISBI_SHAPE = (30, 512, 512)
-MANIFEST_NAME = "datasets.sha256"
 
 _FRAME = re.compile(r"^t(\d+)\.tif$")
-_CHUNK = 1 << 20
 
 LAYOUT = {
     ISBI: "isbi2012/train-volume.tif, isbi2012/train-labels.tif, isbi2012/test-volume.tif",
@@ -93,12 +88,10 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(ENV_ROOT, "").strip()
     if env:
         return Path(env).expanduser()
-    from unetlib.environment import project_root
-
     return project_root() / "data"
 
 
-def _check_dataset_name(name: str, allowed: tuple[str, ...] = DATASETS) -> str:
+def check_dataset_name(name: str, allowed: tuple[str, ...] = DATASETS) -> str:
     if name not in allowed:
         raise UnetlibError(f"unknown dataset {name!r}; choose one of {', '.join(allowed)}")
     return name
@@ -151,21 +144,21 @@ def _missing_dataset_error(root: Path, name: str, what: Path | None = None) -> U
 # --------------------------------------------------------------------------- reading files
 
 
-# appended to messages that already name the bad file
-_REFETCH = ("re-fetch the dataset (move its folder away, then `unetlib data fetch NAME`) and "
+#: appended to messages that already name the bad dataset file
+REFETCH = ("re-fetch the dataset (move its folder away, then `unetlib data fetch NAME`) and "
             "check it with `unetlib data verify`")
 
 
 def _check_not_truncated(tif: tifffile.TiffFile, path: Path) -> None:
     size = path.stat().st_size
     if len(tif.pages) == 0:
-        raise UnetlibError(f"{path} holds no image (truncated or not a TIFF); {_REFETCH}")
+        raise UnetlibError(f"{path} holds no image (truncated or not a TIFF); {REFETCH}")
     for page in tif.pages:
         ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
         if not ends or max(ends) > size:
             raise UnetlibError(
                 f"{path} is truncated ({size} bytes, image data reaches {max(ends, default=0)}); "
-                f"{_REFETCH}"
+                f"{REFETCH}"
             )
 
 
@@ -180,7 +173,7 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise UnetlibError(f"{path} does not exist; {_REFETCH}")
+        raise UnetlibError(f"{path} does not exist; {REFETCH}")
     try:
         with tifffile.TiffFile(path) as tif:
             _check_not_truncated(tif, path)
@@ -189,10 +182,10 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
         raise
     except Exception as exc:  # tifffile / imagecodecs raise many kinds
         raise UnetlibError(
-            f"{path} cannot be decoded ({type(exc).__name__}: {exc}); {_REFETCH}"
+            f"{path} cannot be decoded ({type(exc).__name__}: {exc}); {REFETCH}"
         ) from exc
     if len({(p.shape, p.dtype) for p in pages}) != 1:
-        raise UnetlibError(f"{path} has pages of different shapes or dtypes; {_REFETCH}")
+        raise UnetlibError(f"{path} has pages of different shapes or dtypes; {REFETCH}")
     return pages[0] if len(pages) == 1 else np.stack(pages)
 
 
@@ -214,7 +207,7 @@ def read_man_track(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise UnetlibError(f"{path} does not exist; {_REFETCH}")
+        raise UnetlibError(f"{path} does not exist; {REFETCH}")
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -223,7 +216,7 @@ def read_man_track(path: str | os.PathLike) -> np.ndarray:
         if len(fields) != 4 or not all(f.isdigit() for f in fields):
             raise UnetlibError(
                 f"{path} line {number} is not 'label first last parent': {line!r}; "
-                f"{_REFETCH}"
+                f"{REFETCH}"
             )
         rows.append([int(f) for f in fields])
     return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
@@ -289,7 +282,7 @@ def _check_stack(array: np.ndarray, path: Path, shape: tuple[int, ...], dtype: t
     if array.shape != shape or array.dtype != dtype:
         raise UnetlibError(
             f"{path} holds a {array.dtype} array of shape {array.shape}; expected {np.dtype(dtype)} "
-            f"{shape}; {_REFETCH}"
+            f"{shape}; {REFETCH}"
         )
     return array
 
@@ -298,7 +291,7 @@ def load_isbi2012(root: str | os.PathLike | None = None, *, verify: bool = True)
     """Load the three ISBI 2012 stacks from ``root/isbi2012`` (root: see :func:`data_root`).
 
     With ``verify`` (the default) every file is checked against the shipped
-    checksum manifest as it is read, as ``unetlib data verify`` would (a file
+    checksum manifest as it is read (:func:`unetlib.manifest.check_files`), as ``unetlib data verify`` would (a file
     already checked is remembered by its size, time and inode): a damaged file
     or another dataset's file is refused, never trained on.
 
@@ -317,7 +310,7 @@ def load_isbi2012(root: str | os.PathLike | None = None, *, verify: bool = True)
             raise _missing_dataset_error(root, ISBI, folder / name)
         stacks.append(_check_stack(read_tiff(folder / name), folder / name, ISBI_SHAPE, np.uint8))
     if verify:
-        check_against_manifest(root, [(folder / name, stack) for name, stack in zip(ISBI_FILES, stacks)])
+        manifest.check_files(root, [(folder / name, stack) for name, stack in zip(ISBI_FILES, stacks)])
     _check_binary_labels(stacks[1], folder / ISBI_FILES[1])
     return ISBI2012(*stacks)
 
@@ -326,7 +319,7 @@ def _check_binary_labels(labels: np.ndarray, path: Path) -> None:
     values = np.unique(labels)
     if not set(values.tolist()) <= {0, 255}:
         raise UnetlibError(f"{path} has values {values[:10].tolist()}, expected only 0 and 255; "
-                           f"{_REFETCH}")
+                           f"{REFETCH}")
 
 
 def _sequence_dirs(root: Path, name: str, seq: str) -> tuple[Path, Path]:
@@ -344,7 +337,7 @@ def _contiguous_frames(raw: Path) -> list[Path]:
         raise UnetlibError(
             f"{raw} should hold frames t000.tif ... contiguous from 0; "
             + (f"missing frame indices {gaps[:10]}" if files else "it holds none")
-            + f"; {_REFETCH}"
+            + f"; {REFETCH}"
         )
     return [files[i] for i in range(len(files))]
 
@@ -361,14 +354,14 @@ def _load_frames(raw: Path) -> np.ndarray:
 def _load_seg(folder: Path, frame_shape: tuple[int, ...], n_frames: int) -> dict[int, np.ndarray]:
     files = indexed_files(folder, "man_seg")
     if not files:
-        raise UnetlibError(f"{folder} holds no man_segNNN.tif; {_REFETCH}")
+        raise UnetlibError(f"{folder} holds no man_segNNN.tif; {REFETCH}")
     order = sorted(files)
     masks = _read_many([files[i] for i in order])
     for index, mask in zip(order, masks):
         _check_stack(mask, files[index], frame_shape, np.uint16)
         if index >= n_frames:
             raise UnetlibError(f"{files[index]} annotates frame {index}, but the sequence has "
-                               f"{n_frames} frames; {_REFETCH}")
+                               f"{n_frames} frames; {REFETCH}")
     return dict(zip(order, masks))
 
 
@@ -377,7 +370,7 @@ def _load_tra(folder: Path, frame_shape: tuple[int, ...], n_frames: int) -> np.n
     missing = [i for i in range(n_frames) if i not in files]
     if missing:
         raise UnetlibError(f"{folder} lacks man_track{missing[0]:03d}.tif (and {len(missing) - 1} "
-                           f"more); {_REFETCH}")
+                           f"more); {REFETCH}")
     paths = [files[i] for i in range(n_frames)]
     masks = _read_many(paths)
     for path, mask in zip(paths, masks):
@@ -414,7 +407,7 @@ def load_ctc(
         frames (T, H, W) uint8; seg {frame index: (H, W) uint16}; tra
         (T, H, W) uint16 or None; tracks (N, 4) int64.
     """
-    name = _check_dataset_name(name, CTC_DATASETS)
+    name = check_dataset_name(name, CTC_DATASETS)
     seq = _check_sequence(sequence)
     root = data_root(root)
     if not (root / name).is_dir():
@@ -429,401 +422,11 @@ def load_ctc(
         read = [*_contiguous_frames(raw), *indexed_files(gt / "SEG", "man_seg").values(), gt / "TRA" / "man_track.txt"]
         if tra:
             read += list(indexed_files(gt / "TRA", "man_track").values())
-        check_against_manifest(root, read)
+        manifest.check_files(root, read)
     return CTCSequence(name, seq, frames, seg, markers, tracks)
-
-
-def _verified_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unetlib" / "verified-files.json"
-
-
-@functools.lru_cache(maxsize=1)
-def _shipped_manifest() -> dict[str, ManifestEntry]:
-    return read_manifest()
-
-
-def check_against_manifest(root: Path, files: list) -> None:
-    """Refuse dataset files that do not match the shipped manifest (files it does not list pass).
-
-    ``files`` holds paths, or ``(path, decoded array)`` pairs for pixel
-    entries. A file's digest is computed once per version of the file: a
-    match is remembered in the user's cache by path, size, modification time
-    and inode.
-    """
-    cache, added = _read_verified(), False
-    for item in files:
-        path, array = item if isinstance(item, tuple) else (item, None)
-        try:
-            rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-        except ValueError:
-            continue
-        entry = _shipped_manifest().get(rel)
-        if entry is None:
-            continue
-        info = Path(path).stat()
-        key, signature = str(Path(path).resolve()), [info.st_size, info.st_mtime_ns, info.st_ino, entry.digest]
-        if cache.get(key) == signature:
-            continue
-        if entry.method == "bytes":
-            problem = None if _file_digest(path) == entry.digest else "its sha256 differs"
-        else:
-            array = read_tiff(path) if array is None else array
-            problem = (f"decodes to {_pixel_method(array)}, expected {entry.method}"
-                       if _pixel_method(array) != entry.method
-                       else None if pixel_digest(array) == entry.digest else "its pixel sha256 differs")
-        if problem:
-            raise UnetlibError(f"{path} does not match the checksum manifest ({problem}: damaged, or another "
-                               f"dataset's file); {_REFETCH}")
-        cache[key], added = signature, True
-    if added:
-        try:
-            from unetlib.atomic import write_text
-
-            write_text(_verified_cache(), json.dumps(cache) + "\n")
-        except (OSError, UnetlibError):
-            pass  # no cache where the home folder is read-only: the files are checked again next time
-
-
-def _read_verified() -> dict:
-    try:
-        cache = json.loads(_verified_cache().read_text())
-        return cache if isinstance(cache, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One manifest line.
-
-    Attributes
-    ----------
-    path : str
-        Relative to the data root, ``/``-separated, e.g. ``isbi2012/train-volume.tif``.
-    digest : str
-        Lower-case hex sha256.
-    method : str
-        ``"bytes"`` (sha256 of the file) or ``"pixels:DTYPE:SHAPE"``, e.g.
-        ``"pixels:uint8:30x512x512"`` (sha256 of the decoded array, see
-        :func:`pixel_digest`).
-    size : int or None
-        The file's size in bytes; None for a line of the old 3-column format.
-        :func:`unetlib.fetch.fetch` needs it to bound downloads and unpacking.
-    """
-
-    path: str
-    digest: str
-    method: str
-    size: int | None = None
-
-    @property
-    def dataset(self) -> str:
-        return self.path.split("/", 1)[0]
-
-    @property
-    def decoded_bytes(self) -> int | None:
-        """Bytes of the decoded array of a ``pixels:`` entry (None for ``bytes`` entries)."""
-        if not self.method.startswith("pixels:"):
-            return None
-        _, dtype, shape = self.method.split(":", 2)
-        return int(np.dtype(dtype).itemsize * np.prod([int(n) for n in shape.split("x")]))
-
-
-Manifest = Mapping[str, ManifestEntry]
-
-_MANIFEST_HEADER = """\
-# unetlib dataset manifest: one line per file, "SHA256  METHOD  SIZE  PATH", PATH
-# relative to the data root (see unetlib.data.data_root), SIZE the file's size in
-# bytes (unetlib data fetch installs only these paths and no byte more). Lines of
-# the older "SHA256  METHOD  PATH" format are still read (without a size).
-# METHOD "bytes": sha256 of the file's bytes (as `sha256sum`). The Cell Tracking
-#   Challenge hashes come from a byte-for-byte mirror copy of the official training
-#   zips; identity with the current official zips is likely but was not proven.
-# METHOD "pixels:DTYPE:SHAPE": sha256 of the DECODED image, not of the file. The
-#   ISBI 2012 stacks here were re-assembled from a mirror's PNG slices, so only
-#   their pixels, not their TIFF bytes, are meaningful. The hash input is the
-#   ASCII line "DTYPE SHAPE\\n" (e.g. "uint8 30x512x512\\n") followed by the
-#   C-contiguous array bytes (unetlib.data.pixel_digest). Their SIZE is that of
-#   the reference copy's file; another encoding of the same pixels may differ.
-# Generated with unetlib.data.make_manifest + format_manifest.
-"""
 
 
 def cell_areas(masks) -> np.ndarray:
     """Pixel counts of every labelled object (label > 0) in the instance masks ``masks``, in one array."""
     counts = [np.bincount(np.asarray(m).ravel()) for m in masks]
     return np.concatenate([np.zeros(0, np.int64)] + [c[1:][c[1:] > 0] for c in counts]).astype(np.int64)
-
-
-def pixel_digest(array: np.ndarray) -> str:
-    """sha256 (hex) of ``"DTYPE SHAPE\\n"`` followed by the C-contiguous bytes of ``array``."""
-    array = np.ascontiguousarray(array)
-    header = f"{array.dtype.name} {'x'.join(map(str, array.shape))}\n".encode("ascii")
-    return hashlib.sha256(header + array.tobytes()).hexdigest()
-
-
-def _pixel_method(array: np.ndarray) -> str:
-    return f"pixels:{array.dtype.name}:{'x'.join(map(str, array.shape))}"
-
-
-def _file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-_MANIFEST_LINE = re.compile(
-    r"(?P<digest>[0-9a-f]{64})\s+(?P<method>bytes|pixels:\S+)\s+"
-    r"(?:(?P<size>\d+)\s+)?(?P<path>(?![-+]?\d+\s)\S.*)"  # a path never starts with a number field
-)
-
-
-def parse_manifest(text: str, source: str = "manifest") -> dict[str, ManifestEntry]:
-    """Parse manifest text (``#`` comments and blank lines ignored) into path -> entry.
-
-    Lines are ``SHA256  METHOD  SIZE  PATH``; the older ``SHA256  METHOD  PATH``
-    is read as well (size None). A third field of digits is always the size.
-    """
-    entries = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _MANIFEST_LINE.fullmatch(line.strip())
-        if match is None:
-            raise UnetlibError(
-                f"{source} line {number} is not 'SHA256  METHOD  SIZE  PATH': {line!r}"
-            )
-        size = int(match["size"]) if match["size"] is not None else None
-        path = match["path"].strip()
-        entries[path] = ManifestEntry(path, match["digest"], match["method"], size)
-    return entries
-
-
-def read_manifest(path: str | os.PathLike | None = None) -> dict[str, ManifestEntry]:
-    """Read a manifest file; by default the one shipped with the package (``datasets.sha256``)."""
-    if path is None:
-        text = resources.files("unetlib").joinpath(MANIFEST_NAME).read_text()
-        return parse_manifest(text, MANIFEST_NAME)
-    return parse_manifest(Path(path).read_text(), str(path))
-
-
-def _as_manifest(manifest: Manifest | str | os.PathLike | None) -> Manifest:
-    if manifest is None or isinstance(manifest, (str, os.PathLike)):
-        return read_manifest(manifest)
-    return manifest
-
-
-def make_manifest(
-    root: str | os.PathLike, datasets: tuple[str, ...] | None = None
-) -> dict[str, ManifestEntry]:
-    """Hash every file below ``root/NAME`` for each dataset folder present.
-
-    ``isbi2012`` files are hashed by pixels, everything else by bytes; every
-    entry records the file's size. Hidden files are skipped. ``datasets``
-    defaults to every folder directly in root.
-    """
-    root = Path(root)
-    names = datasets or sorted(
-        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
-    entries = {}
-    for name in names:
-        for path in sorted((root / name).rglob("*")):
-            rel = path.relative_to(root).as_posix()
-            if not path.is_file() or any(part.startswith(".") for part in rel.split("/")):
-                continue
-            size = path.stat().st_size
-            if name == ISBI:
-                array = read_tiff(path)
-                entries[rel] = ManifestEntry(rel, pixel_digest(array), _pixel_method(array), size)
-            else:
-                entries[rel] = ManifestEntry(rel, _file_digest(path), "bytes", size)
-    return entries
-
-
-def format_manifest(entries: Manifest) -> str:
-    """The text of a manifest file (with the explanatory header), sorted by path.
-
-    An entry without a size is written in the old 3-column form.
-    """
-    lines = [
-        f"{e.digest}  {e.method}  {e.path}" if e.size is None else f"{e.digest}  {e.method}  {e.size}  {e.path}"
-        for _, e in sorted(entries.items())
-    ]
-    return _MANIFEST_HEADER + "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- verify
-
-
-@dataclass
-class VerifyReport:
-    """What :func:`verify` found.
-
-    Attributes
-    ----------
-    root : Path
-    datasets : tuple of str
-        The datasets checked.
-    checked : int
-        Number of files that matched the manifest.
-    absent : list of str
-        Datasets whose folder does not exist at all (their files are not listed
-        one by one in ``missing``).
-    missing : list of str
-        Manifest paths (relative to root) with no file.
-    corrupt : list of (str, str)
-        (path, reason) for files that exist but do not match.
-    extra : list of str
-        Files inside a checked dataset folder that the manifest does not list.
-        Nothing vouches for them, so they are reported (as warnings: they do
-        not make ``ok`` False; ``unetlib data fetch`` never installs them).
-    hints : list of str
-        Likely layout mistakes seen (zip not unpacked, folder one level too deep, ...).
-    """
-
-    root: Path
-    datasets: tuple[str, ...]
-    checked: int = 0
-    absent: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    corrupt: list[tuple[str, str]] = field(default_factory=list)
-    extra: list[str] = field(default_factory=list)
-    hints: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.absent or self.missing or self.corrupt)
-
-    def lines(self) -> list[str]:
-        """One human-readable line per problem, then a summary line."""
-        out = [f"ABSENT   {self.root / n}  (fetch: unetlib data fetch {n})" for n in self.absent]
-        out += [f"MISSING  {self.root / p}" for p in self.missing]
-        out += [f"CORRUPT  {self.root / p}  ({why})" for p, why in self.corrupt]
-        out += [f"EXTRA    {self.root / p}  (not in the manifest, not checked)" for p in self.extra]
-        out += [f"HINT     {h}" for h in dict.fromkeys(self.hints)]
-        if self.absent:
-            layout = "; ".join(LAYOUT[n] for n in self.absent if n in LAYOUT)
-            out.append(f"HINT     if the datasets are elsewhere, set {ENV_ROOT} (or pass --root) to "
-                       f"the folder that contains them; expected layout: {layout}")
-        status = "OK" if self.ok else "FAILED"
-        out.append(
-            f"{status}: {self.checked} files match the manifest; {len(self.absent)} datasets absent, "
-            f"{len(self.missing)} files missing, {len(self.corrupt)} corrupt"
-            + (f"; {len(self.extra)} extra files not in the manifest (not checked)" if self.extra else "")
-            + f" (root {self.root})"
-        )
-        return out
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
-
-
-def _entry_problem(path: Path, entry: ManifestEntry) -> str | None:
-    """Why ``path`` does not match ``entry`` (None when it does)."""
-    if entry.method == "bytes":
-        digest = _file_digest(path)
-        return None if digest == entry.digest else _mismatch("sha256", digest, entry)
-    try:
-        array = read_tiff(path)
-    except UnetlibError as exc:
-        return str(exc).split(";")[0]
-    if _pixel_method(array) != entry.method:
-        return f"decodes to {_pixel_method(array)}, expected {entry.method}"
-    digest = pixel_digest(array)
-    return None if digest == entry.digest else _mismatch("pixel sha256", digest, entry)
-
-
-def _mismatch(kind: str, digest: str, entry: ManifestEntry) -> str:
-    return f"{kind} {digest[:12]}..., expected {entry.digest[:12]}..."
-
-
-def verify_dataset_dir(
-    folder: Path, name: str, manifest: Manifest
-) -> tuple[int, list[str], list[tuple[str, str]]]:
-    """Check the folder of one dataset (which may lie anywhere) against the manifest.
-
-    Returns
-    -------
-    (checked, missing, corrupt)
-        Paths are reported relative to the data root, i.e. starting with ``name/``.
-    """
-    checked, missing, corrupt = 0, [], []
-    for rel, entry in sorted(manifest.items()):
-        if entry.dataset != name:
-            continue
-        path = folder / rel.split("/", 1)[1]
-        if not path.is_file():
-            missing.append(rel)
-        elif (problem := _entry_problem(path, entry)) is not None:
-            corrupt.append((rel, problem))
-        else:
-            checked += 1
-    return checked, missing, corrupt
-
-
-def extra_files(folder: Path, name: str, manifest: Manifest) -> list[str]:
-    """Files below ``folder`` (the folder of dataset ``name``) that the manifest does not list.
-
-    Paths are relative to the data root (``name/...``), sorted; hidden files count too.
-    """
-    listed = {rel for rel, e in manifest.items() if e.dataset == name}
-    found = (f"{name}/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*") if p.is_file())
-    return sorted(rel for rel in found if rel not in listed)
-
-
-def _datasets_in(manifest: Manifest) -> tuple[str, ...]:
-    seen = {e.dataset for e in manifest.values()}
-    return tuple(n for n in DATASETS if n in seen) + tuple(sorted(seen - set(DATASETS)))
-
-
-def verify(
-    root: str | os.PathLike | None = None,
-    datasets: list[str] | tuple[str, ...] | None = None,
-    manifest: Manifest | str | os.PathLike | None = None,
-) -> VerifyReport:
-    """Check the datasets below ``root`` against the checksum manifest.
-
-    Parameters
-    ----------
-    root : path, optional
-        The data root; see :func:`data_root`.
-    datasets : list of str, optional
-        Names to check; default: every dataset in the manifest.
-    manifest : mapping or path, optional
-        Default: the manifest shipped with the package.
-
-    Returns
-    -------
-    VerifyReport
-        ``report.ok`` is False when any dataset is absent or any file missing
-        or corrupt; every such file is listed. Files the manifest does not list
-        are listed in ``report.extra`` as warnings. Nothing is written or deleted.
-    """
-    root = data_root(root)
-    manifest = _as_manifest(manifest)
-    known = _datasets_in(manifest)
-    names = tuple(datasets) if datasets else known
-    for name in names:
-        _check_dataset_name(name, known)
-    report = VerifyReport(root, names)
-    for name in names:
-        folder = root / name
-        if not folder.is_dir():
-            report.absent.append(name)
-            report.hints += layout_hints(root, name) if name in DATASETS else []
-            continue
-        checked, missing, corrupt = verify_dataset_dir(folder, name, manifest)
-        report.checked += checked
-        report.missing += missing
-        report.corrupt += corrupt
-        report.extra += extra_files(folder, name, manifest)
-        if missing and name in DATASETS:
-            report.hints += layout_hints(root, name)
-    return report

@@ -19,9 +19,9 @@ from unetlib.data import (
     data_root,
     indexed_files,
     read_man_track,
-    verify,
 )
 from unetlib.errors import UnetlibError
+from unetlib.manifest import verify
 
 __all__ = ["register_cli"]
 

@@ -57,17 +57,9 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from unetlib.atomic import owner_line, process_gone
-from unetlib.data import (
-    ISBI,
-    ISBI_FILES,
-    Manifest,
-    ManifestEntry,
-    _as_manifest,
-    _check_dataset_name,
-    data_root,
-    verify_dataset_dir,
-)
+from unetlib.data import ISBI, ISBI_FILES, check_dataset_name, data_root
 from unetlib.errors import UnetlibError
+from unetlib.manifest import Manifest, ManifestEntry, as_manifest, verify_dataset_dir
 
 __all__ = ["ENV_URL", "CTC_URL", "ISBI_URL", "FetchResult", "source_urls", "download_limit", "fetch"]
 
@@ -116,7 +108,7 @@ def source_urls(name: str, url: str | None = None) -> list[str]:
         A URL that is not ``https`` (the official sources) or ``http(s)`` (a
         user-given mirror): ``file:``, ``ftp:`` and other schemes are refused.
     """
-    _check_dataset_name(name)
+    check_dataset_name(name)
     origin, base = _user_source(url)
     if name == ISBI:
         urls = [f"{(base or ISBI_URL).rstrip('/')}/{f}" for f in ISBI_FILES]
@@ -167,7 +159,7 @@ def download_limit(name: str, manifest: Manifest | str | os.PathLike | None = No
     encoding may differ from the reference copy's (see :func:`_file_limit`).
     ``manifest`` defaults to the shipped one.
     """
-    manifest = _manifest_for(_check_dataset_name(name), manifest)
+    manifest = _manifest_for(check_dataset_name(name), manifest)
     entries = [e for e in manifest.values() if e.dataset == name]
     if name == ISBI:
         return max(_file_limit(e) for e in entries)
@@ -402,7 +394,7 @@ def _unpack(archive: Path, into: Path, url: str, name: str, manifest: Manifest) 
 
 def _manifest_for(name: str, manifest: Manifest | str | os.PathLike | None) -> Manifest:
     """The manifest, which must list files of ``name``, each with its size (they bound the download)."""
-    manifest = _as_manifest(manifest)
+    manifest = as_manifest(manifest)
     entries = [e for e in manifest.values() if e.dataset == name]
     if not entries:
         raise UnetlibError(f"the checksum manifest lists no files of {name}; pass a manifest that does")
@@ -411,7 +403,7 @@ def _manifest_for(name: str, manifest: Manifest | str | os.PathLike | None) -> M
         raise UnetlibError(
             f"the checksum manifest lists no file sizes for {len(unsized)} files of {name} (e.g. "
             f"{unsized[0]}: the old 'SHA256  METHOD  PATH' format); fetch needs them to bound the "
-            f"download. Regenerate it with unetlib.data.format_manifest(unetlib.data.make_manifest(ROOT))"
+            f"download. Regenerate it with unetlib.manifest.format_manifest(unetlib.manifest.make_manifest(ROOT))"
         )
     return manifest
 
@@ -548,7 +540,7 @@ def fetch(
         or does not match the manifest (nothing is installed), a manifest
         without sizes, or an existing incomplete dataset folder (left untouched).
     """
-    name = _check_dataset_name(name)
+    name = check_dataset_name(name)
     manifest = _manifest_for(name, manifest)
     root = data_root(root)
     target = root / name

@@ -37,8 +37,9 @@ from scipy import ndimage
 from unetlib import data as datasets
 from unetlib.atomic import atomic_open, write_tiff
 from unetlib.checkpoint import update_metadata
-from unetlib.data import DIRECTIONS, pixel_digest
+from unetlib.data import DIRECTIONS
 from unetlib.errors import UnetlibError
+from unetlib.manifest import pixel_digest
 from unetlib.postprocess import TUNE_SPLITS, tune_postprocessing
 from unetlib.preprocess import normalize_image, resample, resampled_shape
 from unetlib.recipe import Recipe

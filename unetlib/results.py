@@ -7,7 +7,7 @@ what is needed to trust and repeat a number:
 - ``runs``: one entry per unit (an ISBI fold or a CTC direction), each with
   its own ``seed`` and ``recipe``, its metrics, loss curve and timings;
 - ``mean``: the experiment's numbers (the mean over its runs);
-- ``data``: digests of the pixel arrays used (:func:`unetlib.data.pixel_digest`);
+- ``data``: digests of the pixel arrays used (:func:`unetlib.manifest.pixel_digest`);
 - ``environment``: git revision, package versions, hardware, time (added on writing);
 - ``protocol``, ``timings``, ``files`` (paths relative to the result file).
 
