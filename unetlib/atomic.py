@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import tifffile
 
 from unetlib.errors import UnetlibError
 
@@ -75,8 +76,6 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_tiff(path: str | Path, array: np.ndarray) -> Path:
     """Write ``array`` as a (multi-page) grey-value TIFF, atomically."""
-    import tifffile
-
     with atomic_open(path, suffix=".tif") as f:
         tifffile.imwrite(f, np.asarray(array), photometric="minisblack")
     return Path(path)

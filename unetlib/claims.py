@@ -28,12 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from unetlib import data as datasets
 from unetlib.errors import UnetlibError
-from unetlib.inference import Tiling
-from unetlib.model import BORDER
+from unetlib.inference import Tiling, predict
+from unetlib.metrics import isbi2012_errors
+from unetlib.model import BORDER, UNet
+from unetlib.protocols import contiguous_folds
 from unetlib.recipe import preset
+from unetlib.runtime import pick_device
 from unetlib.segment import Segmenter
 from unetlib.study import Study, StudyResult, compare, run_folder
 
@@ -185,8 +189,6 @@ def claim_row(claim: Claim, result: StudyResult, metric: str | None = None,
 # Inference-only claims on trained networks
 # --------------------------------------------------------------------------- #
 def _isbi_test(split_unit: int, folds: int = 5, root=None):
-    from unetlib.protocols import contiguous_folds
-
     isbi = datasets.load_isbi2012(root)
     split = contiguous_folds(len(isbi.train_images), folds)[split_unit]
     return isbi.train_images[list(split.test)], isbi.train_labels[list(split.test)]
@@ -195,8 +197,6 @@ def _isbi_test(split_unit: int, folds: int = 5, root=None):
 def tta_rows(result: StudyResult, variant: str, out_dir: str | Path, root=None,
              modes: Sequence[str] = ("none", "flips", "d4")) -> list[dict]:
     """Each trained ISBI network of ``variant`` evaluated with every test-time averaging: study rows."""
-    from unetlib.metrics import isbi2012_errors
-
     rows = []
     for run in (r for r in result.runs if r["variant"] == variant):
         images, labels = _isbi_test(run["unit"], result.study.get("folds", 5), root)
@@ -245,12 +245,6 @@ def inference_seconds(width: int, size: int = 512, repeats: int = 3, device: str
                       tta: str = "none") -> dict:
     """Seconds to segment one ``size``² image with a fresh U-Net of ``width`` (the paper's: 64), median of
     ``repeats`` after one warm-up, on ``device`` (None: CUDA when available)."""
-    import torch
-
-    from unetlib.inference import predict
-    from unetlib.model import UNet
-    from unetlib.runtime import pick_device
-
     torch.manual_seed(0)
     model = UNet(width=width).eval()
     image = np.random.default_rng(0).integers(0, 255, (size, size)).astype(np.uint8)

@@ -1,8 +1,10 @@
 """The ``unetlib`` command line.
 
 Each subcommand lives in the module that owns its concept and registers itself
-through a ``register_cli(subparsers)`` function; modules are imported lazily so
-that ``unetlib data verify`` does not pay for importing PyTorch.
+through a ``register_cli(subparsers)`` function. The subcommand modules, and the
+heavy modules inside their commands, are imported only when used: ``unetlib data
+verify`` does not pay for importing PyTorch (2-4 s measured on a 2-core machine),
+nor ``unetlib --help`` for numba's metrics.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ Kept free of PyTorch so that these commands start quickly.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import tifffile
@@ -21,6 +22,7 @@ from unetlib.data import (
     read_man_track,
 )
 from unetlib.errors import UnetlibError
+from unetlib.fetch import fetch, partial_downloads
 from unetlib.manifest import verify
 
 __all__ = ["register_cli"]
@@ -58,8 +60,6 @@ def register_cli(subparsers) -> None:
 def _checked_root(args: argparse.Namespace, must_exist: bool) -> Path:
     """The data root; one that is a file (or, with ``must_exist``, missing) is a one-line error
     naming where it came from (``--root``, ``$UNETLIB_DATA`` or the default)."""
-    import os
-
     root = data_root(args.root)
     source = ("--root" if args.root is not None else
               f"${ENV_ROOT}" if os.environ.get(ENV_ROOT, "").strip() else "the default data root")
@@ -84,8 +84,6 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from unetlib.fetch import fetch  # urllib and zipfile only when fetching
-
     _checked_root(args, must_exist=False)  # before any download
     result = fetch(args.name, args.root, url=args.url, progress=not args.no_progress)
     verb = "fetched and verified" if result.fetched else "already present and complete; nothing done"
@@ -100,8 +98,6 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _leftovers(root: Path) -> None:
     """Mention partial downloads that interrupted fetches left in the data root."""
-    from unetlib.fetch import partial_downloads
-
     if root.is_dir():
         for folder in partial_downloads(root):
             name = folder.name[1:].split(".fetch-")[0]

@@ -79,7 +79,7 @@ _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 def hardware() -> dict[str, Any]:
     """CPU model and cores, torch threads, native bf16, GPU name."""
-    import torch
+    import torch  # here, not at the top: unetlib.data and `unetlib data` run without PyTorch (2-4 s to import)
 
     info = {
         "machine": platform.machine(),

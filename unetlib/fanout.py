@@ -24,6 +24,8 @@ import re
 import threading
 from collections.abc import Callable
 
+import torch
+
 from unetlib.errors import UnetlibError
 from unetlib.protocols import Runner, serial
 
@@ -129,7 +131,5 @@ class _DaskRunner:
 
 def _call(function: Callable, kwargs: dict, threads: int):
     """One unit inside a worker: quiet (no progress bars) and with its share of the cores."""
-    import torch
-
     torch.set_num_threads(threads)
     return function(**{**kwargs, "progress": False})

@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+from tqdm import tqdm
+
 from unetlib.atomic import owner_line, process_gone
 from unetlib.data import ISBI, ISBI_FILES, check_dataset_name, data_root
 from unetlib.errors import UnetlibError
@@ -188,7 +190,6 @@ def _network_error(url: str, exc: BaseException) -> UnetlibError:
 def _progress_bar(total: int | None, label: str, enabled: bool):
     if not enabled:
         return None
-    from tqdm import tqdm  # imported here: only downloads need it
 
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False)
 

@@ -11,10 +11,14 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
+from unetlib import paper
 from unetlib.atomic import write_bytes
 from unetlib.results import ExperimentResult
+from unetlib.study import MEAN_UNIT, flag_runs
 
 __all__ = [
     "recipe_summary", "choices_table", "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
@@ -50,8 +54,6 @@ def choices_table(recipe, only: Sequence[str] | None = None):
     ``only`` keeps the choices whose name starts with one of the given prefixes
     (e.g. ``["train."]``), to show them beside the cell that uses them.
     """
-    import pandas as pd
-
     rows = [r for r in recipe.choices() if only is None or r[0].startswith(tuple(only))]
     table = pd.DataFrame(rows, columns=["choice", "value", "why"]).set_index("choice")
     return table.style.set_properties(subset=["why"], **{"text-align": "left", "white-space": "normal"})
@@ -59,8 +61,6 @@ def choices_table(recipe, only: Sequence[str] | None = None):
 
 def weight_map_panel(image: np.ndarray, target: np.ndarray, weights: np.ndarray, title: str):
     """An image, its binary target with separation borders, and its Eq. 2 weight map, side by side."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(1, 3, figsize=(13, 4))
     ax[0].imshow(image, cmap="gray")
     ax[0].set_title(title)
@@ -77,8 +77,6 @@ def weight_map_panel(image: np.ndarray, target: np.ndarray, weights: np.ndarray,
 def loss_curves(results: dict[str, Sequence], *, title: str = "training loss", window: int = 50, ax=None,
                 save: str | Path | None = None):
     """Loss against iteration for each named curve of ``(iteration, loss, seconds)`` rows, with a running mean."""
-    import matplotlib.pyplot as plt
-
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 4))
     for label, rows in results.items():
         rows = np.asarray(rows, dtype=float)
@@ -108,8 +106,6 @@ def instance_overlay(ax, image: np.ndarray, labels: np.ndarray, title: str = "",
 
 def isbi_examples(result: ExperimentResult, out_dir: str | Path, save: str | Path | None = None):
     """For each fold: its first held-out section, the ground truth and the predicted P(cell)."""
-    import matplotlib.pyplot as plt
-
     runs = result.runs
     fig, axes = plt.subplots(len(runs), 3, figsize=(12, 4 * len(runs)), squeeze=False)
     for row, run in zip(axes, runs):
@@ -131,8 +127,6 @@ def isbi_examples(result: ExperimentResult, out_dir: str | Path, save: str | Pat
 
 def ctc_examples(result: ExperimentResult, out_dir: str | Path, save: str | Path | None = None):
     """For each direction: the first test frame with its ground truth, P(cell) and the predicted instances."""
-    import matplotlib.pyplot as plt
-
     runs = result.runs
     fig, axes = plt.subplots(len(runs), 3, figsize=(14, 4.2 * len(runs)), squeeze=False)
     for row, run in zip(axes, runs):
@@ -152,8 +146,6 @@ def ctc_examples(result: ExperimentResult, out_dir: str | Path, save: str | Path
 
 def training_sample(image, target, weights, x, y, w, title: str = "", save: str | Path | None = None):
     """A source image with its target and weights, next to one augmented training tile (input, target, weights)."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(2, 3, figsize=(12, 8))
     for a, (array, cmap, name) in zip(ax[0], ((image, "gray", "image"), (target, "gray", "target"),
                                               (weights, "jet", "weight map w(x)"))):
@@ -173,8 +165,6 @@ def training_sample(image, target, weights, x, y, w, title: str = "", save: str 
 
 def interpret(result: ExperimentResult) -> list[str]:
     """What the numbers say: each against the paper's, the worst run, and where the errors come from."""
-    from unetlib import paper
-
     lines = []
     if result.dataset == "isbi2012":
         for key in ("pixel_error", "rand_error", "warping_error"):
@@ -222,10 +212,6 @@ def study_values(result, metric: str, *, title: str | None = None, save: str | P
     :func:`unetlib.study.flag_runs` (final loss far above their seed-mates')
     are drawn as red crosses.
     """
-    import matplotlib.pyplot as plt
-
-    from unetlib.study import MEAN_UNIT, flag_runs
-
     flagged = {(f["variant"], f["unit"], f["seed"]) for f in flag_runs(result)}
     units = result.units + ([MEAN_UNIT] if len(result.units) > 1 else [])
     variants = result.variants

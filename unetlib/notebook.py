@@ -17,6 +17,7 @@ from typing import Any
 
 from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
+from unetlib.recipe import PROFILES
 
 __all__ = ["validate_parameters", "check_range", "output_dir"]
 _INJECTED_MARKER = "# Parameters"  # first line of the cell papermill injects
@@ -86,7 +87,6 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
                 f"parameter {name}={value!r} has type {type(value).__name__}, "
                 f"expected {type(default).__name__} like the default {default!r}"
             )
-    from unetlib.recipe import PROFILES
 
     if "PROFILE" in params and params["PROFILE"] not in PROFILES:
         raise UnetlibError(f"PROFILE must be one of {PROFILES}, got {params['PROFILE']!r}")

@@ -19,8 +19,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+from skimage.segmentation import watershed
 
 from unetlib.errors import UnetlibError
+from unetlib.metrics import ctc_seg
 
 __all__ = ["cell_instances", "tune_postprocessing", "TUNE_THRESHOLDS", "TUNE_MIN_SIZES", "TUNE_SPLITS"]
 
@@ -47,7 +49,6 @@ def _components(p_cell: np.ndarray, threshold: float, split_threshold: float | N
     mask = p_cell > threshold
     if split_threshold is None or split_threshold <= threshold:
         return ndimage.label(mask)[0]
-    from skimage.segmentation import watershed
 
     cores, n = ndimage.label(p_cell > split_threshold)
     labels = watershed(-p_cell, cores, mask=mask, connectivity=1)
@@ -81,8 +82,6 @@ def tune_postprocessing(p_cell: np.ndarray, masks: Sequence[np.ndarray],
     to the smaller threshold, then the smaller minimum size, then no (or the
     lower) split threshold.
     """
-    from unetlib.metrics import ctc_seg
-
     reference = {i: np.asarray(m) for i, m in enumerate(masks)}
     best, best_seg = (TUNE_THRESHOLDS[0], TUNE_MIN_SIZES[0], None), -1.0
     for threshold in TUNE_THRESHOLDS:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm import tqdm
+
 __all__ = ["Progress"]
 
 
@@ -40,8 +42,6 @@ class Progress:
         self._start = time.perf_counter()
         self._initial = initial
         if self.enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True)
 
     def update(self, **values: float) -> None:

@@ -36,10 +36,11 @@ from scipy import ndimage
 
 from unetlib import data as datasets
 from unetlib.atomic import atomic_open, write_tiff
-from unetlib.checkpoint import update_metadata
+from unetlib.checkpoint import load_checkpoint, load_model, update_metadata
 from unetlib.data import DIRECTIONS
 from unetlib.errors import UnetlibError
 from unetlib.manifest import pixel_digest
+from unetlib.metrics import ctc_seg, isbi2012_errors, write_ctc_results
 from unetlib.postprocess import TUNE_SPLITS, tune_postprocessing
 from unetlib.preprocess import normalize_image, resample, resampled_shape
 from unetlib.recipe import Recipe
@@ -196,7 +197,6 @@ def _upgrade_identity(path: Path, identity: dict) -> None:
     read with that field's default, is the same network, its identity is brought up to date (so it resumes)."""
     if not path.is_file():
         return
-    from unetlib.checkpoint import load_checkpoint
 
     try:
         metadata = load_checkpoint(path).get("metadata") or {}
@@ -259,8 +259,6 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
     checkpoint to ``out_dir/checkpoints/isbi2012_foldK/`` and the first
     held-out section (image, ground truth, P(cell)) to ``out_dir/isbi2012_foldK_example.npz``.
     """
-    from unetlib.metrics import isbi2012_errors
-
     out_dir, seconds = Path(out_dir), {}
     recipe = recipe.seeded(recipe.train.seed + split.fold)
     isbi = datasets.load_isbi2012(root)
@@ -346,8 +344,6 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     first test frame (image, ground truth, instances, P(cell)) to
     ``out_dir/DATASET_TT_example.npz``.
     """
-    from unetlib.metrics import ctc_seg, write_ctc_results
-
     train_seq, test_seq = check_direction(direction)
     out_dir, seconds, name = Path(out_dir), {}, recipe.dataset
     recipe = recipe.seeded(recipe.train.seed + int(train_seq))
@@ -467,8 +463,6 @@ def run_isbi2012(recipe: Recipe, out_dir: str | Path, *, folds: int = 5, run_fol
 
 
 def _isbi_submission(fold: FoldResult, recipe: Recipe, isbi, out_dir: Path, slices: int) -> str:
-    from unetlib.checkpoint import load_model
-
     prob = Segmenter(load_model(out_dir / fold.checkpoint), recipe).p_cell(isbi.test_images[:slices])
     path = out_dir / "isbi2012_test_submission.tif"
     write_tiff(path, prob.astype(np.float32))

@@ -16,17 +16,23 @@ printed with their terms of use, checked against the shipped checksums;
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
+from unetlib import data, fanout, protocols, recipe, results, tables
 from unetlib.atomic import folder_lock, write_text
+from unetlib.cli import OneLineParser
+from unetlib.data import data_root
 from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
+from unetlib.fetch import fetch, source_urls
 from unetlib.recipe import PROFILES
 
 #: report name -> (source notebook, datasets it reads): what a plain ``reproduce`` runs, in order
@@ -55,8 +61,6 @@ TERMS = (
 
 
 def default_profile() -> str:
-    import torch
-
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
@@ -77,9 +81,6 @@ def profile_parameters(profile: str, report: str, root: Path | None = None) -> d
 
 def fetch_missing(reports, root=None) -> list[str]:
     """Download every dataset the reports read that is not in the data root yet; return their names."""
-    from unetlib.data import data_root
-    from unetlib.fetch import fetch, source_urls
-
     needed = sorted({d for name in reports for d in ALL_REPORTS[name][1]})
     missing = [d for d in needed if not (data_root(root) / d).exists()]
     if missing:
@@ -92,7 +93,7 @@ def fetch_missing(reports, root=None) -> list[str]:
 
 def run_notebook(report: str, profile: str, output_dir: Path, root: Path | None = None, **overrides) -> float:
     """Execute one report with papermill; return its wall time in seconds."""
-    import papermill
+    import papermill  # here: about 5 s to import, and --headless and --update-readme do without it
 
     root = root or project_root()
     source, _ = ALL_REPORTS[report]
@@ -190,8 +191,6 @@ def report_folder(report: str, profile: str, output_dir: Path | None = None, roo
 
 def _accepted(report: str, root: Path) -> set[str]:
     """Parameter names the report's notebook declares (fan-out options go only where they exist)."""
-    import ast
-
     source, _ = ALL_REPORTS[report]
     nb = json.loads((root / "notebooks" / f"{source}.ipynb").read_text(encoding="utf-8"))
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
@@ -208,9 +207,6 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
     with each experiment's parameters taken from the profile's files
     (including its ``WORKERS``, unless a ``runner`` is given).
     """
-    from unetlib import data, protocols, recipe, results, tables
-    from unetlib.fanout import runner as make_runner
-
     project = project_root()
     output_dir = Path(output_dir or project / "reports" / profile)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +219,7 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
         found = {"isbi2012_em": protocols.run_isbi2012(
             recipe.preset("isbi2012", profile), output_dir, folds=isbi.get("FOLDS", 5), run_folds=isbi.get("RUN_FOLDS"),
             submission_slices=isbi.get("SUBMISSION_SLICES", 0), root=root,
-        runner=runner or make_runner(isbi.get("WORKERS", 0)))}
+        runner=runner or fanout.runner(isbi.get("WORKERS", 0)))}
         timings["01_isbi2012_em"] = round(time.perf_counter() - start, 1)
         for report in ("02_phc_u373", "02_dic_hela"):
             start = time.perf_counter()
@@ -231,7 +227,7 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
             found[params["DATASET"]] = protocols.run_ctc(recipe.preset(params["DATASET"], profile), output_dir,
                                                          directions=params.get("DIRECTIONS", data.DIRECTIONS),
                                                          root=root,
-                                                         runner=runner or make_runner(params.get("WORKERS", 0)))
+                                                         runner=runner or fanout.runner(params.get("WORKERS", 0)))
             timings[report] = round(time.perf_counter() - start, 1)
         for name, result in found.items():
             results.write_result(output_dir / f"{name}.json", result)
@@ -269,8 +265,6 @@ def update_readme(profile: str, root: Path | None = None) -> Path:
 
 
 def main(argv=None) -> int:
-    from unetlib.cli import OneLineParser
-
     parser = OneLineParser(prog="python -m unetlib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=PROFILES, default=None, help="default: gpu on a CUDA GPU, else cpu")
     parser.add_argument("--only", nargs="+", choices=tuple(ALL_REPORTS), help="run only these reports")
@@ -293,19 +287,15 @@ def main(argv=None) -> int:
         if args.output_dir is not None and args.output_dir.exists() and not args.output_dir.is_dir():
             raise UnetlibError(f"--output-dir {args.output_dir} is a file; give a folder (created if missing)")
         if args.scheduler:
-            from unetlib.fanout import runner
-
-            runner(0, args.scheduler)  # the address is checked now, before any report runs
+            fanout.runner(0, args.scheduler)  # the address is checked now, before any report runs
         overrides = {k: v for k, v in (("WORKERS", args.workers), ("SCHEDULER", args.scheduler)) if v is not None}
         if args.headless:
-            from unetlib.fanout import runner
-
             if args.only:
                 raise UnetlibError("--headless runs the experiments and tables together; drop --only "
                                    "(or run the notebooks without --headless)")
             given = args.workers is not None or args.scheduler  # else each experiment's profile says
             reproduce_headless(profile, args.output_dir, fetch=not args.no_fetch,
-                               runner=runner(args.workers or 0, args.scheduler) if given else None)
+                               runner=fanout.runner(args.workers or 0, args.scheduler) if given else None)
             return 0
         reproduce(profile, tuple(args.only or NOTEBOOKS), args.output_dir, fetch=not args.no_fetch, **overrides)
     except UnetlibError as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from unetlib.atomic import write_text
+from unetlib.environment import environment
 from unetlib.errors import UnetlibError
 
 __all__ = ["SCHEMA", "ExperimentResult", "write_result", "read_result", "read_results"]
@@ -90,8 +92,6 @@ def _jsonable(value: Any) -> Any:
 
 def write_result(path: str | Path, result: ExperimentResult) -> Path:
     """Write ``result`` with the current :func:`unetlib.environment.environment`, atomically."""
-    from unetlib.environment import environment
-
     result = dataclasses.replace(result, environment=environment())
     text = json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n"
     return write_text(path, text)
@@ -115,8 +115,6 @@ def read_results(folder: str | Path, *, strict: bool = True) -> dict[str, Experi
     result file but cannot be read raises (``strict``) or is reported on
     stderr, by name.
     """
-    import sys
-
     out = {}
     for path in sorted(Path(folder).glob("*.json")):
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unetlib.checkpoint import load_checkpoint, load_model
 from unetlib.inference import Tiling, predict, softmax
 from unetlib.postprocess import cell_instances
 from unetlib.preprocess import normalize_image, resample, resampled_shape
@@ -41,8 +42,6 @@ class Segmenter:
     @classmethod
     def load(cls, checkpoint: str | Path, device: str | None = "cpu") -> Segmenter:
         """The network of a checkpoint and its stored recipe (the weights' digest is checked)."""
-        from unetlib.checkpoint import load_checkpoint, load_model
-
         payload = load_checkpoint(checkpoint)
         model = load_model(checkpoint, device=device, payload=payload)
         stored = (payload.get("metadata") or {}).get("recipe")

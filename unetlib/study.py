@@ -41,12 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
 from unetlib import protocols
 from unetlib.atomic import folder_lock, write_text
 from unetlib.data import DIRECTIONS
+from unetlib.environment import environment
 from unetlib.errors import UnetlibError
-from unetlib.recipe import Recipe
+from unetlib.recipe import Recipe, preset
 from unetlib.train import CHECKPOINT_NAME
 
 __all__ = [
@@ -337,8 +340,6 @@ def _describe(row: dict, study: Study) -> str:
 
 def write_study(path: str | Path, result: StudyResult) -> Path:
     """Write the study file atomically, with the machine and revision it ran on."""
-    from unetlib.environment import environment
-
     result = dataclasses.replace(result, environment=environment())
     return write_text(path, json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
 
@@ -364,8 +365,6 @@ def read_study(path: str | Path) -> StudyResult:
 # --------------------------------------------------------------------------- #
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
     """``(mean, low, high)``: Student's t interval of the mean of ``values`` (NaN bounds for n < 2)."""
-    from scipy import stats
-
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return math.nan, math.nan, math.nan
@@ -382,8 +381,6 @@ def summarize(result: StudyResult, metrics: Sequence[str] | None = None, with_me
     With ``with_mean`` (and more than one unit) the pseudo-unit ``"mean"``
     holds, per seed, the mean over the units: the experiment's own number.
     """
-    import pandas as pd
-
     metrics = list(metrics or result.metrics) + ["final_loss"]
     units = result.units + ([MEAN_UNIT] if with_mean and len(result.units) > 1 else [])
     rows = []
@@ -412,8 +409,6 @@ def compare(result: StudyResult, metric: str, baseline: str | None = None, *, hi
     claim that the variant changes the metric in direction ``claimed`` (+1
     up, -1 down; default: the better direction for the metric).
     """
-    import pandas as pd
-
     baseline = baseline or result.baseline
     better = result.metrics.get(metric, False) if higher_is_better is None else higher_is_better
     claimed = claimed if claimed is not None else (1 if better else -1)
@@ -505,8 +500,6 @@ def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1,
     Seed 0 is the profile's own run (the reports' numbers); ``decisions=False``
     runs the recipe alone. Units: the profile's ISBI folds, or both CTC directions.
     """
-    from unetlib.recipe import preset
-
     base = preset(dataset, profile)
     variants = DECISIONS[dataset] if decisions and profile == "cpu" else {profile: {}}
     if units is None:

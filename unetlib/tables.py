@@ -16,6 +16,7 @@ from unetlib import paper
 from unetlib.atomic import write_text
 from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.results import ExperimentResult
+from unetlib.study import MEAN_UNIT, read_study
 
 __all__ = ["table1", "table2", "to_markdown", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
            "spread", "read_studies"]
@@ -96,8 +97,6 @@ def spread(values, digits: int = 4) -> str:
 
 def read_studies(folder: str | Path) -> dict:
     """The study file of every dataset below ``folder`` (``folder/DATASET/study.json``), keyed by dataset."""
-    from unetlib.study import read_study
-
     found = {}
     for path in sorted(Path(folder).glob("*/study.json")):
         result = read_study(path)
@@ -108,8 +107,6 @@ def read_studies(folder: str | Path) -> dict:
 def seed_table(studies: dict, variant: str | None = None) -> pd.DataFrame:
     """Each experiment's numbers over seeds: per dataset, metric and unit (and their mean) the mean, sd,
     min, max and n of the baseline variant (the profile's recipe), beside the paper's number."""
-    from unetlib.study import MEAN_UNIT
-
     rows = []
     for dataset in ("isbi2012", *CTC_DATASETS):
         if dataset not in studies:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from unetlib.errors import UnetlibError
 
@@ -87,8 +88,6 @@ def read_tiff(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray,
     as separate images) is refused: reading only the first would silently
     drop the others.
     """
-    import tifffile
-
     path = check_file(path, what, "give a TIFF file")
     try:
         with _quiet("tifffile"), tifffile.TiffFile(path) as tif:
@@ -105,7 +104,7 @@ def read_tiff(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray,
 
 
 def _read_other(path: Path, what: str) -> tuple[bool, np.ndarray]:
-    from skimage import io
+    from skimage import io  # here: only PNG and other non-TIFF images need it (about 1 s to import)
 
     try:
         image = io.imread(path)

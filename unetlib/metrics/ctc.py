@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from unetlib.atomic import write_tiff
 from unetlib.errors import UnetlibError
+from unetlib.userfiles import read_tiff
 
 __all__ = [
     "SEGResult",
@@ -74,8 +77,6 @@ class SEGResult:
 
     def table(self):
         """The per-object table as a pandas DataFrame."""
-        import pandas as pd
-
         return pd.DataFrame(self.objects)
 
     def unmatched(self) -> dict[str, int]:
@@ -263,8 +264,6 @@ def _foreground_iou(gt: dict, pred: dict) -> float:
 
 def _read_tiff(path: Path) -> np.ndarray:
     """A label image, checked (2-D, integer, no negative labels); errors name the file and the fix."""
-    from unetlib.userfiles import read_tiff
-
     try:
         image, _ = read_tiff(path, "label image")
         return _check_label_image(image, str(path))
@@ -375,8 +374,6 @@ def write_ctc_results(masks, res_dir: str | Path, digits: int = 3) -> list[Path]
     list of Path
         The files written.
     """
-    from unetlib.atomic import write_tiff
-
     frames = _as_frames(masks, "mask")
     for t, labels in sorted(frames.items()):  # every frame is checked before anything is written
         if labels.max(initial=0) > np.iinfo(np.uint16).max:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 from scipy import ndimage
+from tqdm import tqdm
 
 from unetlib.errors import UnetlibError
 
@@ -306,8 +307,6 @@ def _map_slices(per_slice, n: int, progress: bool, desc: str) -> list:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(per_slice, range(n))
         if progress:
-            from tqdm import tqdm
-
             results = tqdm(results, total=n, desc=desc, unit="slice")
         return list(results)
 
