@@ -312,3 +312,44 @@ def test_seed_table_and_readme_section_give_every_number_over_seeds():
     assert first["Mean"] == pytest.approx(0.62) and first["SD"] == pytest.approx(0.02) and first["Max"] == 0.64
     text = tables.to_markdown(table)
     assert "| DIC-C2DH-HeLa | SEG | 01->02 | 3 | 0.6200 | 0.0200 | 0.6000 | 0.6400 | – |" in text
+
+
+def test_layer_shapes_give_fig1_of_the_paper():
+    from unetlib.model import layer_shapes
+
+    shapes = layer_shapes(width=64, size=572)
+    assert shapes[0] == ("conv_d0a-b", (64, 570, 570)) and shapes[-1] == ("conv_u0d-score", (2, 388, 388))
+    assert max(c for _, (c, _, _) in shapes) == 1024  # the bottom of the U
+    assert sum(1 for name, _ in shapes if name.startswith(("conv", "upconv"))) == 23
+
+
+def test_the_papers_figures_draw_from_arrays_and_results(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from unetlib import augment, figures, geometry
+    from unetlib.model import layer_shapes
+
+    rng = np.random.default_rng(0)
+    image = rng.random((96, 80)).astype(np.float32)
+    fig = figures.architecture(layer_shapes(width=4, size=188), save=tmp_path / "fig1.png")
+    assert "188×188 input" in fig.axes[0].get_title() and (tmp_path / "fig1.png").stat().st_size > 0
+    layout = geometry.plan_tiles(image.shape, tile=252)
+    fig = figures.overlap_tiles(image, layout, input_tile=252, save=tmp_path / "fig2.png")
+    assert len(fig.axes[1].patches) == 2 * layout.n_tiles + 1  # each tile's outline and write window, the frame
+    instances = np.zeros((96, 80), np.int32)
+    instances[10:40, 10:40], instances[10:40, 42:70] = 1, 2
+    target, weights = (instances > 0).astype(np.float32), 1 + 9 * (instances == 0)
+    fig = figures.weight_map_figure(image, instances, target, weights, save=tmp_path / "fig3.png")
+    assert [a.get_title()[:3] for a in fig.axes[:4]] == ["(a)", "(b)", "(c)", "(d)"]
+    assert "row" in figures.border_profile(target, weights).axes[0].get_xlabel()
+    field = augment.displacement_field(augment.elastic_grid(rng, points=3, sigma=10.0), image.shape)
+    fig = figures.elastic_deformation(image, field, image, step=16, save=tmp_path / "elastic.png")
+    assert len(fig.axes) == 3
+    example = {"image": image, "gt": instances, "pred": instances, "prob": image}
+    np.savez(tmp_path / "example.npz", **example)
+    cell = _result(experiment="PhC-C2DH-U373", dataset="PhC-C2DH-U373", profile="cpu", mean={"SEG": 0.8},
+                   runs=[{"direction": "01->02", "SEG": 0.7, "example": "example.npz"}])
+    fig = figures.segmentation_examples({"PhC-C2DH-U373": cell}, tmp_path, save=tmp_path / "fig4.png")
+    assert len(fig.axes) == 2 and "SEG 0.700" in fig.axes[1].get_title()
+    assert all((tmp_path / f"{n}.png").stat().st_size > 0 for n in ("fig1", "fig2", "fig3", "elastic", "fig4"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Rectangle
 
 from unetlib import paper
 from unetlib.atomic import write_bytes
@@ -23,6 +24,8 @@ from unetlib.study import MEAN_UNIT, flag_runs
 __all__ = [
     "recipe_summary", "choices_table", "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
     "instance_overlay", "training_sample", "save_figure", "interpret", "study_values",
+    "architecture", "overlap_tiles", "weight_map_figure", "border_profile", "elastic_deformation",
+    "segmentation_examples",
 ]
 
 _DPI = 80
@@ -238,6 +241,134 @@ def study_values(result, metric: str, *, title: str | None = None, save: str | P
     fig.suptitle(title or f"{result.dataset}: {metric} of every seed (bar: mean +- sd; red x: flagged run)",
                  fontsize=10)
     fig.tight_layout()
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+# --------------------------------------------------------------------------- the paper's figures (notebooks 00 and 03)
+
+
+def architecture(shapes: Sequence[tuple[str, tuple[int, int, int]]], save: str | Path | None = None):
+    """Fig. 1 recomputed: each layer's output channels and edge, by level, from
+    :func:`unetlib.model.layer_shapes` (contracting path blue, expanding path orange)."""
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    for x, (name, (c, h, _)) in enumerate(shapes):
+        level = 3 if name == "upconv_d4c_u3a" else (4 if name.startswith("conv_d4") else int(name.split("_")[1][1]))
+        down = name.split("_")[1].startswith("d")
+        ax.bar(x, 0.8, bottom=-level, width=0.12 + 0.1 * np.log2(c / 32), color="tab:blue" if down else "tab:orange")
+        ax.text(x, -level + 0.85, f"{c}", ha="center", fontsize=7)
+        ax.text(x, -level - 0.15, f"{h}²", ha="center", fontsize=7, rotation=90, va="top")
+    ax.set_yticks([0, -1, -2, -3, -4], [f"level {level}" for level in range(5)])
+    ax.set_xticks([])
+    ax.set_title(f"Fig. 1 recomputed: channels (top) and edge length (below) of each layer's output, "
+                 f"{shapes[0][1][1] + 2}×{shapes[0][1][1] + 2} input")
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+def overlap_tiles(image: np.ndarray, layout, input_tile: int, save: str | Path | None = None):
+    """Fig. 2: one input tile and the centre it predicts (left); every output tile of ``layout``
+    (:func:`unetlib.geometry.plan_tiles`) and the part it writes (right), over the mirrored image."""
+    margin = (input_tile - layout.out[0]) // 2  # 92 for the paper's network
+    ty, tx = layout.out
+    pad = margin + max(ty, tx)
+    padded = np.pad(image, pad, mode="reflect")
+    colors = plt.cm.autumn(np.linspace(0, 1, layout.n_tiles))
+    fig, ax = plt.subplots(1, 2, figsize=(14, 7))
+    for a in ax:
+        a.imshow(padded, cmap="gray")
+        a.add_patch(Rectangle((pad, pad), image.shape[1], image.shape[0], fill=False, ec="white", lw=2, ls="--"))
+        a.axis("off")
+    y0, x0 = next(layout.origins())
+    ax[0].add_patch(Rectangle((pad + x0 - margin, pad + y0 - margin), input_tile, input_tile, fill=False,
+                              ec="tab:blue", lw=2.5))
+    ax[0].add_patch(Rectangle((pad + x0, pad + y0), tx, ty, fill=False, ec="gold", lw=2.5))
+    ax[0].set_title(f"one input tile (blue, {input_tile}²) predicts its centre (yellow, {ty}²)", fontsize=10)
+    for (y, x), c in zip(layout.origins(), colors):
+        ax[1].add_patch(Rectangle((pad + x, pad + y), tx, ty, fill=False, ec=c, lw=1.5))
+        wy, wx = layout.write_window(y, x)
+        ax[1].add_patch(Rectangle((pad + wx.start, pad + wy.start), wx.stop - wx.start, wy.stop - wy.start,
+                                  fc=c, alpha=0.2))
+    ax[1].set_title(f"{layout.n_tiles} output tiles at stride {layout.stride[0]} (a multiple of 16);\n"
+                    "shaded: the part each tile writes. Outside the white frame: mirrored.", fontsize=10)
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+def weight_map_figure(image: np.ndarray, instances: np.ndarray, target: np.ndarray, weights: np.ndarray,
+                      save: str | Path | None = None):
+    """Fig. 3: (a) raw image, (b) ground-truth instances, (c) target with separation borders, (d) Eq. 2 weights."""
+    fig, ax = plt.subplots(1, 4, figsize=(17, 4.5))
+    ax[0].imshow(image, cmap="gray")
+    ax[0].set_title("(a) raw image")
+    instance_overlay(ax[1], image, instances, "(b) ground truth instances")
+    ax[2].imshow(target, cmap="gray")
+    ax[2].set_title("(c) target with separation borders")
+    im = ax[3].imshow(weights, cmap="jet")
+    ax[3].set_title("(d) weight map")
+    plt.colorbar(im, ax=ax[3], fraction=0.046)
+    for a in ax:
+        a.axis("off")
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+def border_profile(target: np.ndarray, weights: np.ndarray, half_width: int = 40):
+    """The weights and the target along the image row through the heaviest pixel of ``weights``
+    (a gap between two touching cells): the gap's pixels weigh most."""
+    row = int(np.argmax(weights.max(axis=1)))
+    peak = int(np.argmax(weights[row]))
+    cols = np.arange(max(0, peak - half_width), min(weights.shape[1], peak + half_width))
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    ax.plot(cols, weights[row, cols], label="w(x)")
+    ax.plot(cols, target[row, cols] * weights[row, cols].max(), "--", label="target (scaled): 1 = cell")
+    ax.set_xlabel(f"column, along image row {row}")
+    ax.legend(fontsize=8)
+    ax.set_title("across a gap between two touching cells: the gap's pixels weigh most")
+    return fig
+
+
+def elastic_deformation(image: np.ndarray, field: np.ndarray, warped: np.ndarray, step: int = 32,
+                        save: str | Path | None = None):
+    """An image with a grid, the same image deformed by ``field`` ((2, H, W) displacements), and the field."""
+    fig, ax = plt.subplots(1, 3, figsize=(15, 5))
+    ax[0].imshow(image, cmap="gray")
+    ax[0].set_title(f"input with a {step}-px grid")
+    ax[1].imshow(warped, cmap="gray")
+    ax[1].set_title("elastically deformed")
+    yy, xx = np.mgrid[0:image.shape[0]:step, 0:image.shape[1]:step]
+    ax[2].quiver(xx, yy, field[1][::step, ::step], field[0][::step, ::step], angles="xy", scale_units="xy", scale=0.25)
+    ax[2].invert_yaxis()
+    ax[2].set_aspect("equal")
+    ax[2].set_title("displacement field (arrows ×4)")
+    for a in ax[:2]:
+        a.axis("off")
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+def segmentation_examples(results: dict[str, ExperimentResult], out_dir: str | Path,
+                          save: str | Path | None = None):
+    """Fig. 4: for each cell dataset, the first direction's example frame with its ground truth outlined,
+    and the predicted instances."""
+    names = [n for n in ("PhC-C2DH-U373", "DIC-C2DH-HeLa") if n in results]
+    fig, ax = plt.subplots(1, 2 * len(names), figsize=(9 * len(names), 4.8), squeeze=False)
+    ax = ax[0]
+    for i, name in enumerate(names):
+        run = results[name].runs[0]
+        with np.load(Path(out_dir) / run["example"]) as ex:
+            image, gt, pred = ex["image"], ex["gt"], ex["pred"]
+        ax[2 * i].imshow(image, cmap="gray")
+        ax[2 * i].contour(gt > 0, [0.5], colors="yellow", linewidths=0.8)
+        ax[2 * i].set_title(f"{name}: input, ground truth (yellow)", fontsize=9)
+        ax[2 * i].axis("off")
+        instance_overlay(ax[2 * i + 1], image, pred.astype(np.int64),
+                         f"segmentation ({run['direction']}, SEG {run['SEG']:.3f})")
     if save is not None:
         save_figure(fig, save)
     return fig

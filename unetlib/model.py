@@ -31,6 +31,7 @@ from unetlib.errors import UnetlibError
 
 __all__ = [
     "UNet",
+    "layer_shapes",
     "output_size",
     "input_size_for_output",
     "valid_input_size",
@@ -262,6 +263,22 @@ class UNet(nn.Module):
         u0 = self._up(u1, self.upconv_u1d_u0a, d0)  # (64+64, 392), skip crop 88
         u0 = self._two_convs(u0, self.conv_u0b_c, self.conv_u0c_d)  # (64, 390->388)
         return self.conv_u0d_score(u0)  # (2, 388) logits
+
+
+def layer_shapes(width: int = 64, size: int = 572) -> list[tuple[str, tuple[int, int, int]]]:
+    """(Caffe layer name, (channels, height, width)) of every layer's output for a ``size``² input, in order:
+    Fig. 1 recomputed from the network itself (on the meta device: no memory, no arithmetic)."""
+    shapes = []
+    with torch.device("meta"):
+        net = UNet(width=width)
+        hooks = [m.register_forward_hook(lambda m, i, o, n=name: shapes.append((caffe_name(n), tuple(o.shape[1:]))))
+                 for name, m in net.named_children() if name not in ("relu", "drop", "pool")]
+        try:
+            net(torch.empty(1, 1, size, size))
+        finally:
+            for hook in hooks:
+                hook.remove()
+    return shapes
 
 
 def count_parameters(model: nn.Module) -> int:
