@@ -166,3 +166,14 @@ def test_a_variant_that_only_applies_the_networks_differently_reuses_them(tmp_pa
     from unetlib.checkpoint import load_checkpoint
 
     assert load_checkpoint(checkpoint)["metadata"]["recipe"]["tta"] == "none"  # the baseline's file is untouched
+
+
+def test_seed_study_runs_the_named_alternatives_only():
+    from unetlib.study import seed_study
+
+    hela = seed_study("DIC-C2DH-HeLa", "cpu", variants=["no-split", "split"])
+    assert list(hela.variants) == ["cpu", "no-split"]  # "split" is U373's alternative: skipped here
+    assert list(seed_study("PhC-C2DH-U373", "cpu", variants=["no-split", "split"]).variants) == ["cpu", "split"]
+    assert len(seed_study("DIC-C2DH-HeLa", "cpu", variants=[]).variants) == 6
+    with pytest.raises(UnetlibError, match="unknown decision variants \\['no-such'\\]"):
+        seed_study("DIC-C2DH-HeLa", "cpu", variants=["no-such"])

@@ -494,18 +494,27 @@ DECISIONS: dict[str, dict[str, dict]] = {
 
 
 def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1, 2), *, decisions: bool = True,
-               units: Sequence | None = None) -> Study:
+               units: Sequence | None = None, variants: Sequence[str] | None = None) -> Study:
     """The seed study of a dataset's profile recipe: every unit of its experiment, with the decision variants.
 
     Seed 0 is the profile's own run (the reports' numbers); ``decisions=False``
-    runs the recipe alone. Units: the profile's ISBI folds, or both CTC directions.
+    runs the recipe alone; ``variants`` names the alternatives to run (the
+    recipe itself always runs; names another dataset has are skipped), None or
+    empty for all. Units: the profile's ISBI folds, or both CTC directions.
     """
     base = preset(dataset, profile)
-    variants = DECISIONS[dataset] if decisions and profile == "cpu" else {profile: {}}
+    choices = DECISIONS[dataset] if decisions and profile == "cpu" else {profile: {}}
+    if variants:  # the recipe itself and the named alternatives this dataset has
+        unknown = set(variants) - {v for table in DECISIONS.values() for v in table}
+        if unknown:
+            raise UnetlibError(f"unknown decision variants {sorted(unknown)}; choose from "
+                               f"{sorted({v for table in DECISIONS.values() for v in list(table)[1:]})}")
+        baseline = next(iter(choices))
+        choices = {v: c for v, c in choices.items() if v == baseline or v in variants}
     if units is None:
         units = (0, 2) if dataset == "isbi2012" and profile in ("cpu", "smoke") else (
             tuple(range(5)) if dataset == "isbi2012" else tuple(DIRECTIONS))
-    return Study(name=f"{dataset}-{profile}-seeds", recipe=base, variants=dict(variants), seeds=tuple(seeds),
+    return Study(name=f"{dataset}-{profile}-seeds", recipe=base, variants=dict(choices), seeds=tuple(seeds),
                  units=tuple(units), question=f"How far apart do seeds of the {profile} recipe land, and does each "
                  "of its choices beat its alternative by more than that?")
 
