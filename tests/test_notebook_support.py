@@ -340,8 +340,9 @@ def test_the_papers_figures_draw_from_arrays_and_results(tmp_path):
     instances = np.zeros((96, 80), np.int32)
     instances[10:40, 10:40], instances[10:40, 42:70] = 1, 2
     target, weights = (instances > 0).astype(np.float32), 1 + 9 * (instances == 0)
-    fig = figures.weight_map_figure(image, instances, target, weights, save=tmp_path / "fig3.png")
+    fig = figures.weight_map_panel(image, target, weights, "(a) raw image", instances=instances, save=tmp_path / "fig3.png")
     assert [a.get_title()[:3] for a in fig.axes[:4]] == ["(a)", "(b)", "(c)", "(d)"]
+    assert len(figures.weight_map_panel(image, target, weights, "section 0").axes) == 3 + 1  # and the colour bar
     assert "row" in figures.border_profile(target, weights).axes[0].get_xlabel()
     field = augment.displacement_field(augment.elastic_grid(rng, points=3, sigma=10.0), image.shape)
     fig = figures.elastic_deformation(image, field, image, step=16, save=tmp_path / "elastic.png")

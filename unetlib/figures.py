@@ -24,7 +24,7 @@ from unetlib.study import MEAN_UNIT, flag_runs
 __all__ = [
     "recipe_summary", "choices_table", "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
     "instance_overlay", "training_sample", "save_figure", "interpret", "study_values",
-    "architecture", "overlap_tiles", "weight_map_figure", "border_profile", "elastic_deformation",
+    "architecture", "overlap_tiles", "border_profile", "elastic_deformation",
     "segmentation_examples",
 ]
 
@@ -62,18 +62,28 @@ def choices_table(recipe, only: Sequence[str] | None = None):
     return table.style.set_properties(subset=["why"], **{"text-align": "left", "white-space": "normal"})
 
 
-def weight_map_panel(image: np.ndarray, target: np.ndarray, weights: np.ndarray, title: str):
-    """An image, its binary target with separation borders, and its Eq. 2 weight map, side by side."""
-    fig, ax = plt.subplots(1, 3, figsize=(13, 4))
+def weight_map_panel(image: np.ndarray, target: np.ndarray, weights: np.ndarray, title: str, *,
+                     instances: np.ndarray | None = None, save: str | Path | None = None):
+    """An image, its binary target with separation borders, and its Eq. 2 weight map, side by side.
+
+    With ``instances`` (the ground-truth cells) this is the paper's Fig. 3: (a) the image, (b) the
+    instances, (c) the target, (d) the weight map.
+    """
+    fig3 = instances is not None
+    fig, ax = plt.subplots(1, 4 if fig3 else 3, figsize=(17, 4.5) if fig3 else (13, 4))
     ax[0].imshow(image, cmap="gray")
     ax[0].set_title(title)
-    ax[1].imshow(target, cmap="gray")
-    ax[1].set_title("target (1 = cell) with separation borders")
-    im = ax[2].imshow(weights, cmap="jet")
-    ax[2].set_title("weight map w(x)")
-    fig.colorbar(im, ax=ax[2], fraction=0.046)
+    if fig3:
+        instance_overlay(ax[1], image, instances, "(b) ground truth instances")
+    ax[-2].imshow(target, cmap="gray")
+    ax[-2].set_title("(c) target with separation borders" if fig3 else "target (1 = cell) with separation borders")
+    im = ax[-1].imshow(weights, cmap="jet")
+    ax[-1].set_title("(d) weight map" if fig3 else "weight map w(x)")
+    fig.colorbar(im, ax=ax[-1], fraction=0.046)
     for a in ax:
         a.axis("off")
+    if save is not None:
+        save_figure(fig, save)
     return fig
 
 
@@ -293,25 +303,6 @@ def overlap_tiles(image: np.ndarray, layout, input_tile: int, save: str | Path |
                                   fc=c, alpha=0.2))
     ax[1].set_title(f"{layout.n_tiles} output tiles at stride {layout.stride[0]} (a multiple of 16);\n"
                     "shaded: the part each tile writes. Outside the white frame: mirrored.", fontsize=10)
-    if save is not None:
-        save_figure(fig, save)
-    return fig
-
-
-def weight_map_figure(image: np.ndarray, instances: np.ndarray, target: np.ndarray, weights: np.ndarray,
-                      save: str | Path | None = None):
-    """Fig. 3: (a) raw image, (b) ground-truth instances, (c) target with separation borders, (d) Eq. 2 weights."""
-    fig, ax = plt.subplots(1, 4, figsize=(17, 4.5))
-    ax[0].imshow(image, cmap="gray")
-    ax[0].set_title("(a) raw image")
-    instance_overlay(ax[1], image, instances, "(b) ground truth instances")
-    ax[2].imshow(target, cmap="gray")
-    ax[2].set_title("(c) target with separation borders")
-    im = ax[3].imshow(weights, cmap="jet")
-    ax[3].set_title("(d) weight map")
-    plt.colorbar(im, ax=ax[3], fraction=0.046)
-    for a in ax:
-        a.axis("off")
     if save is not None:
         save_figure(fig, save)
     return fig
