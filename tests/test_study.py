@@ -177,3 +177,11 @@ def test_seed_study_runs_the_named_alternatives_only():
     assert len(seed_study("DIC-C2DH-HeLa", "cpu", variants=[]).variants) == 6
     with pytest.raises(UnetlibError, match="unknown decision variants \\['no-such'\\]"):
         seed_study("DIC-C2DH-HeLa", "cpu", variants=["no-such"])
+
+
+def test_reliability_is_each_units_sd_over_seeds_against_its_goal():
+    table = study.reliability({"DIC-C2DH-HeLa": _result(HAND)}).iloc[0]  # baseline 0.5 0.7 0.6: sd 0.1
+    assert (table["metric"], table["n"], table["goal"]) == ("SEG", 3, 0.03)
+    assert table["sd"] == pytest.approx(0.1) and not table["met"] and table["flagged runs"] == 0
+    steady = [_row("base", s, "01->02", v) for s, v in ((0, 0.60), (1, 0.62), (2, 0.61))]
+    assert study.reliability({"DIC-C2DH-HeLa": _result(steady)}).iloc[0]["met"]

@@ -477,6 +477,26 @@ def flag_runs(result: StudyResult, ratio: float = FLAG_RATIO) -> list[dict]:
     return flagged
 
 
+#: the reliability goal of each experiment: the largest standard deviation over seeds of one unit's number
+RELIABILITY_GOALS = {"isbi2012": ("rand_error", 0.01), "PhC-C2DH-U373": ("SEG", 0.03), "DIC-C2DH-HeLa": ("SEG", 0.03)}
+
+
+def reliability(results: dict) -> pd.DataFrame:
+    """Per dataset (``results``: dataset -> :class:`StudyResult`) and unit of the baseline recipe: the
+    standard deviation over seeds of its number against :data:`RELIABILITY_GOALS`, and its flagged runs."""
+    rows = []
+    for dataset, result in results.items():
+        metric, goal = RELIABILITY_GOALS[dataset]
+        flagged = flag_runs(result)
+        for unit in result.units:
+            values = list(result.values(result.baseline, unit, metric).values())
+            sd = _sd(values)
+            rows.append({"dataset": dataset, "unit": unit, "metric": metric, "n": len(values), "sd": sd, "goal": goal,
+                         "met": bool(sd <= goal),
+                         "flagged runs": sum(1 for f in flagged if f["unit"] == unit and f["variant"] == result.baseline)})
+    return pd.DataFrame(rows)
+
+
 #: The choices of each dataset's cpu recipe, as variants of it (the first, "cpu", is the recipe itself):
 #: a choice is kept only when its alternative is no better, beyond the spread over seeds.
 DECISIONS: dict[str, dict[str, dict]] = {
