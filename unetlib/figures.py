@@ -18,6 +18,7 @@ from matplotlib.patches import Rectangle
 
 from unetlib import paper
 from unetlib.atomic import write_bytes
+from unetlib.data import CTC_DATASETS
 from unetlib.results import ExperimentResult
 from unetlib.study import MEAN_UNIT, flag_runs
 
@@ -347,7 +348,7 @@ def segmentation_examples(results: dict[str, ExperimentResult], out_dir: str | P
                           save: str | Path | None = None):
     """Fig. 4: for each cell dataset, the first direction's example frame with its ground truth outlined,
     and the predicted instances."""
-    names = [n for n in ("PhC-C2DH-U373", "DIC-C2DH-HeLa") if n in results]
+    names = [n for n in CTC_DATASETS if n in results]
     fig, ax = plt.subplots(1, 2 * len(names), figsize=(9 * len(names), 4.8), squeeze=False)
     ax = ax[0]
     for i, name in enumerate(names):

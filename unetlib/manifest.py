@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlib import data
+from unetlib import data  # a module reference: unetlib.data's loaders call check_files in turn
 from unetlib.atomic import write_text
 from unetlib.errors import UnetlibError
 

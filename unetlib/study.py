@@ -525,10 +525,10 @@ def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1,
     base = preset(dataset, profile)
     choices = DECISIONS[dataset] if decisions and profile == "cpu" else {profile: {}}
     if variants:  # the recipe itself and the named alternatives this dataset has
-        unknown = set(variants) - {v for table in DECISIONS.values() for v in table}
-        if unknown:
-            raise UnetlibError(f"unknown decision variants {sorted(unknown)}; choose from "
-                               f"{sorted({v for table in DECISIONS.values() for v in list(table)[1:]})}")
+        known = {v for table in DECISIONS.values() for v in table}
+        if set(variants) - known:
+            raise UnetlibError(f"unknown decision variants {sorted(set(variants) - known)}; "
+                               f"choose from {sorted(known)}")
         baseline = next(iter(choices))
         choices = {v: c for v, c in choices.items() if v == baseline or v in variants}
     if units is None:
