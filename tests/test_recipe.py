@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from unetlib import protocols
 from unetlib.checkpoint import load_checkpoint
@@ -129,6 +130,7 @@ def test_tuned_postprocessing_travels_with_the_checkpoint_to_predict(tmp_path, d
     stored = Recipe.from_dict(load_checkpoint(tmp_path / result.checkpoint)["metadata"]["recipe"])
     assert stored.tune_postprocessing and (stored.threshold, stored.min_size) == (result.threshold, result.min_size)
     assert result.recipe == stored.to_dict() and result.postprocessing == "tuned on the training sequence"
+    assert result.train_threads == [torch.get_num_threads()]  # the bits depend on it: recorded with the result
     with np.load(tmp_path / result.example) as ex:
         image, pred = ex["image"], ex["pred"]
     import tifffile

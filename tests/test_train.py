@@ -159,6 +159,21 @@ def test_resume_is_bit_identical(data, tmp_path):
     assert_same_weights(state_of(straight.model), saved["model_state"])
 
 
+def test_thread_counts_recorded_across_resumes(data, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        first = train(*data, tiny_config(iterations=2), checkpoint_dir=tmp_path, progress=False)
+        torch.set_num_threads(2)
+        resumed = train(*data, tiny_config(iterations=3), checkpoint_dir=tmp_path, progress=False)
+        reused = train(*data, tiny_config(iterations=3), checkpoint_dir=tmp_path, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert first.threads == [1] and load_checkpoint(first.checkpoint)["threads"] == [1, 2]
+    assert resumed.threads == [1, 2]
+    assert reused.threads == [1, 2]  # complete: nothing ran now, the recorded counts stay
+
+
 def test_no_resume_starts_afresh(data, tmp_path):
     train(*data, tiny_config(iterations=3), checkpoint_dir=tmp_path, progress=False)
     again = train(*data, tiny_config(iterations=2), checkpoint_dir=tmp_path, resume=False, progress=False)

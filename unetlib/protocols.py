@@ -246,6 +246,7 @@ class FoldResult:
     recipe: dict
     checkpoint: str
     example: str
+    train_threads: list = dataclasses.field(default_factory=list)  # TrainResult.threads ([]: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -287,7 +288,7 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
         final_loss=final_loss(run.history), loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
         checkpoint=_relative(checkpoint / CHECKPOINT_NAME, out_dir),
-        example=_relative(example, out_dir),
+        example=_relative(example, out_dir), train_threads=list(run.threads),
     )
 
 
@@ -329,6 +330,7 @@ class DirectionResult:
     checkpoint: str
     res_dir: str
     example: str
+    train_threads: list = dataclasses.field(default_factory=list)  # TrainResult.threads ([]: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -397,7 +399,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
         final_loss=final_loss(run.history), loss_curve=_curve(run.history),
         seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
         checkpoint=_relative(checkpoint / CHECKPOINT_NAME, out_dir), res_dir=_relative(res_dir, out_dir),
-        example=_relative(example, out_dir),
+        example=_relative(example, out_dir), train_threads=list(run.threads),
     )
 
 

@@ -506,7 +506,7 @@ DECISIONS: dict[str, dict[str, dict]] = {
         "cpu": {},
         "no-split": {"tune_split": False},
         "no-clipping": {"train.clip_grad": 0.0},
-        "full-resolution": {"resample": 1.0, "train.tile": 508, "train.clip_grad": 0.0},
+        "full-resolution": {"resample": 1.0, "train.tile": 508},
         "zoom": {"train.augment.scale": 0.25},
         "tta-d4": {"tta": "d4"},
     },

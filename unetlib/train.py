@@ -192,11 +192,16 @@ class TrainResult(NamedTuple):
         the training wall time in seconds up to it (summed over resumed runs).
     checkpoint : Path or None
         ``checkpoint_dir / "last.pt"``, or None without a checkpoint_dir.
+    threads : list of int
+        The PyTorch thread counts the iterations ran with (more than one when
+        resumed with another): on the CPU the bits of the result depend on it,
+        so a fixed seed repeats digit for digit on one machine at one count.
     """
 
     model: UNet
     history: list
     checkpoint: Path | None
+    threads: list = []
 
 
 class Interrupted(KeyboardInterrupt):
@@ -310,6 +315,8 @@ def train(
     run = _Run(config, model, optimizer, scaler, device, checkpoint_dir, metadata)
     if resume and run.path is not None and run.path.is_file():
         run.resume()
+    if run.iteration < config.iterations:
+        run.start()
 
     tiles = _tile_source(lambda i: _sample_tiles(data, config, i), run.iteration, config.iterations, device)
     bar = Progress(config.iterations, "train", "it", initial=run.iteration, enabled=progress)
@@ -351,7 +358,7 @@ def train(
         bar.close()
     if run.saved_at != run.iteration:
         run.save()
-    return TrainResult(model.eval(), run.history, run.path)
+    return TrainResult(model.eval(), run.history, run.path, run.threads)
 
 
 # --------------------------------------------------------------------------- #
@@ -506,6 +513,11 @@ class _Run:
         self.history: list[tuple[int, float, float]] = []
         self.seconds_before = 0.0
         self.saved_at: int | None = None  # iteration of the checkpoint on disk
+        self.threads: list[int] = []  # PyTorch thread counts the iterations ran with
+
+    def start(self) -> None:
+        """Note the thread count of the iterations about to run."""
+        self.threads = sorted({*self.threads, torch.get_num_threads()})
 
     def record(self, iteration: int, loss: float, seconds: float) -> None:
         self.iteration = iteration
@@ -521,6 +533,7 @@ class _Run:
                 self.scaler.load_state_dict(payload["scaler"])
             self.iteration = int(payload["iteration"])
             self.history = [tuple(h) for h in payload.get("history", [])]
+            self.threads = [int(t) for t in payload.get("threads", [])]
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise UnetlibError(f"checkpoint {self.path} holds a malformed training state ({exc}); "
                                "delete it or start afresh (resume=False / --no-resume)") from None
@@ -569,6 +582,7 @@ class _Run:
             iteration=self.iteration,
             config=self.config.to_dict(),
             history=[list(h) for h in self.history],
+            threads=list(self.threads),
             device=str(self.device),
             metadata=self.metadata,
         )
