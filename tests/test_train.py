@@ -169,9 +169,9 @@ def test_thread_counts_recorded_across_resumes(data, tmp_path):
         reused = train(*data, tiny_config(iterations=3), checkpoint_dir=tmp_path, progress=False)
     finally:
         torch.set_num_threads(before)
-    assert first.threads == [1] and load_checkpoint(first.checkpoint)["threads"] == [1, 2]
-    assert resumed.threads == [1, 2]
-    assert reused.threads == [1, 2]  # complete: nothing ran now, the recorded counts stay
+    assert first.threads == (1,) and load_checkpoint(first.checkpoint)["threads"] == [1, 2]
+    assert resumed.threads == (1, 2)
+    assert reused.threads == (1, 2)  # complete: nothing ran now, the recorded counts stay
 
 
 def test_no_resume_starts_afresh(data, tmp_path):

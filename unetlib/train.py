@@ -192,7 +192,7 @@ class TrainResult(NamedTuple):
         the training wall time in seconds up to it (summed over resumed runs).
     checkpoint : Path or None
         ``checkpoint_dir / "last.pt"``, or None without a checkpoint_dir.
-    threads : list of int
+    threads : tuple of int
         The PyTorch thread counts the iterations ran with (more than one when
         resumed with another): on the CPU the bits of the result depend on it,
         so a fixed seed repeats digit for digit on one machine at one count.
@@ -201,7 +201,7 @@ class TrainResult(NamedTuple):
     model: UNet
     history: list
     checkpoint: Path | None
-    threads: list = []
+    threads: tuple = ()
 
 
 class Interrupted(KeyboardInterrupt):
@@ -358,7 +358,7 @@ def train(
         bar.close()
     if run.saved_at != run.iteration:
         run.save()
-    return TrainResult(model.eval(), run.history, run.path, run.threads)
+    return TrainResult(model.eval(), run.history, run.path, tuple(run.threads))
 
 
 # --------------------------------------------------------------------------- #
