@@ -175,6 +175,7 @@ def test_seed_study_runs_the_named_alternatives_only():
     assert list(hela.variants) == ["cpu", "no-split"]  # "split" is U373's alternative: skipped here
     assert list(seed_study("PhC-C2DH-U373", "cpu", variants=["no-split", "split"]).variants) == ["cpu", "split"]
     assert len(seed_study("DIC-C2DH-HeLa", "cpu", variants=[]).variants) == 6
+    assert seed_study("DIC-C2DH-HeLa", "cpu").recipe.train.augment.scale == 0.25  # zoom adopted (cpu)
     with pytest.raises(UnetlibError, match="unknown decision variants \\['no-such'\\]"):
         seed_study("DIC-C2DH-HeLa", "cpu", variants=["no-such"])
 
@@ -185,3 +186,49 @@ def test_reliability_is_each_units_sd_over_seeds_against_its_goal():
     assert table["sd"] == pytest.approx(0.1) and not table["met"] and table["flagged runs"] == 0
     steady = [_row("base", s, "01->02", v) for s, v in ((0, 0.60), (1, 0.62), (2, 0.61))]
     assert study.reliability({"DIC-C2DH-HeLa": _result(steady)}).iloc[0]["met"]
+
+
+def test_adopting_a_variant_reuses_its_runs_as_the_new_recipes(tmp_path):
+    """After a recipe adopts a variant, the variant's runs become the recipe's and the old recipe's runs those
+    of the variant undoing it; runs of any other recipe are left alone, and the source folder is only read."""
+    old = recipe.preset("DIC-C2DH-HeLa", "smoke")
+    before = Study("before", old, {"cpu": {}, "zoom": {"train.augment.scale": 0.25}, "lr": {"train.lr": 0.01}},
+                   (0, 1), ("01->02",))
+    source = tmp_path / "before"
+    for variant, seed, unit in before.jobs():
+        row = {**_row(variant, seed, unit, 0.5 + seed / 10), "recipe": before.variant_recipe(variant, seed).to_dict()}
+        path = study._row_path(source, variant, seed, unit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(row))
+        checkpoint = study.protocols.unit_checkpoint_dir(path.parent, old.dataset, unit) / "last.pt"
+        checkpoint.parent.mkdir(parents=True)
+        checkpoint.write_bytes(f"{variant} {seed}".encode())
+    untouched = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    after = Study("after", old.replace(**{"train.augment.scale": 0.25}),
+                  {"cpu": {}, "no-zoom": {"train.augment.scale": 0.0}, "lr": {"train.lr": 0.002}}, (0, 1),
+                  ("01->02",))
+    adopted = study.adopt_runs(after, tmp_path / "after", source)
+    assert sorted(adopted) == [("cpu", 0, "01->02"), ("cpu", 1, "01->02"), ("no-zoom", 0, "01->02"),
+                               ("no-zoom", 1, "01->02")]  # lr 0.002 was never run: nothing to adopt
+    rows = {(r["variant"], r["seed"]): r for r in study.gather(after, tmp_path / "after").runs}
+    assert rows[("cpu", 1)]["adopted_from"] == "before/zoom" and rows[("no-zoom", 0)]["adopted_from"] == "before/cpu"
+    assert rows[("cpu", 1)]["SEG"] == 0.6 and ("lr", 0) not in rows
+    checkpoint = study.protocols.unit_checkpoint_dir(study.run_folder(tmp_path / "after", "cpu", 1), old.dataset,
+                                                     "01->02") / "last.pt"
+    assert checkpoint.read_bytes() == b"zoom 1"
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == untouched
+    assert study.adopt_runs(after, tmp_path / "after", source) == []  # done once: nothing more
+    with pytest.raises(UnetlibError, match="another out_dir"):
+        study.adopt_runs(after, source, source)
+
+
+def test_the_recipes_studies_are_read_from_their_dataset_folders_only(tmp_path):
+    from unetlib import tables
+
+    now = _result(HAND)
+    earlier = _result([{**r, "SEG": 0.1} for r in HAND])
+    study.write_study(tmp_path / "DIC-C2DH-HeLa" / "study.json", now)
+    study.write_study(tmp_path / "earlier" / "DIC-C2DH-HeLa-before-zoom" / "study.json", earlier)
+    study.write_study(tmp_path / "DIC-C2DH-HeLa-old" / "study.json", earlier)  # not the recipe's numbers
+    found = tables.read_studies(tmp_path)
+    assert list(found) == ["DIC-C2DH-HeLa"] and found["DIC-C2DH-HeLa"].runs == now.runs

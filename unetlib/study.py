@@ -53,7 +53,7 @@ from unetlib.recipe import Recipe, preset
 from unetlib.train import CHECKPOINT_NAME
 
 __all__ = [
-    "SCHEMA", "METRICS", "Study", "StudyResult", "run_study", "read_study", "summarize", "compare",
+    "SCHEMA", "METRICS", "Study", "StudyResult", "run_study", "adopt_runs", "read_study", "summarize", "compare",
     "flag_runs", "verdict", "t_interval", "VERDICTS", "DECISIONS", "seed_study", "study_from_dict", "run_folder",
     "reading",
 ]
@@ -267,6 +267,50 @@ def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=Non
                                                         if k not in ("loss_curve", "recipe")}}
     write_text(_row_path(out_dir, variant, seed, unit), json.dumps(row, indent=1, allow_nan=False) + "\n")
     return row
+
+
+def adopt_runs(study: Study, out_dir: str | Path, source_dir: str | Path) -> list[tuple[str, int, Any]]:
+    """Copy into ``out_dir`` the finished runs of another study folder that ``study`` would repeat exactly.
+
+    When a recipe adopts a variant, the variant's runs *are* the new recipe's
+    runs, and the old recipe's runs are those of the variant that undoes the
+    change. A job ``(variant, seed, unit)`` of ``study`` not yet done in
+    ``out_dir`` takes the row of ``source_dir`` with the same seed and unit whose
+    stored recipe is the one ``study`` asks for (any variant name; the seed and
+    tuned post-processing aside, as on resuming), with its network; the row is
+    relabelled (``variant``, and ``adopted_from`` naming where it came from).
+    ``source_dir`` is only read. Returns the jobs adopted.
+    """
+    out_dir, source_dir = Path(out_dir), Path(source_dir)
+    if out_dir.resolve() == source_dir.resolve():
+        raise UnetlibError("adopt_runs copies runs between two study folders: give another out_dir")
+    adopted = []
+    with folder_lock(out_dir, "study"):
+        _check_same_study(study, out_dir)
+        for variant, seed, unit in study.jobs():
+            if _stored(study, out_dir, variant, seed, unit) is not None:
+                continue
+            wanted = _comparable(study.variant_recipe(variant, seed))
+            name = _row_path(Path(""), variant, seed, unit).name
+            for path in sorted(source_dir.glob(f"*/seed{seed}/{name}")):
+                try:
+                    row = json.loads(path.read_text(encoding="utf-8"))
+                    same = _comparable(Recipe.from_dict(row.get("recipe") or {})) == wanted
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError, UnetlibError, AttributeError):
+                    continue
+                if not same or row.get("seed") != seed or row.get("unit") != unit:
+                    continue
+                source = protocols.unit_checkpoint_dir(path.parent, study.recipe.dataset, unit)
+                target = protocols.unit_checkpoint_dir(run_folder(out_dir, variant, seed), study.recipe.dataset, unit)
+                if (source / CHECKPOINT_NAME).is_file():
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source / CHECKPOINT_NAME, target / CHECKPOINT_NAME)
+                row = {**row, "variant": variant, "adopted_from": row.get("adopted_from") or
+                       f"{source_dir.name}/{path.parent.parent.name}"}
+                write_text(_row_path(out_dir, variant, seed, unit), json.dumps(row, indent=1, allow_nan=False) + "\n")
+                adopted.append((variant, seed, unit))
+                break
+    return adopted
 
 
 def gather(study: Study, out_dir: str | Path) -> StudyResult:
@@ -507,7 +551,7 @@ DECISIONS: dict[str, dict[str, dict]] = {
         "no-split": {"tune_split": False},
         "no-clipping": {"train.clip_grad": 0.0},
         "full-resolution": {"resample": 1.0, "train.tile": 508},
-        "zoom": {"train.augment.scale": 0.25},
+        "no-zoom": {"train.augment.scale": 0.0},
         "tta-d4": {"tta": "d4"},
     },
 }

@@ -96,11 +96,15 @@ def spread(values, digits: int = 4) -> str:
 
 
 def read_studies(folder: str | Path) -> dict:
-    """The study file of every dataset below ``folder`` (``folder/DATASET/study.json``), keyed by dataset."""
+    """The study file of every dataset below ``folder`` (``folder/DATASET/study.json``), keyed by dataset;
+    other folders (earlier studies of a recipe since changed) are not the recipe's numbers and are skipped."""
     found = {}
-    for path in sorted(Path(folder).glob("*/study.json")):
-        result = read_study(path)
-        found[result.dataset] = result
+    for dataset in ("isbi2012", *CTC_DATASETS):
+        path = Path(folder) / dataset / "study.json"
+        if path.is_file():
+            result = read_study(path)
+            if result.dataset == dataset:
+                found[dataset] = result
     return found
 
 
