@@ -310,14 +310,15 @@ WHY: dict[str, Any] = {
         "DIC-C2DH-HeLa": "half resolution on the cpu and gpu profiles (0.5; the paper profile keeps 1): a "
                          "valid-convolution U-Net of depth 5 sees about 185 px around each output pixel, and "
                          "sequence 02's flat, spread cells are wider than that; at half resolution the same "
-                         "network sees twice the context. Over 3 seeds of the cpu recipe, mean SEG 0.733 against "
-                         "0.693 at full resolution, 01->02 better with every seed (reports/cpu-seeds).",
+                         "network sees twice the context. Over 3 seeds of the cpu recipe (before zoom), mean SEG 0.733 "
+                         "against 0.693 at full resolution, 01->02 better with every seed "
+                         "(reports/cpu-seeds/earlier).",
         "*": "1: the images as recorded.",
     },
     "train.clip_grad": {
         "DIC-C2DH-HeLa": "the gradient's norm is clipped to 1 (about its median): rare tiles give gradients "
                          "100-300 times the usual, which inflate Adam's second-moment estimate and stall the "
-                         "run for thousands of steps (measured over seeds: reports/cpu-seeds).",
+                         "run for thousands of steps (measured over seeds before zoom: reports/cpu-seeds/earlier).",
         "*": "no clipping (0).",
     },
     "train_images": "0: every training image of the unit (fold or sequence); a number n trains on n of them, "
@@ -356,7 +357,10 @@ WHY: dict[str, Any] = {
                          "the pixels, so both classes weigh about 1).",
         "PhC-C2DH-U373": "w_c of Eq. 2 left at 1 (None): cells are 5-8 % of the pixels, so 'balanced' weighs a "
                          "cell pixel 11 to 19 times a background pixel and the predicted cells bloat into the "
-                         "bright halos (appendix 04, part D). The Eq. 2 border term is kept.",
+                         "bright halos in a 500-step run (appendix 04, part D). At the full cpu schedule the two do not differ "
+                         "beyond the seed spread (3 seeds: mean SEG 0.831 with w_c = 1, 0.824 balanced; "
+                         "reports/cpu-seeds): neither is better, w_c = 1 stays and the paper's balanced weights "
+                         "are as good at this budget. The Eq. 2 border term is kept.",
     },
     "ignore_unannotated": "cells that have a tracking marker but no segmentation mask (e.g. 15 of 18 cells of "
                           "HeLa 01 frame 67) get loss weight 0 around them instead of being taught as background.",
