@@ -103,7 +103,7 @@ CLAIMS = {
 #: Per profile: steps, tiles and width of the trained claims (the budget of notebook 05_claims).
 BUDGETS = {
     "smoke": dict(width=4, iterations=6, small=236, large=284, sizes=(2, 24), hela_iterations=6, speed_widths=(16,)),
-    "cpu": dict(width=16, iterations=600, small=316, large=444, sizes=(2, 6, 24), hela_iterations=1200,
+    "cpu": dict(width=16, iterations=500, small=316, large=444, sizes=(2, 6, 24), hela_iterations=1000,
                 speed_widths=(64, 16)),
     # the paper's width; its 572² tile against a batch of 4 of 316² (4 x 132² = 69,696 vs 388² = 150,544
     # output pixels would not be equal), so the tiles stay those of the cpu budget
