@@ -1,9 +1,12 @@
 """Overlap-tile inference throughput against its ceiling and against MONAI's sliding window.
 
-For each width (64 = the paper, 32) and image size (512, 2048), one run, same
-precision (fp32 unless ``--amp``), same device:
+For each width (64 = the paper, 32, 16 = the ``cpu`` profile) and image size
+(512, 2048), one run, same precision (fp32 unless ``--amp``), same device:
 
 - *unetlib*: :func:`unetlib.inference.predict` with its automatic tile (probabilities);
+  and once more with glibc's default handling of large buffers (each one a
+  fresh mapping, faulted in page by page: what :func:`unetlib.runtime.reuse_freed_memory`
+  avoids), with the minor page faults of each;
 - *ceiling*: the same network's bare forward on one tile of the chosen size,
   as output megapixels per second (goal: unetlib >= 90 % of it; the image's
   edge waste counts against unetlib);
@@ -22,6 +25,7 @@ sizes, width 4: checks that the script runs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -34,10 +38,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import OUT_DIR, cpu_name, write_report
+from unetlib import inference
 from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, plan_tiles
 from unetlib.inference import Tiling, _default_budget, predict
 from unetlib.model import UNet
-from unetlib.runtime import amp_dtype, autocast, pick_device, to_channels_last
+from unetlib.runtime import amp_dtype, autocast, pick_device, reuse_freed_memory, to_channels_last
 
 OVERLAP = 0.25
 ROI = 512
@@ -90,6 +95,24 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def faulted(fn) -> tuple[float, int]:
+    """Seconds and minor page faults of ``fn()``."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    seconds, _ = timed(fn)
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@contextlib.contextmanager
+def default_allocator():
+    """Predict without :func:`unetlib.runtime.reuse_freed_memory` (glibc's own thresholds)."""
+    kept = inference.reuse_freed_memory
+    inference.reuse_freed_memory = lambda device: contextlib.nullcontext()
+    try:
+        yield
+    finally:
+        inference.reuse_freed_memory = kept
+
+
 def bench_unetlib(width: int, size: int, device: torch.device, amp: bool) -> dict:
     torch.manual_seed(0)
     model = to_channels_last(UNet(width=width), device).eval()
@@ -99,20 +122,28 @@ def bench_unetlib(width: int, size: int, device: torch.device, amp: bool) -> dic
     tile = torch.rand(1, 1, *layout.tile, device=device).contiguous(memory_format=torch.channels_last)
 
     def bare():
-        with torch.inference_mode(), autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp), reuse_freed_memory(device):
             out = model(tile)
-        _sync(device)
+            _sync(device)
+            out = model(tile)  # the second pass of the block: its buffers come from the first
+            _sync(device)
         return out
 
+    def run():
+        return predict(model, image, tiling=Tiling(device=device, amp=amp, progress=False))
+
     bare()  # warm-up: oneDNN/cuDNN pick their kernels for this shape
-    t_bare = sorted(timed(bare)[0] for _ in range(3))[1]  # median of 3: the ceiling is the steadiest number
-    t_pred, _ = timed(lambda: predict(model, image, tiling=Tiling(device=device, amp=amp, progress=False)))
+    t_bare = sorted(timed(bare)[0] / 2 for _ in range(3))[1]  # median of 3: the ceiling is the steadiest number
+    t_pred, faults = faulted(run)
+    with default_allocator():
+        t_default, faults_default = faulted(run)
     tile_flops = forward_flops(UNet(width=width), *layout.tile)
     same_flops = forward_flops(SamePaddedUNet(width), size, size)
     ceiling_mps = layout.out[0] * layout.out[1] / t_bare / 1e6
     mps = size * size / t_pred / 1e6
     return {
         "tile": list(layout.tile), "tiles": layout.n_tiles, "seconds": t_pred, "mpix_per_s": mps,
+        "page_faults": faults, "default_allocator_seconds": t_default, "default_allocator_page_faults": faults_default,
         "ceiling_tile_seconds": t_bare, "ceiling_mpix_per_s": ceiling_mps, "fraction_of_ceiling": mps / ceiling_mps,
         "forward_share": layout.n_tiles * t_bare / t_pred,
         "redundancy": layout.n_tiles * tile_flops / same_flops,
@@ -220,22 +251,30 @@ def bench_rss(method: str, size: int, width: int, device: str, amp: bool) -> dic
 # --------------------------------------------------------------------------- #
 # Report
 # --------------------------------------------------------------------------- #
+def _ratio(mpix_per_s: float, monai: dict) -> str:
+    return "" if "skipped" in monai else f"{mpix_per_s / monai['mpix_per_s']:.2f}x"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Overlap-tile inference ({report['device']}, {report['precision']}, {report['threads']} threads)",
         "",
         "| width | image | unetlib tile x n | unetlib MP/s | ceiling MP/s | % of ceiling | redundancy "
-        "| MONAI MP/s | MONAI windows | MONAI redundancy |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| MONAI MP/s | MONAI windows | MONAI redundancy | unetlib / MONAI | without buffer reuse: MP/s, / MONAI "
+        "| page faults with / without reuse |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["throughput"]:
         u, m = row["unetlib"], row["monai"]
         tile = f"{u['tile'][0]}x{u['tile'][1]} x {u['tiles']}"
         monai = ("skipped", "", "") if "skipped" in m else (f"{m['mpix_per_s']:.3f}", f"{m['roi']}² x {m['windows']}",
                                                              f"{m['redundancy']:.2f}")
+        default_mps = row["size"] ** 2 / u["default_allocator_seconds"] / 1e6
         lines.append(
             f"| {row['width']} | {row['size']}² | {tile} | {u['mpix_per_s']:.3f} | {u['ceiling_mpix_per_s']:.3f} "
-            f"| {100 * u['fraction_of_ceiling']:.0f} % | {u['redundancy']:.2f} | {monai[0]} | {monai[1]} | {monai[2]} |"
+            f"| {100 * u['fraction_of_ceiling']:.0f} % | {u['redundancy']:.2f} | {monai[0]} | {monai[1]} | {monai[2]} "
+            f"| {_ratio(u['mpix_per_s'], m)} | {default_mps:.3f}, {_ratio(default_mps, m)} "
+            f"| {u['page_faults']:,} / {u['default_allocator_page_faults']:,} |"
         )
     lines += ["", f"Peak RSS, {report['rss_size']}² image, width {report['rss_width']} "
               "(fresh process, after imports and the uint8 image; the float32 output alone is the output column):", "",
@@ -247,7 +286,9 @@ def markdown(report: dict) -> str:
             lines.append(f"| {method} | {r['baseline_rss'] / 1e6:.0f} | {r['peak_rss'] / 1e6:.0f} "
                          f"| {r['output_bytes'] / 1e6:.0f} | {r['seconds']:.1f} |")
     lines += ["", "Redundancy = FLOPs spent / FLOPs of one same-padded forward over the image. "
-              "Ceiling = bare forward of one tile of unetlib's size, output pixels per second."]
+              "Ceiling = bare forward of one tile of unetlib's size, output pixels per second. "
+              "Without buffer reuse: the same prediction with glibc's default thresholds, where every buffer of "
+              "32 MiB or more is a fresh mapping faulted in page by page (minor page faults of the whole call)."]
     return "\n".join(lines) + "\n"
 
 
@@ -262,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_child(args.rss_child[0], int(args.rss_child[1]), int(args.rss_child[2]), args.device, args.amp)
         return 0
     device = pick_device(args.device)
-    widths, sizes = ([4], [128, 256]) if args.quick else ([64, 32], [512, 2048])
+    widths, sizes = ([4], [128, 256]) if args.quick else ([64, 32, 16], [512, 2048])
     rss_size, rss_width = (1024, 4) if args.quick else (8192, 4)
     precision = str(amp_dtype(device)).replace("torch.", "") if args.amp and amp_dtype(device) else "fp32"
     report = {"device": str(device), "precision": precision, "threads": torch.get_num_threads(),

@@ -15,7 +15,7 @@ import tifffile
 import torch
 from torch import nn
 
-from unetlib import geometry
+from unetlib import geometry, runtime
 from unetlib.checkpoint import save_checkpoint
 from unetlib.cli import main as cli_main
 from unetlib.errors import UnetlibError
@@ -509,3 +509,45 @@ def test_normalize_image_matches_what_predict_sees():
     np.testing.assert_array_equal(normalize_image(image, "unit"), normalize_image(image))
     with pytest.raises(ValueError, match="normalize"):
         normalize_image(image, "auto")
+
+
+# --------------------------------------------------------------------------- #
+# Freed activation buffers reused while tiles are predicted
+# --------------------------------------------------------------------------- #
+def _faulted_pages(make) -> int:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    make()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(runtime._glibc() is None, reason="mallopt is glibc's")
+def test_a_large_tiles_activations_are_reused_inside_the_block_and_given_back_after_it():
+    model = UNet(width=8).eval()  # at 1212² every level-0 map (47 MB and more) is beyond glibc's heap limit
+    tile = torch.rand(1, 1, 1212, 1212)
+
+    def forward():
+        model(tile)
+
+    with torch.inference_mode():
+        forward()
+        outside = _faulted_pages(forward)  # every large map a fresh mapping: ~230,000 pages
+        with runtime.reuse_freed_memory("cpu"):
+            with runtime.reuse_freed_memory("cpu"):  # nested: acts once
+                forward()  # the heap grows to the peak once
+            inside = _faulted_pages(forward) + _faulted_pages(forward)
+        after = _faulted_pages(forward)
+    assert outside > 100_000
+    assert inside < outside / 4  # two passes together fault in a fraction of one pass outside
+    assert after > outside / 2  # glibc's thresholds are back and the heap was given back
+
+
+def test_reusing_freed_memory_leaves_the_prediction_unchanged():
+    torch.manual_seed(0)
+    model = UNet(width=4).eval()
+    image = np.random.default_rng(0).random((300, 260), dtype=np.float32)
+    with runtime.reuse_freed_memory("cpu"):
+        inside = predict(model, image, tiling=Tiling(tile=252, progress=False))
+    outside = predict(model, image, tiling=Tiling(tile=252, progress=False))
+    np.testing.assert_array_equal(inside, outside)

@@ -37,7 +37,7 @@ from unetlib.errors import UnetlibError
 from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, TileLayout, mirror_index, plan_tiles, tta_transforms
 from unetlib.model import BORDER, MIN_INPUT
 from unetlib.preprocess import check_mode, normalizer, row_blocks
-from unetlib.runtime import autocast, pick_device, to_channels_last
+from unetlib.runtime import autocast, pick_device, reuse_freed_memory, to_channels_last
 
 __all__ = ["predict", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
 
@@ -159,7 +159,7 @@ def predict(
             model.eval()
         plan = _make_plan(model, stack, tiling, tta, output, normalize, is_stack)
         result = _allocate_output(stack, plan)
-        with torch.inference_mode():
+        with torch.inference_mode(), reuse_freed_memory(plan.device):
             for index in range(stack.shape[0]):
                 _predict_slice(stack[index], result[index], plan)
     finally:
