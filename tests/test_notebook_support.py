@@ -197,6 +197,15 @@ def test_update_readme_replaces_only_the_results_section(tmp_path):
     assert "old" not in text and "| 1 |" in text and text.endswith("<!-- results:end -->\n## after\n")
     with pytest.raises(UnetlibError, match="run the smoke profile"):
         update_readme("smoke", tmp_path)
+    # the claims section is filled when 05_claims wrote its summary, and left alone otherwise
+    (tmp_path / "README.md").write_text(text + "<!-- claims:start -->\nold claims\n<!-- claims:end -->\n")
+    update_readme("cpu", tmp_path)
+    assert "old claims" in (tmp_path / "README.md").read_text()
+    (tmp_path / "reports" / "cpu" / "claims.md").write_text("| claim | verdict |\n|---|---|\n| tiles | supported |\n")
+    update_readme("cpu", tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "old claims" not in text and "| tiles | supported |" in text and "| 1 |" in text
+    assert text.endswith("| tiles | supported |\n<!-- claims:end -->\n")
     (tmp_path / "README.md").write_text("# no results section\n")
     with pytest.raises(UnetlibError, match="results:start"):
         update_readme("cpu", tmp_path)

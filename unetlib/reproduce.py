@@ -243,25 +243,35 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+CLAIMS_START, CLAIMS_END = "<!-- claims:start -->", "<!-- claims:end -->"
 
 
 def update_readme(profile: str, root: Path | None = None) -> Path:
-    """Put ``reports/PROFILE/results.md`` (written by 03_paper_tables) into the README's results section."""
+    """Put ``reports/PROFILE/results.md`` (written by 03_paper_tables) into the README's results section,
+    and ``reports/PROFILE/claims.md`` (written by 05_claims), when there is one, into its claims section."""
     root = root or project_root()
     results_md = root / "reports" / profile / "results.md"
     if not results_md.is_file():
         raise UnetlibError(f"{results_md.relative_to(root)} does not exist: run the {profile} profile first")
     readme = root / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    head, _, rest = text.partition(README_START)
-    _, _, tail = rest.partition(README_END)
-    if not rest:
-        raise UnetlibError(f"README.md has no {README_START} ... {README_END} section")
-    body = results_md.read_text(encoding="utf-8").strip()
-    note = (f"Generated from `reports/{profile}/` by `python -m unetlib.reproduce --profile {profile} "
-            "--update-readme`; the executed notebooks, tables and figures are there.")
-    write_text(readme, f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}")
+    text = _replace_section(readme.read_text(encoding="utf-8"), README_START, README_END, results_md.read_text(
+        encoding="utf-8"), f"Generated from `reports/{profile}/` by `python -m unetlib.reproduce --profile {profile} "
+        "--update-readme`; the executed notebooks, tables and figures are there.")
+    claims_md = root / "reports" / profile / "claims.md"
+    if claims_md.is_file() and CLAIMS_START in text:
+        text = _replace_section(text, CLAIMS_START, CLAIMS_END, claims_md.read_text(encoding="utf-8"),
+                                f"Generated from `reports/{profile}/claims.md`, written by `python -m unetlib.reproduce "
+                                f"--profile {profile} --only 05_claims` (the executed notebook is beside it).")
+    write_text(readme, text)
     return readme
+
+
+def _replace_section(text: str, start: str, end: str, body: str, note: str) -> str:
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    if not rest:
+        raise UnetlibError(f"README.md has no {start} ... {end} section")
+    return f"{head}{start}\n{note}\n\n{body.strip()}\n{end}{tail}"
 
 
 def main(argv=None) -> int:
