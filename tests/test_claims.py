@@ -40,6 +40,24 @@ def test_claim_row_is_the_paired_difference_with_its_verdict():
     assert row["verdict"] == "contradicted"
 
 
+def test_a_claim_judged_on_a_second_metric_claims_the_variant_does_worse_in_it():
+    # w0 = 0 against w0 = 10: the claim is about merges (more without the border term), and so SEG falls
+    def row(variant, seed, merges, seg):
+        return {"variant": variant, "seed": seed, "unit": "01->02", "merges": merges, "SEG": seg, "final_loss": 0.3}
+
+    rows = [row("w0 = 10", s, 3, 0.62 + 0.01 * s) for s in range(3)] + \
+           [row("w0 = 0", s, 8 + s, 0.42 + 0.011 * s) for s in range(3)]
+    spec = {"name": "w", "recipe": {"dataset": "DIC-C2DH-HeLa"}, "variants": {"w0 = 10": {}, "w0 = 0": {}},
+            "seeds": [0, 1, 2], "units": ["01->02"]}
+    result = StudyResult(spec, rows)
+    claim = claims.CLAIMS["weighted_loss"]
+    assert claims.claim_row(claim, result)["verdict"] == "supported"  # merges 9 against 3 on every seed
+    seg = claims.claim_row(claim, result, metric="SEG")
+    assert seg["effect"] == pytest.approx(-0.199) and seg["verdict"] == "supported"
+    rows[3:] = [row("w0 = 0", s, 8, 0.72 + 0.011 * s) for s in range(3)]  # SEG higher without the border term
+    assert claims.claim_row(claim, StudyResult(spec, rows), metric="SEG")["verdict"] == "contradicted"
+
+
 def test_equal_time_arm_gets_the_steps_that_fit_in_the_large_tile_time():
     rows = [_row("1 large tile", s, 0.1, seconds=t) for s, t in enumerate((100, 110, 120))] + \
            [_row("batch of 4 small tiles", s, 0.1, seconds=t) for s, t in enumerate((200, 220, 260))]
@@ -82,14 +100,14 @@ def test_zero_padding_equals_one_pass_over_the_zero_padded_image():
     torch.manual_seed(0)
     model = UNet(width=4).eval()
     image = np.random.default_rng(0).random((250, 270)).astype(np.float32)
-    zero = predict(model, image, normalize="none", tiling=Tiling(tile=220, progress=False, padding="zero"))
+    zero = predict(model, image, normalize="none", tiling=Tiling(tile=220, progress=False, padding="zero", amp=False))
     size = 16 * math.ceil((270 + 124) / 16) + 60  # one valid input whose output covers the image
     canvas = np.zeros((size, size), np.float32)
     canvas[BORDER:BORDER + 250, BORDER:BORDER + 270] = image
     with torch.no_grad():
         whole = model(torch.from_numpy(canvas)[None, None]).softmax(1).numpy()[0, :, :250, :270]
     assert np.abs(zero - whole).max() < 1e-5
-    mirror = predict(model, image, normalize="none", tiling=Tiling(tile=220, progress=False))
+    mirror = predict(model, image, normalize="none", tiling=Tiling(tile=220, progress=False, amp=False))
     # the same in the interior: a valid U-Net's output pixel sees at most 92 px beyond its tile's output,
     # plus up to 15 px more on one side where the 16-px pooling grid puts it
     inner = BORDER + 16

@@ -170,9 +170,17 @@ def equal_time_variant(result: StudyResult, budget_iterations: int) -> dict:
 
 def claim_row(claim: Claim, result: StudyResult, metric: str | None = None,
               higher_is_better: bool | None = None) -> dict:
-    """The verdict row of ``claim`` from ``result``: effect (variant - baseline), 95 % interval, n, verdict."""
-    metric = metric or claim.metric
-    table = compare(result, metric, claim.baseline, claimed=claim.claimed, higher_is_better=higher_is_better,
+    """The verdict row of ``claim`` from ``result``: effect (variant - baseline), 95 % interval, n, verdict.
+
+    On ``claim.metric`` the claimed direction is ``claim.claimed``; on another ``metric`` the claim is that
+    the variant (the arm without the paper's ingredient) does worse in it.
+    """
+    if metric is None or metric == claim.metric:
+        metric, claimed = claim.metric, claim.claimed
+    else:
+        better = result.metrics.get(metric, False) if higher_is_better is None else higher_is_better
+        claimed = -1 if better else 1
+    table = compare(result, metric, claim.baseline, claimed=claimed, higher_is_better=higher_is_better,
                     with_mean=False)
     unit = claim.unit if claim.unit is not None else result.units[0]
     rows = table[(table.variant == claim.variant) & (table.unit == unit)] if len(table) else table
