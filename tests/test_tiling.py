@@ -15,7 +15,7 @@ import tifffile
 import torch
 from torch import nn
 
-from unetlib import geometry, runtime
+from unetlib import geometry, inference, runtime
 from unetlib.checkpoint import save_checkpoint
 from unetlib.cli import main as cli_main
 from unetlib.errors import UnetlibError
@@ -125,6 +125,30 @@ def test_auto_tile_is_one_pass_when_it_fits_and_bounded_by_the_budget():
     layout = plan_tiles((4000, 3000), bytes_per_pixel=bpp, memory_budget=budget)
     assert layout.tile[0] * layout.tile[1] * bpp <= budget
     assert layout.n_tiles > 1
+
+
+@pytest.mark.parametrize("shape,first_touch", [((2048, 2048), 0.625), ((520, 696), 0.625), ((512, 512), 0.3125),
+                                               ((1000, 300), 2.0), ((2048, 2048), 0.15625)])
+def test_auto_tile_with_first_touch_has_the_least_cost_of_every_valid_pair(shape, first_touch):
+    bpp, budget = 512.0, 4 * 2**30
+    chosen = plan_tiles(shape, bytes_per_pixel=bpp, memory_budget=budget, first_touch=first_touch)
+
+    def cost(layout):
+        return (layout.n_tiles + first_touch) * layout.tile[0] * layout.tile[1]
+
+    pairs = [(h, w) for h in range(204, shape[0] + 2 * BORDER + 16, 16) for w in range(204, shape[1] + 2 * BORDER + 16, 16)
+             if valid_input_size(h) and valid_input_size(w) and h * w * bpp <= budget]
+    assert cost(chosen) == min(cost(plan_tiles(shape, pair)) for pair in pairs)
+    assert chosen.tile[0] * chosen.tile[1] * bpp <= budget
+
+
+def test_first_touch_splits_a_large_image_into_reusable_tiles():
+    # width 16 on 2048²: one 2236² tile touches ~2.3 GB afresh; four 1212² tiles compute 18 % more but
+    # touch a quarter of it (their buffers are reused from the second tile on): (4 + 0.625) * 1212² beats
+    # (1 + 0.625) * 2236²
+    assert plan_tiles((2048, 2048), bytes_per_pixel=512.0, memory_budget=4 * 2**30).tile == (2236, 2236)
+    assert plan_tiles((2048, 2048), bytes_per_pixel=512.0, memory_budget=4 * 2**30, first_touch=0.625).tile == (
+        1212, 1212)
 
 
 def test_invalid_tile_names_the_nearest_valid_sizes(net):
@@ -301,12 +325,14 @@ def test_tiles_stream_in_batches_of_the_requested_size(net):
     assert all(s[1:] == (1, 236, 236) for s in recorder.shapes)
 
 
-def test_auto_batch_follows_the_memory_budget(net):
+def test_auto_batch_is_one_tile_on_the_cpu_and_follows_the_memory_budget_elsewhere(net):
     recorder = Recorder(net)
     image = np.zeros((100, 150), dtype=np.float32)
     per_tile = _BYTES_PER_PIXEL_PER_WIDTH * net.width * 236 * 236
     run(recorder, image, tile=236, memory_budget=2.5 * per_tile)
-    assert max(s[0] for s in recorder.shapes) == 2
+    assert len(recorder.shapes) == 8 and max(s[0] for s in recorder.shapes) == 1  # CPU: one at a time
+    layouts = [plan_tiles(image.shape, 236)]
+    assert inference._auto_batch(layouts, _BYTES_PER_PIXEL_PER_WIDTH * net.width, 2.5 * per_tile) == 2  # a GPU's
 
 
 def test_large_image_needs_no_full_size_buffer_besides_the_output():

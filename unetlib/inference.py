@@ -44,6 +44,11 @@ __all__ = ["predict", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
 OUTPUTS = ("probabilities", "logits", "labels")
 PADDINGS = ("mirror", "zero")
 _MAX_AUTO_BATCH = 16
+#: On the CPU, the first touch of a forward's fresh memory costs about as much as computing
+#: ``_FIRST_TOUCH_WIDTH / width`` of its input pixels once (page faults: about 2.5 us per 4 KiB page,
+#: 450 bytes per input pixel at width 16, against 0.46 us of fp32 compute per input pixel there;
+#: the bytes grow with the width, the compute with its square). See docs/performance.md.
+_FIRST_TOUCH_WIDTH = 10.0
 _CHUNK_ROWS = 256  # rows per block for the finishing passes
 
 
@@ -54,11 +59,15 @@ class Tiling:
     Attributes
     ----------
     tile : int or (int, int) or None
-        Input tile edge(s), ``16 k + 60`` pixels (572 in the paper). None: per
-        axis the valid edge feeding the fewest input pixels under
-        ``memory_budget`` (see :func:`unetlib.geometry.plan_tiles`).
+        Input tile edge(s), ``16 k + 60`` pixels (572 in the paper). None: the
+        edges feeding the fewest input pixels under ``memory_budget``; on the
+        CPU counting also the first touch of one tile's memory, so a large image
+        gets several reusable tiles rather than one huge one (see
+        :func:`unetlib.geometry.plan_tiles`).
     batch_size : int or None
-        Tiles per forward pass; None: as many as fit ``memory_budget`` (at most 16).
+        Tiles per forward pass; None: one on the CPU (a batch computes no faster
+        there and touches that much more fresh memory), else as many as fit
+        ``memory_budget`` (at most 16).
     memory_budget : float or None
         Bytes one forward pass may use; None: half the free GPU memory, or half
         the available RAM up to 4 GiB.
@@ -244,10 +253,11 @@ def _make_plan(model, stack, tiling: Tiling, tta, output, normalize, is_stack) -
     budget = _default_budget(device) if tiling.memory_budget is None else float(tiling.memory_budget)
     bpp = _BYTES_PER_PIXEL_PER_WIDTH * int(getattr(model, "width", 64))
     transforms = tta_transforms(tta)
-    layouts = _layouts_for(stack.shape[-2:], tiling.tile, transforms, bpp, budget)
+    first_touch = _FIRST_TOUCH_WIDTH / int(getattr(model, "width", 64)) if device.type == "cpu" else 0.0
+    layouts = _layouts_for(stack.shape[-2:], tiling.tile, transforms, bpp, budget, first_touch)
     batch_size = tiling.batch_size
     if batch_size is None:
-        batch_size = _auto_batch(list(layouts.values()), bpp, budget)
+        batch_size = _auto_batch(list(layouts.values()), bpp, budget) if device.type != "cpu" else 1
     if int(batch_size) < 1:
         raise UnetlibError(f"batch_size must be at least 1, got {batch_size}")
     num_classes = _num_classes(model, stack.shape[1], device, tiling.amp)
@@ -267,10 +277,11 @@ def _num_classes(model, channels: int, device: torch.device, amp: bool) -> int:
         return int(_forward(model, probe, device, amp).shape[1])
 
 
-def _layouts_for(shape, tile, transforms, bpp: float, budget: float) -> dict:
+def _layouts_for(shape, tile, transforms, bpp: float, budget: float, first_touch: float = 0.0) -> dict:
     """One layout per transformed image shape; a given tile is transposed with the image."""
     height, width = (int(s) for s in shape)
-    layouts = {(height, width): plan_tiles((height, width), tile, bytes_per_pixel=bpp, memory_budget=budget)}
+    layouts = {(height, width): plan_tiles((height, width), tile, bytes_per_pixel=bpp, memory_budget=budget,
+                                           first_touch=first_touch)}
     probe = _probe((height, width))
     for transform in transforms:
         shape_t = transform(probe).shape
