@@ -549,7 +549,7 @@ def _faulted_pages(make) -> int:
 
 
 @pytest.mark.skipif(runtime._glibc() is None, reason="mallopt is glibc's")
-def test_a_large_tiles_activations_are_reused_inside_the_block_and_mapped_as_usual_after_it():
+def test_a_large_tiles_activations_are_reused_inside_the_block_and_kept_after_it():
     model = UNet(width=8).eval()  # at 1212² every level-0 map (47 MB and more) is beyond glibc's heap limit
     tile = torch.rand(1, 1, 1212, 1212)
 
@@ -566,7 +566,7 @@ def test_a_large_tiles_activations_are_reused_inside_the_block_and_mapped_as_usu
         after = _faulted_pages(forward)
     assert outside > 100_000
     assert inside < outside / 4  # two passes together fault in a fraction of one pass outside
-    assert after > outside / 2  # glibc maps large buffers afresh again
+    assert after < outside / 4  # the freed heap (here ~250 MB, under 512 MiB) is kept for what comes next
 
 
 def test_reusing_freed_memory_leaves_the_prediction_unchanged():
