@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import OUT_DIR, cpu_name, write_report
-from unetlib import inference
+from unetlib import inference, runtime
 from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, plan_tiles
 from unetlib.inference import Tiling, _default_budget, predict
 from unetlib.model import UNet
@@ -104,8 +104,12 @@ def faulted(fn) -> tuple[float, int]:
 
 @contextlib.contextmanager
 def default_allocator():
-    """Predict without :func:`unetlib.runtime.reuse_freed_memory` (glibc's own thresholds)."""
+    """Predict without :func:`unetlib.runtime.reuse_freed_memory`: the heap it kept given back first, then
+    glibc's own handling (every buffer of 32 MiB or more a fresh mapping)."""
     kept = inference.reuse_freed_memory
+    libc = runtime._glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
     inference.reuse_freed_memory = lambda device: contextlib.nullcontext()
     try:
         yield

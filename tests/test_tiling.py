@@ -558,6 +558,7 @@ def test_a_large_tiles_activations_are_reused_inside_the_block_and_kept_after_it
 
     with torch.inference_mode():
         forward()
+        runtime._glibc().malloc_trim(0)  # what earlier predictions kept goes back: every large map is fresh
         outside = _faulted_pages(forward)  # every large map a fresh mapping: ~230,000 pages
         with runtime.reuse_freed_memory("cpu"):
             with runtime.reuse_freed_memory("cpu"):  # nested: acts once
