@@ -206,6 +206,9 @@ def test_update_readme_replaces_only_the_results_section(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "old claims" not in text and "| tiles | supported |" in text and "| 1 |" in text
     assert text.endswith("| tiles | supported |\n<!-- claims:end -->\n")
+    (tmp_path / "README.md").write_text("# x\n<!-- results:start -->\nno end marker\n")
+    with pytest.raises(UnetlibError, match="results:start"):
+        update_readme("cpu", tmp_path)
     (tmp_path / "README.md").write_text("# no results section\n")
     with pytest.raises(UnetlibError, match="results:start"):
         update_readme("cpu", tmp_path)

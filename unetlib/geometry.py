@@ -184,11 +184,13 @@ def plan_tiles(
         Bytes one forward pass of one tile may use (default 2 GiB).
     first_touch : float
         What the first forward pass pays for its memory, in input pixels of
-        computing per tile pixel (0: nothing). On the CPU a forward's buffers are
-        fresh pages the first time (each faulted in by the kernel) and reused by
-        the next tiles, so a large tile costs ``(tiles + first_touch) * area``
-        input pixels: the automatic choice then minimises that over every pair
-        of valid edges instead.
+        computing per tile pixel (0: nothing). On the CPU a large tile's buffers
+        are fresh pages the first time (each faulted in by the kernel) and reused
+        by the next tiles, so it costs ``(tiles + first_touch) * area`` input
+        pixels: the automatic choice then minimises that over every pair of valid
+        edges instead. Only tiles whose feature maps (about ``bytes_per_pixel / 8``
+        bytes per pixel each) reach glibc's 32 MiB mapping threshold pay it;
+        smaller ones come from the heap.
 
     Returns
     -------
@@ -215,24 +217,31 @@ def _auto_tile(height: int, width: int, bytes_per_pixel: float, budget: float) -
 
 def _auto_tile_first_touch(height: int, width: int, bytes_per_pixel: float, budget: float,
                            first_touch: float) -> tuple[int, int]:
-    """The pair of valid edges with the least ``(tiles + first_touch) * tile area`` within the budget."""
-    def candidates(length):
+    """The pair of valid edges with the least :func:`first_touch_cost` within the budget."""
+    def candidates(length):  # ascending edges
         edges = range(MIN_INPUT, max(input_size_for_output(length), MIN_INPUT + GRID) + 1, GRID)
         return [(edge, count) for edge in edges if (count := _count_for(length, edge)) is not None]
 
-    best, best_cost = None, None
-    smallest = None  # the smallest tile, when nothing fits the budget
-    for tile_h, count_h in candidates(height):
-        for tile_w, count_w in candidates(width):
-            area = tile_h * tile_w
-            if smallest is None or area < smallest[0]:
-                smallest = (area, (tile_h, tile_w))
-            if area * bytes_per_pixel > budget:
-                continue
-            cost = (count_h * count_w + first_touch) * area
-            if best_cost is None or cost < best_cost or (cost == best_cost and area > best[0] * best[1]):
+    rows, cols = candidates(height), candidates(width)
+    best, best_cost = (rows[0][0], cols[0][0]), None  # the smallest tile, when nothing fits the budget
+    for tile_h, count_h in rows:
+        for tile_w, count_w in cols:
+            if tile_h * tile_w * bytes_per_pixel > budget:
+                break  # larger edges only grow
+            cost = first_touch_cost(count_h * count_w, tile_h * tile_w, bytes_per_pixel, first_touch)
+            if best_cost is None or cost < best_cost or (cost == best_cost and tile_h * tile_w > best[0] * best[1]):
                 best, best_cost = (tile_h, tile_w), cost
-    return best if best is not None else smallest[1]
+    return best
+
+
+#: glibc maps buffers of this size or more afresh (its adaptive threshold's ceiling)
+_MAPPED_BYTES = 32 * 2**20
+
+
+def first_touch_cost(tiles: int, area: int, bytes_per_pixel: float, first_touch: float) -> float:
+    """Input pixels computed plus the first touch of one tile's memory, for ``tiles`` tiles of ``area``."""
+    fresh = first_touch if bytes_per_pixel / 8 * area >= _MAPPED_BYTES else 0.0
+    return (tiles + fresh) * area
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:

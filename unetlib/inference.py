@@ -253,7 +253,9 @@ def _make_plan(model, stack, tiling: Tiling, tta, output, normalize, is_stack) -
     budget = _default_budget(device) if tiling.memory_budget is None else float(tiling.memory_budget)
     bpp = _BYTES_PER_PIXEL_PER_WIDTH * int(getattr(model, "width", 64))
     transforms = tta_transforms(tta)
-    first_touch = _FIRST_TOUCH_WIDTH / int(getattr(model, "width", 64)) if device.type == "cpu" else 0.0
+    first_touch = 0.0
+    if device.type == "cpu":  # paid once per call: shared by every slice and transform
+        first_touch = _FIRST_TOUCH_WIDTH / int(getattr(model, "width", 64)) / (stack.shape[0] * len(transforms))
     layouts = _layouts_for(stack.shape[-2:], tiling.tile, transforms, bpp, budget, first_touch)
     batch_size = tiling.batch_size
     if batch_size is None:

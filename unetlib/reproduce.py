@@ -268,8 +268,8 @@ def update_readme(profile: str, root: Path | None = None) -> Path:
 
 def _replace_section(text: str, start: str, end: str, body: str, note: str) -> str:
     head, _, rest = text.partition(start)
-    _, _, tail = rest.partition(end)
-    if not rest:
+    _, found, tail = rest.partition(end)
+    if not rest or not found:
         raise UnetlibError(f"README.md has no {start} ... {end} section")
     return f"{head}{start}\n{note}\n\n{body.strip()}\n{end}{tail}"
 

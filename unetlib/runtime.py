@@ -58,9 +58,9 @@ def to_channels_last(model: torch.nn.Module, device: torch.device) -> torch.nn.M
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-_KEEP = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
-# afterwards: glibc's usual mappings for large buffers (the ceiling its adaptive threshold reaches), and up
-# to _KEPT_BYTES of freed heap kept for the next prediction (glibc's own adaptive limit is 64 MiB)
+_KEEP = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))  # -1: never trim the heap
+# afterwards: large buffers mapped afresh (from 32 MiB, the ceiling of glibc's adaptive threshold), and the
+# heap's free top given back once it exceeds _KEPT_BYTES (glibc's adaptive limit is 64 MiB)
 _KEPT_BYTES = 512 * 2**20
 _AFTER = ((_M_MMAP_MAX, 65536), (_M_MMAP_THRESHOLD, 32 * 2**20), (_M_TRIM_THRESHOLD, _KEPT_BYTES))
 _reuse_lock = threading.Lock()
@@ -74,6 +74,8 @@ def _glibc():
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 (only glibc has it)
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
         return libc
     except (OSError, AttributeError):
         return None
@@ -88,26 +90,33 @@ def reuse_freed_memory(device: torch.device | str = "cpu"):
     starts as untouched pages and costs one page fault per 4 KiB (about 2.5 us):
     a width-16 forward pass of a 2236² tile took 4.3-4.7 s with its buffers
     fresh and 2.3-2.4 s with them reused. Inside the block such buffers come
-    from the heap and are reused; on leaving it glibc maps large buffers again
-    as usual, and a freed heap of up to 512 MiB stays for the next block (more
-    is given back to the system). Nothing changes the arithmetic. A no-op on
-    other devices and other C libraries; nested blocks act once.
+    from the heap and are reused, and the heap is never trimmed. On leaving
+    it, the settings that follow hold for the rest of the process (they replace
+    glibc's adaptive thresholds and any ``MALLOC_*_`` environment settings):
+    buffers of 32 MiB or more are mapped afresh again, and the heap's free top
+    is given back to the system once more than 512 MiB of it is free (then all
+    of it); a smaller freed heap stays for the next prediction, and free memory
+    below a buffer still in use stays until that buffer is freed. Nothing
+    changes the arithmetic. A no-op on other devices and other C libraries;
+    nested blocks act once.
     """
     global _reuse_depth
     libc = _glibc() if torch.device(device).type == "cpu" else None
     if libc is None:
         yield
         return
-    with _reuse_lock:
-        _reuse_depth += 1
-        if _reuse_depth == 1:
-            for param, value in _KEEP:
-                libc.mallopt(param, value)
+    entered = False
     try:
+        with _reuse_lock:
+            _reuse_depth += 1
+            entered = True
+            if _reuse_depth == 1:
+                for param, value in _KEEP:
+                    libc.mallopt(param, value)
         yield
     finally:
         with _reuse_lock:
-            _reuse_depth -= 1
-            if _reuse_depth == 0:
+            _reuse_depth -= entered
+            if entered and _reuse_depth == 0:
                 for param, value in _AFTER:
                     libc.mallopt(param, value)
