@@ -121,9 +121,8 @@ def bench_unetlib(width: int, size: int, device: torch.device, amp: bool) -> dic
     torch.manual_seed(0)
     model = to_channels_last(UNet(width=width), device).eval()
     image = np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)
-    first_touch = inference._FIRST_TOUCH_WIDTH / width if device.type == "cpu" else 0.0  # predict's own choice
     layout = plan_tiles((size, size), bytes_per_pixel=_BYTES_PER_PIXEL_PER_WIDTH * model.width,
-                        memory_budget=_default_budget(device), first_touch=first_touch)
+                        memory_budget=_default_budget(device), first_touch=inference._first_touch(device, width))
     tile = torch.rand(1, 1, *layout.tile, device=device).contiguous(memory_format=torch.channels_last)
 
     def bare():

@@ -217,7 +217,7 @@ def _auto_tile(height: int, width: int, bytes_per_pixel: float, budget: float) -
 
 def _auto_tile_first_touch(height: int, width: int, bytes_per_pixel: float, budget: float,
                            first_touch: float) -> tuple[int, int]:
-    """The pair of valid edges with the least :func:`first_touch_cost` within the budget."""
+    """The pair of valid edges with the least ``_first_touch_cost`` within the budget."""
     def candidates(length):  # ascending edges
         edges = range(MIN_INPUT, max(input_size_for_output(length), MIN_INPUT + GRID) + 1, GRID)
         return [(edge, count) for edge in edges if (count := _count_for(length, edge)) is not None]
@@ -228,7 +228,7 @@ def _auto_tile_first_touch(height: int, width: int, bytes_per_pixel: float, budg
         for tile_w, count_w in cols:
             if tile_h * tile_w * bytes_per_pixel > budget:
                 break  # larger edges only grow
-            cost = first_touch_cost(count_h * count_w, tile_h * tile_w, bytes_per_pixel, first_touch)
+            cost = _first_touch_cost(count_h * count_w, tile_h * tile_w, bytes_per_pixel, first_touch)
             if best_cost is None or cost < best_cost or (cost == best_cost and tile_h * tile_w > best[0] * best[1]):
                 best, best_cost = (tile_h, tile_w), cost
     return best
@@ -238,7 +238,7 @@ def _auto_tile_first_touch(height: int, width: int, bytes_per_pixel: float, budg
 _MAPPED_BYTES = 32 * 2**20
 
 
-def first_touch_cost(tiles: int, area: int, bytes_per_pixel: float, first_touch: float) -> float:
+def _first_touch_cost(tiles: int, area: int, bytes_per_pixel: float, first_touch: float) -> float:
     """Input pixels computed plus the first touch of one tile's memory, for ``tiles`` tiles of ``area``."""
     fresh = first_touch if bytes_per_pixel / 8 * area >= _MAPPED_BYTES else 0.0
     return (tiles + fresh) * area

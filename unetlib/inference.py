@@ -251,11 +251,10 @@ def _make_plan(model, stack, tiling: Tiling, tta, output, normalize, is_stack) -
     if isinstance(model, torch.nn.Module):
         model = to_channels_last(model, device)
     budget = _default_budget(device) if tiling.memory_budget is None else float(tiling.memory_budget)
-    bpp = _BYTES_PER_PIXEL_PER_WIDTH * int(getattr(model, "width", 64))
+    width = int(getattr(model, "width", 64))
+    bpp = _BYTES_PER_PIXEL_PER_WIDTH * width
     transforms = tta_transforms(tta)
-    first_touch = 0.0
-    if device.type == "cpu":  # paid once per call: shared by every slice and transform
-        first_touch = _FIRST_TOUCH_WIDTH / int(getattr(model, "width", 64)) / (stack.shape[0] * len(transforms))
+    first_touch = _first_touch(device, width, stack.shape[0] * len(transforms))
     layouts = _layouts_for(stack.shape[-2:], tiling.tile, transforms, bpp, budget, first_touch)
     batch_size = tiling.batch_size
     if batch_size is None:
@@ -277,6 +276,12 @@ def _num_classes(model, channels: int, device: torch.device, amp: bool) -> int:
     with torch.inference_mode():
         probe = np.zeros((1, channels, MIN_INPUT, MIN_INPUT), np.float32)
         return int(_forward(model, probe, device, amp).shape[1])
+
+
+def _first_touch(device: torch.device, width: int, passes: int = 1) -> float:
+    """The first touch of a tile's memory in :func:`unetlib.geometry.plan_tiles`' units: on the CPU only,
+    paid once per call and so shared by its ``passes`` (slices x test-time transforms)."""
+    return _FIRST_TOUCH_WIDTH / width / passes if device.type == "cpu" else 0.0
 
 
 def _layouts_for(shape, tile, transforms, bpp: float, budget: float, first_touch: float = 0.0) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import sys
 import threading
 
@@ -67,8 +68,9 @@ _reuse_lock = threading.Lock()
 _reuse_depth = 0
 
 
+@functools.cache
 def _glibc():
-    """The C library when it is glibc (which has ``mallopt``), else None."""
+    """The C library when it is glibc (which has ``mallopt``), else None (looked up once)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -115,8 +117,9 @@ def reuse_freed_memory(device: torch.device | str = "cpu"):
                     libc.mallopt(param, value)
         yield
     finally:
-        with _reuse_lock:
-            _reuse_depth -= entered
-            if entered and _reuse_depth == 0:
-                for param, value in _AFTER:
-                    libc.mallopt(param, value)
+        if entered:
+            with _reuse_lock:
+                _reuse_depth -= 1
+                if _reuse_depth == 0:
+                    for param, value in _AFTER:
+                        libc.mallopt(param, value)
