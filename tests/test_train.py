@@ -147,6 +147,26 @@ def test_seeded_run_is_deterministic_and_seed_matters(data):
     assert not torch.equal(state_of(a.model)["conv_d0a_b.weight"], state_of(c.model)["conv_d0a_b.weight"])
 
 
+def test_training_reuses_freed_buffers_with_the_same_arithmetic(data, monkeypatch):
+    import unetlib.runtime as runtime
+
+    depths = []
+    original_forward = UNet.forward
+
+    def forward(self, x):  # what the runtime's reuse block says at every step
+        depths.append(runtime._reuse_depth)
+        return original_forward(self, x)
+
+    monkeypatch.setattr(UNet, "forward", forward)
+    reused = train(*data, tiny_config(iterations=3), progress=False)
+    if runtime._glibc() is not None:
+        assert depths == [1, 1, 1]
+    monkeypatch.setattr(runtime, "_glibc", lambda: None)  # glibc's own handling throughout
+    plain = train(*data, tiny_config(iterations=3), progress=False)
+    assert_same_weights(state_of(reused.model), state_of(plain.model))
+    assert [h[1] for h in reused.history] == [h[1] for h in plain.history]
+
+
 def test_resume_is_bit_identical(data, tmp_path):
     straight = train(*data, tiny_config(iterations=6), progress=False)
     first = train(*data, tiny_config(iterations=3), checkpoint_dir=tmp_path, progress=False)

@@ -5,8 +5,8 @@
 - on the CPU, bf16 autocast when the processor has native bf16 instructions
   (AVX-512 BF16 or AMX), which runs the U-Net about 2x faster than fp32;
 - channels_last memory format in every case (the fast layout for convolutions);
-- on the CPU, freed activation buffers kept for reuse while tiles are predicted
-  (:func:`reuse_freed_memory`).
+- on the CPU, freed activation buffers kept for reuse while a network trains
+  or predicts tiles (:func:`reuse_freed_memory`).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def reuse_freed_memory(device: torch.device | str = "cpu"):
     glibc's adaptive thresholds and any ``MALLOC_*_`` environment settings):
     buffers of 32 MiB or more are mapped afresh again, and the heap's free top
     is given back to the system once more than 512 MiB of it is free (then all
-    of it); a smaller freed heap stays for the next prediction, and free memory
+    of it); a smaller freed heap stays for the next call, and free memory
     below a buffer still in use stays until that buffer is freed. Nothing
     changes the arithmetic. A no-op on other devices and other C libraries;
     nested blocks act once.
