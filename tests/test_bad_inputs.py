@@ -913,3 +913,37 @@ def test_stop_before_the_first_step_is_one_line(tmp_path, capsys, monkeypatch, d
     assert "no checkpoint was written" in line
     assert_unchanged(before, snapshot(tmp_path))
     assert signal.getsignal(signal.SIGTERM) == handler  # the CLI restores the handler it replaced
+
+
+@pytest.mark.parametrize("given, named", [
+    ("FOO: 1", "FOO is not a parameter of 06_seeds"),
+    ("[w_c-1]", "must be a mapping"),
+    ("VARIANTS: [", "not valid YAML"),
+    ("OUTPUT_DIR: elsewhere", "--output-dir"),
+])
+def test_reproduce_refuses_bad_notebook_parameters(given, named, tmp_path, capsys):
+    from unetlib.reproduce import main as reproduce_main
+
+    argv = ["--profile", "smoke", "--only", "06_seeds", "-y", given, "--no-fetch",
+            "--output-dir", str(tmp_path / "reports")]
+    assert reproduce_main(argv) == 2
+    line = error_line(capsys.readouterr().err, prefix="reproduce: error:")
+    assert named in line
+    assert not (tmp_path / "reports").exists()
+
+
+def test_reproduce_passes_notebook_parameters_to_the_reports_that_declare_them(tmp_path, monkeypatch):
+    import unetlib.reproduce as reproduce_module
+
+    ran = {}
+
+    def run_notebook(report, profile, folder, root, **params):
+        ran[report] = params
+        return 0.0
+
+    monkeypatch.setattr(reproduce_module, "run_notebook", run_notebook)
+    argv = ["--profile", "smoke", "--only", "03_paper_tables", "06_seeds", "-y", "{VARIANTS: [w_c-1], SEEDS: [0, 5]}",
+            "--no-fetch", "--output-dir", str(tmp_path / "reports")]
+    assert reproduce_module.main(argv) == 0
+    assert ran["06_seeds"] == {"VARIANTS": ["w_c-1"], "SEEDS": [0, 5]}
+    assert ran["03_paper_tables"] == {}  # it declares neither

@@ -274,6 +274,27 @@ def _replace_section(text: str, start: str, end: str, body: str, note: str) -> s
     return f"{head}{start}\n{note}\n\n{body.strip()}\n{end}{tail}"
 
 
+def notebook_parameters(text: str, reports, root: Path | None = None) -> dict:
+    """The parameters a ``-y`` YAML mapping gives; each must be a parameter of one of ``reports``."""
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UnetlibError(f"-y is not valid YAML ({str(exc).splitlines()[0]}); give a mapping such as "
+                           "-y 'VARIANTS: [w_c-1]'") from None
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise UnetlibError(f"-y must be a mapping of parameter names to values, such as -y 'VARIANTS: [w_c-1]'; "
+                           f"got {text!r}")
+    if "OUTPUT_DIR" in params:
+        raise UnetlibError("give the output folder with --output-dir, not -y 'OUTPUT_DIR: ...'")
+    root = root or project_root()
+    known = set().union(*(_accepted(r, root) for r in reports)) - {"OUTPUT_DIR"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise UnetlibError(f"-y: {', '.join(unknown)} is not a parameter of {', '.join(reports)}; "
+                           f"choose from {', '.join(sorted(known))}")
+    return params
+
+
 def main(argv=None) -> int:
     parser = OneLineParser(prog="python -m unetlib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=PROFILES, default=None, help="default: gpu on a CUDA GPU, else cpu")
@@ -281,6 +302,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output-dir", type=Path, default=None, help="default: reports/PROFILE")
     parser.add_argument("--workers", type=int, default=None, help="run folds/directions on a local Dask cluster")
     parser.add_argument("--scheduler", default=None, help="run folds/directions on this Dask scheduler")
+    parser.add_argument("-y", "--yaml", default=None, metavar="YAML",
+                        help="notebook parameters as a YAML mapping, as papermill's -y: -y 'VARIANTS: [w_c-1]'")
     parser.add_argument("--no-fetch", action="store_true", help="do not download missing datasets")
     parser.add_argument("--headless", action="store_true",
                         help="run the experiments and tables without notebooks (no Jupyter needed)")
@@ -299,6 +322,11 @@ def main(argv=None) -> int:
         if args.scheduler:
             fanout.runner(0, args.scheduler)  # the address is checked now, before any report runs
         overrides = {k: v for k, v in (("WORKERS", args.workers), ("SCHEDULER", args.scheduler)) if v is not None}
+        reports = tuple(args.only or NOTEBOOKS)
+        if args.yaml is not None:
+            if args.headless:
+                raise UnetlibError("-y sets notebook parameters; drop --headless (or -y)")
+            overrides.update(notebook_parameters(args.yaml, reports))
         if args.headless:
             if args.only:
                 raise UnetlibError("--headless runs the experiments and tables together; drop --only "
@@ -307,7 +335,7 @@ def main(argv=None) -> int:
             reproduce_headless(profile, args.output_dir, fetch=not args.no_fetch,
                                runner=fanout.runner(args.workers or 0, args.scheduler) if given else None)
             return 0
-        reproduce(profile, tuple(args.only or NOTEBOOKS), args.output_dir, fetch=not args.no_fetch, **overrides)
+        reproduce(profile, reports, args.output_dir, fetch=not args.no_fetch, **overrides)
     except UnetlibError as exc:
         print(f"reproduce: error: {exc}", file=sys.stderr)
         return 2
