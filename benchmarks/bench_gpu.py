@@ -101,7 +101,7 @@ def training_rows(iterations: int, device: torch.device, width: int = 64, tile_s
     for optimizer in ("adam", "sgd"):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        bare = statistics.median(bare_step_seconds(width, device, tile, iterations, 2, optimizer))
+        bare = statistics.median(bare_step_seconds(width, device, tile, iterations, 2, optimizer)[0])
         full = statistics.median(full_loop_seconds(width, device, data, iterations, 2, optimizer, tile_size))
         rows.append({"width": width, "tile": tile_size, "optimizer": optimizer, "bare_it_per_s": 1 / bare,
                      "full_it_per_s": 1 / full, "overhead_pct": 100 * (full / bare - 1),

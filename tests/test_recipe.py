@@ -28,6 +28,13 @@ def test_the_paper_profile_keeps_the_papers_training():
         assert t.augment.elastic_points == 3 and t.augment.elastic_sigma == 10.0
         assert t.augment.scale == 0.0  # the paper names no zoom
         assert preset(dataset, "paper").w0 == 10.0 and preset(dataset, "paper").sigma == 5.0
+    # test-time averaging: the paper's 8 symmetries on EM, the release's 4 flips on the cells
+    assert [preset(d, "paper").tta for d in ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa")] == ["d4", "flips", "flips"]
+
+
+def test_only_the_cpu_profile_averages_hela_over_the_8_symmetries():
+    assert {p: preset("DIC-C2DH-HeLa", p).tta for p in ("smoke", "cpu", "gpu", "paper")} == {
+        "smoke": "flips", "cpu": "d4", "gpu": "flips", "paper": "flips"}
 
 
 def test_cell_presets_switch_grey_values_off_and_the_em_preset_keeps_them():

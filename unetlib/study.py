@@ -552,7 +552,7 @@ DECISIONS: dict[str, dict[str, dict]] = {
         "no-clipping": {"train.clip_grad": 0.0},
         "full-resolution": {"resample": 1.0, "train.tile": 508},
         "no-zoom": {"train.augment.scale": 0.0},
-        "tta-d4": {"tta": "d4"},
+        "tta-flips": {"tta": "flips"},
     },
 }
 
