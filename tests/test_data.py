@@ -411,3 +411,19 @@ def test_cell_areas_counts_every_labelled_object_of_every_mask():
     assert data.cell_areas([a, b]).tolist() == [3, 4, 1]
     assert data.cell_areas([np.zeros((2, 2), np.uint16)]).tolist() == []
     assert data.cell_areas(m for m in [a]).max() == 4  # any iterable
+
+
+def test_touching_pairs_counts_each_pair_of_near_cells_once_per_mask():
+    a = np.zeros((12, 12), np.uint16)
+    a[0:3, 0:3] = 1
+    a[0:3, 5:8] = 2  # 2 empty columns between 1 and 2: 3 steps apart, within gap 3, beyond gap 2
+    a[9:12, 0:3] = 7  # 7 steps below 1: too far; labels need not be consecutive
+    a[5:7, 8:11] = 3  # diagonal to 2: 3 rows down and 1 column over, 4 steps of 4 neighbours
+    assert data.touching_pairs([a], gap=3) == 1
+    assert data.touching_pairs([a], gap=2) == 0
+    assert data.touching_pairs([a], gap=4) == 2  # (1, 2) and (2, 3)
+    assert data.touching_pairs([a, a], gap=3) == 2  # summed over masks
+    b = np.zeros((3, 5), np.uint16)
+    b[:, 0:2], b[:, 2:5] = 5, 6  # cells that touch
+    assert data.touching_pairs(iter([b]), gap=1) == 1
+    assert data.touching_pairs([np.zeros((4, 4), np.uint16)]) == 0

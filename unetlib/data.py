@@ -33,7 +33,7 @@ from unetlib.errors import UnetlibError
 
 __all__ = [
     "ENV_ROOT", "DATASETS", "CTC_DATASETS", "SEQUENCES", "DIRECTIONS", "ISBI_FILES", "ISBI_SHAPE",
-    "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc", "cell_areas",
+    "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc", "cell_areas", "touching_pairs",
     "layout_hints", "indexed_files", "read_tiff", "read_man_track",
     "check_dataset_name", "REFETCH",
 ]
@@ -430,3 +430,25 @@ def cell_areas(masks) -> np.ndarray:
     """Pixel counts of every labelled object (label > 0) in the instance masks ``masks``, in one array."""
     counts = [np.bincount(np.asarray(m).ravel()) for m in masks]
     return np.concatenate([np.zeros(0, np.int64)] + [c[1:][c[1:] > 0] for c in counts]).astype(np.int64)
+
+
+def touching_pairs(masks, gap: int = 3) -> int:
+    """Pairs of labelled objects at most ``gap`` 4-neighbour steps apart (``gap`` - 1 background pixels
+    between them or fewer), summed over the instance masks ``masks``: the near-touching neighbours whose
+    gap Eq. 2's border term weighs most. A sequence without any cannot show a network how touching
+    cells are separated."""
+    from scipy import ndimage  # here: the rest of the module reads files only
+
+    total = 0
+    for mask in masks:
+        mask = np.asarray(mask)
+        pairs = set()
+        for label, box in enumerate(ndimage.find_objects(mask), start=1):
+            if box is None:
+                continue
+            grown = tuple(slice(max(s.start - gap, 0), min(s.stop + gap, n)) for s, n in zip(box, mask.shape))
+            window = mask[grown]
+            near = ndimage.binary_dilation(window == label, iterations=gap)
+            pairs.update(frozenset((label, int(o))) for o in np.unique(window[near]) if o not in (0, label))
+        total += len(pairs)
+    return total
