@@ -97,7 +97,9 @@ def bare_step_without_reuse(width: int, tile_size: int, iterations: int, warmup:
     a reuse block, glibc keeps the settings it left behind, not its own adaptive thresholds."""
     code = (f"import json; from benchmarks.bench_train import _bare_in_this_process as f; "
             f"print(json.dumps(f({width}, {tile_size}, {iterations}, {warmup}, {optimizer_name!r})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=OUT_DIR.parents[1])
+    if done.returncode:
+        raise RuntimeError(f"the step without buffer reuse failed:\n{done.stderr}")
     times, faults = json.loads(done.stdout.strip().splitlines()[-1])
     return times, faults
 
@@ -153,7 +155,9 @@ def run(widths: list[int], iterations: int, warmup: int, optimizer_name: str = "
             bare_times, fresh_times, full_times, ratios, faults = [], [], [], [], []
             for _ in range(rounds):
                 b, b_faults = bare_step_seconds(width, device, tile, iterations, warmup, optimizer_name)
-                u, u_faults = bare_step_without_reuse(width, tile_size, iterations, warmup, optimizer_name)
+                # the reuse acts on the CPU only: elsewhere both measurements are the same step
+                u, u_faults = (bare_step_without_reuse(width, tile_size, iterations, warmup, optimizer_name)
+                               if device.type == "cpu" else (b, b_faults))
                 f = full_loop_seconds(width, device, data, iterations, warmup, optimizer_name, tile_size)
                 bare_times += b
                 fresh_times += u

@@ -920,6 +920,8 @@ def test_stop_before_the_first_step_is_one_line(tmp_path, capsys, monkeypatch, d
     ("[w_c-1]", "must be a mapping"),
     ("VARIANTS: [", "not valid YAML"),
     ("OUTPUT_DIR: elsewhere", "--output-dir"),
+    ("PROFILE: paper", "--profile"),
+    ("WORKERS: -3", "--workers"),
 ])
 def test_reproduce_refuses_bad_notebook_parameters(given, named, tmp_path, capsys):
     from unetlib.reproduce import main as reproduce_main

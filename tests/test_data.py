@@ -427,3 +427,6 @@ def test_touching_pairs_counts_each_pair_of_near_cells_once_per_mask():
     b[:, 0:2], b[:, 2:5] = 5, 6  # cells that touch
     assert data.touching_pairs(iter([b]), gap=1) == 1
     assert data.touching_pairs([np.zeros((4, 4), np.uint16)]) == 0
+    for bad in (0, -1, 2.5):
+        with pytest.raises(UnetlibError, match="gap"):
+            data.touching_pairs([a], gap=bad)

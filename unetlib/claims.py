@@ -150,7 +150,7 @@ def claim_studies(profile: str, seeds: Sequence[int] = (0, 1, 2)) -> dict[str, S
     hela = preset("DIC-C2DH-HeLa", profile).replace(tta="flips", **{"train.iterations": b["hela_iterations"]})
     studies["weighted_loss"] = Study(
         "claim-weighted-loss", hela, {"w0 = 10": {}, "w0 = 0": {"w0": 0.0}}, seeds, ("01->02",),
-        question=f"Does Eq. 2's border term separate touching HeLa cells? The {profile} recipe at "
+        question=f"Does Eq. 2's border term separate touching HeLa cells? The {profile} recipe (with the 4 flips) at "
                  f"{b['hela_iterations']} steps with w0 = 10 (paper) and w0 = 0 (class balance only), 01->02.")
     return studies
 

@@ -439,6 +439,9 @@ def touching_pairs(masks, gap: int = 3) -> int:
     cells are separated."""
     from scipy import ndimage  # here: the rest of the module reads files only
 
+    from unetlib.values import check_integer
+
+    gap = check_integer("gap", gap, 1)
     total = 0
     for mask in masks:
         mask = np.asarray(mask)

@@ -372,9 +372,9 @@ WHY: dict[str, Any] = {
         "isbi2012": "the paper averaged its EM submission over '7 rotated versions' plus the identity: d4.",
         "DIC-C2DH-HeLa": "the 8 symmetries (d4) on the cpu profile, the release's 4 flips on the others. Over 3 "
                          "seeds of the cpu recipe, 02->01 SEG 0.838 against 0.826 with the flips, every seed "
-                         "better (by 0.007-0.017, more than the spread of 0.007); 01->02 0.683 against 0.683, "
-                         "but its spread over seeds falls from 0.032 to 0.004 (reports/cpu-seeds). Cost: about "
-                         "15 s more inference per network.",
+                         "better (by 0.011 on average, more than the spread of 0.007; 0.007-0.017 per seed); "
+                         "01->02 0.6825 against 0.6824, but its spread over seeds falls from 0.032 to 0.004 "
+                         "(reports/cpu-seeds). Cost: about 15 s more inference per network.",
         "*": "the release's 4 flips, averaged as logits.",
     },
     "tune_postprocessing": "threshold and minimum component size chosen by SEG on the training sequence "

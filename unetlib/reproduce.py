@@ -284,10 +284,12 @@ def notebook_parameters(text: str, reports, root: Path | None = None) -> dict:
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
         raise UnetlibError(f"-y must be a mapping of parameter names to values, such as -y 'VARIANTS: [w_c-1]'; "
                            f"got {text!r}")
-    if "OUTPUT_DIR" in params:
-        raise UnetlibError("give the output folder with --output-dir, not -y 'OUTPUT_DIR: ...'")
+    for name, flag in (("OUTPUT_DIR", "--output-dir"), ("PROFILE", "--profile"), ("WORKERS", "--workers"),
+                       ("SCHEDULER", "--scheduler")):
+        if name in params:
+            raise UnetlibError(f"give {name} with {flag}, not -y '{name}: ...'")
     root = root or project_root()
-    known = set().union(*(_accepted(r, root) for r in reports)) - {"OUTPUT_DIR"}
+    known = set().union(*(_accepted(r, root) for r in reports)) - {"OUTPUT_DIR", "PROFILE", "WORKERS", "SCHEDULER"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise UnetlibError(f"-y: {', '.join(unknown)} is not a parameter of {', '.join(reports)}; "
