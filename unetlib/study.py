@@ -18,7 +18,8 @@ and draws the same tiles wherever the variant leaves them alone, so a
 difference is measured against the same luck. Unit ``u`` of seed ``s`` trains
 with the unit's own seed derived from ``s`` as the experiments do (ISBI fold
 ``k``: ``s + k``; CTC direction trained on sequence ``NN``: ``s + NN``), so
-seed 0 is the run of the profile itself.
+seed 0 trains as the profile's own run (and is that run on the same kind of
+CPU and precision).
 
 Each finished job writes its unit result to ``OUT/VARIANT/seedS/UNIT.json``
 at once (from any worker), so an interrupted study loses at most the job in

@@ -172,7 +172,8 @@ def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> list[Path]:
 
 
 SEED_NOTE = (
-    "Over seeds: the same recipe trained with other seeds (seed 0 is the run in the tables above); "
+    "Over seeds: the same recipe trained with other seeds (seed 0 trains with the seeds of the run in the "
+    "tables above: on the same kind of CPU and precision it is that run, digit for digit); "
     "mean, standard deviation (n - 1), min and max over seeds, per unit and for the experiment's "
     "number (the mean of its units, seed by seed)."
 )
