@@ -152,7 +152,7 @@ def run(widths: list[int], iterations: int, warmup: int, optimizer_name: str = "
         for width in widths:
             # Alternate the two measurements in rounds: a shared machine drifts by more than the
             # overhead being measured, and each round's ratio compares neighbours in time.
-            bare_times, fresh_times, full_times, ratios, faults = [], [], [], [], []
+            bare_times, fresh_times, full_times, ratios, faults = [], [], [], [], []  # faults: (with, without)
             for _ in range(rounds):
                 b, b_faults = bare_step_seconds(width, device, tile, iterations, warmup, optimizer_name)
                 # the reuse acts on the CPU only: elsewhere both measurements are the same step
@@ -170,8 +170,8 @@ def run(widths: list[int], iterations: int, warmup: int, optimizer_name: str = "
                 "width": width, "tile": tile_size, "output_tile": output_size(tile_size), "batch": 1,
                 "optimizer": optimizer_name, "bare_step_s": bare, "full_loop_s": full,
                 "bare_step_without_reuse_s": fresh,
-                "page_faults_per_step": statistics.median(f for f, _ in faults),
-                "page_faults_per_step_without_reuse": statistics.median(u for _, u in faults),
+                "page_faults_per_step": statistics.median(reused for reused, _ in faults),
+                "page_faults_per_step_without_reuse": statistics.median(without for _, without in faults),
                 "bare_it_per_s": 1 / bare, "full_it_per_s": 1 / full,
                 "output_px_per_s": output_size(tile_size) ** 2 / full,
                 "overhead_pct": 100 * (statistics.median(ratios) - 1),

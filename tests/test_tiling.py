@@ -545,30 +545,40 @@ def test_normalize_image_matches_what_predict_sees():
 # --------------------------------------------------------------------------- #
 # Freed activation buffers reused while tiles are predicted
 # --------------------------------------------------------------------------- #
-def _faulted_pages(make) -> int:
-    import resource
+#: Measured in a fresh interpreter: how many freed pages a process already holds (heap holes left by earlier
+#: tests) changes how many of the smaller maps fault, so only a fresh process gives a fixed count.
+_FAULTS_SCRIPT = """
+import resource, torch
+from unetlib import runtime
+from unetlib.model import UNet
 
+def faulted_pages(make):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     make()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
+model = UNet(width=8).eval()  # at 1212² every level-0 map (47 MB and more) is beyond glibc's heap limit
+tile = torch.rand(1, 1, 1212, 1212)
+with torch.inference_mode():
+    model(tile)
+    runtime._glibc().malloc_trim(0)  # what the first pass kept goes back: every large map is fresh
+    outside = faulted_pages(lambda: model(tile))  # every large map a fresh mapping: ~230,000 pages
+    with runtime.reuse_freed_memory("cpu"):
+        with runtime.reuse_freed_memory("cpu"):  # nested: acts once
+            model(tile)  # the heap grows to the peak once
+        inside = faulted_pages(lambda: model(tile)) + faulted_pages(lambda: model(tile))
+print(outside, inside)
+"""
+
 
 @pytest.mark.skipif(runtime._glibc() is None, reason="mallopt is glibc's")
 def test_a_large_tiles_activations_are_reused_inside_the_block_and_kept_after_it():
-    model = UNet(width=8).eval()  # at 1212² every level-0 map (47 MB and more) is beyond glibc's heap limit
-    tile = torch.rand(1, 1, 1212, 1212)
+    import subprocess
+    import sys
 
-    def forward():
-        model(tile)
-
-    with torch.inference_mode():
-        forward()
-        runtime._glibc().malloc_trim(0)  # what earlier predictions kept goes back: every large map is fresh
-        outside = _faulted_pages(forward)  # every large map a fresh mapping: ~230,000 pages
-        with runtime.reuse_freed_memory("cpu"):
-            with runtime.reuse_freed_memory("cpu"):  # nested: acts once
-                forward()  # the heap grows to the peak once
-            inside = _faulted_pages(forward) + _faulted_pages(forward)
+    done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    outside, inside = (int(v) for v in done.stdout.split()[-2:])
     assert outside > 100_000
     assert inside < outside / 4  # two passes together fault in a fraction of one pass outside
 

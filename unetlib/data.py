@@ -30,6 +30,7 @@ import tifffile
 from unetlib import manifest
 from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
+from unetlib.values import check_integer
 
 __all__ = [
     "ENV_ROOT", "DATASETS", "CTC_DATASETS", "SEQUENCES", "DIRECTIONS", "ISBI_FILES", "ISBI_SHAPE",
@@ -438,8 +439,6 @@ def touching_pairs(masks, gap: int = 3) -> int:
     gap Eq. 2's border term weighs most. A sequence without any cannot show a network how touching
     cells are separated."""
     from scipy import ndimage  # here: the rest of the module reads files only
-
-    from unetlib.values import check_integer
 
     gap = check_integer("gap", gap, 1)
     total = 0

@@ -274,6 +274,11 @@ def _replace_section(text: str, start: str, end: str, body: str, note: str) -> s
     return f"{head}{start}\n{note}\n\n{body.strip()}\n{end}{tail}"
 
 
+#: notebook parameters that reproduce sets from its own flags, never from -y
+_FLAG_PARAMETERS = {"OUTPUT_DIR": "--output-dir", "PROFILE": "--profile", "WORKERS": "--workers",
+                    "SCHEDULER": "--scheduler"}
+
+
 def notebook_parameters(text: str, reports, root: Path | None = None) -> dict:
     """The parameters a ``-y`` YAML mapping gives; each must be a parameter of one of ``reports``."""
     try:
@@ -284,12 +289,11 @@ def notebook_parameters(text: str, reports, root: Path | None = None) -> dict:
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
         raise UnetlibError(f"-y must be a mapping of parameter names to values, such as -y 'VARIANTS: [w_c-1]'; "
                            f"got {text!r}")
-    for name, flag in (("OUTPUT_DIR", "--output-dir"), ("PROFILE", "--profile"), ("WORKERS", "--workers"),
-                       ("SCHEDULER", "--scheduler")):
+    for name, flag in _FLAG_PARAMETERS.items():
         if name in params:
             raise UnetlibError(f"give {name} with {flag}, not -y '{name}: ...'")
     root = root or project_root()
-    known = set().union(*(_accepted(r, root) for r in reports)) - {"OUTPUT_DIR", "PROFILE", "WORKERS", "SCHEDULER"}
+    known = set().union(*(_accepted(r, root) for r in reports)) - set(_FLAG_PARAMETERS)
     unknown = sorted(set(params) - known)
     if unknown:
         raise UnetlibError(f"-y: {', '.join(unknown)} is not a parameter of {', '.join(reports)}; "
