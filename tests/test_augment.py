@@ -352,3 +352,122 @@ def test_zoom_range_is_checked():
         AugmentParams(scale=-0.1)
     with pytest.raises(UnetlibError, match="scale"):
         AugmentParams(scale=float("nan"))
+
+
+# --------------------------------------------------------------------------- #
+# Touching cells: cells pasted beside others
+# --------------------------------------------------------------------------- #
+def _sparse_frame(seed=0):
+    """Three cells far apart (no two within 20 px) on noise: no near-touching pair."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 200, (160, 200)).astype(np.uint8)
+    mask = np.zeros(image.shape, np.int32)
+    mask[20:40, 20:45], mask[90:120, 30:50], mask[60:85, 130:160] = 1, 2, 3
+    mask[25:30, 45:48] = 1  # not a rectangle
+    image[mask > 0] += 50
+    return image, mask
+
+
+def _taxicab_steps(a, b):
+    """Fewest 4-neighbour steps from a pixel of ``a`` to one of ``b`` (slow: every pair of pixels)."""
+    ay, ax = np.nonzero(a)
+    by, bx = np.nonzero(b)
+    return int((np.abs(ay[:, None] - by[None]) + np.abs(ax[:, None] - bx[None])).min())
+
+
+def test_paste_touching_puts_copies_of_cells_a_few_steps_from_a_neighbour():
+    from unetlib.augment import paste_touching
+    from unetlib.data import touching_pairs
+
+    image, mask = _sparse_frame()
+    before = (image.copy(), mask.copy())
+    out_image, out_mask, made = paste_touching(image, mask, np.random.default_rng(3), pastes=3, halo=2)
+    assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])  # inputs unchanged
+    assert made == 3 and touching_pairs([mask]) == 0 and touching_pairs([out_mask]) >= 3
+    assert set(np.unique(out_mask)) == {0, 1, 2, 3, 4, 5, 6}
+    cells = mask > 0
+    assert np.array_equal(out_mask[cells], mask[cells]) and np.array_equal(out_image[cells], image[cells])
+    for new in (4, 5, 6):
+        pasted = out_mask == new
+        others = (out_mask > 0) & ~pasted
+        assert 1 <= _taxicab_steps(pasted, others) <= 3  # the gap asked for (4-neighbour steps)
+        assert _moved_copy(pasted, out_image, mask, image)  # an original cell moved: same shape, same pixels
+
+
+def _moved_copy(pasted, out_image, mask, image) -> bool:
+    """Whether ``pasted`` is one of the cells of ``mask`` translated, with the same pixel values."""
+    ys, xs = np.nonzero(pasted)
+    for label in np.unique(mask)[1:]:
+        sy, sx = np.nonzero(mask == label)
+        if len(sy) == len(ys):
+            dy, dx = ys.min() - sy.min(), xs.min() - sx.min()
+            if np.array_equal(sy + dy, ys) and np.array_equal(sx + dx, xs) and \
+                    np.array_equal(out_image[ys, xs], image[sy, sx]):
+                return True
+    return False
+
+
+def test_paste_touching_is_seeded_and_keeps_off_avoided_pixels():
+    from unetlib.augment import paste_touching
+
+    image, mask = _sparse_frame(1)
+    avoid = np.zeros(mask.shape, bool)
+    avoid[:, 100:] = True  # the right half holds an unannotated cell
+    first = paste_touching(image, mask, np.random.default_rng(5), pastes=4, halo=2, avoid=avoid)
+    again = paste_touching(image, mask, np.random.default_rng(5), pastes=4, halo=2, avoid=avoid)
+    assert all(np.array_equal(a, b) for a, b in zip(first[:2], again[:2])) and first[2] == again[2] > 0
+    assert np.array_equal(first[0][avoid], image[avoid]) and np.array_equal(first[1][avoid], mask[avoid])
+
+
+def test_paste_touching_without_room_returns_the_frame():
+    from unetlib.augment import paste_touching
+
+    mask = np.zeros((40, 40), np.int32)
+    mask[:, :19], mask[:, 21:] = 1, 2  # two cells fill the frame
+    image = np.arange(1600, dtype=np.float32).reshape(40, 40)
+    out_image, out_mask, made = paste_touching(image, mask, np.random.default_rng(0), tries=20)
+    assert made == 0 and np.array_equal(out_image, image) and np.array_equal(out_mask, mask)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_paste_touching_keeps_clear_of_other_cells_and_copies_only_background_around_the_cell(seed):
+    from unetlib.augment import paste_touching
+
+    image, mask = _sparse_frame(2)
+    mask[48:60, 20:40] = 4  # close below cell 1 (8 px): a copy beside either must keep clear of the other
+    avoid = np.zeros(mask.shape, bool)
+    avoid[20:40, 47:60] = True  # an unannotated cell right of cell 1: its pixels are never copied
+    image[avoid] = 255
+    halo = 3
+    out_image, out_mask, made = paste_touching(image, mask, np.random.default_rng(seed), pastes=4, halo=halo,
+                                               avoid=avoid)
+    assert made >= 1
+    for new in range(5, 5 + made):
+        pasted = out_mask == new
+        distances = sorted(_taxicab_steps(pasted, out_mask == other) for other in range(1, new))  # cells before it
+        assert distances[0] <= 3 and distances[1] >= 2 * halo  # one neighbour close, the others clear
+    changed = (out_image != image) & (out_mask == 0)
+    assert not (out_image[changed] == 255).any()  # the ring carried no pixel of the avoided cell
+
+
+def test_paste_touching_labels_past_the_mask_dtype():
+    from unetlib.augment import paste_touching
+
+    image, mask = _sparse_frame()
+    mask = np.where(mask == 3, 255, mask).astype(np.uint8)  # the largest label fills uint8
+    _, out_mask, made = paste_touching(image, mask, np.random.default_rng(3), pastes=1, halo=2)
+    assert made == 1 and out_mask.dtype == np.int32 and out_mask.max() == 256
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(gap=(3, 1)), "gap"), (dict(gap=(0, 2)), "gap"), (dict(gap=3), "gap"), (dict(gap=(1, 2, 3)), "gap"),
+    (dict(halo=-1), "halo"), (dict(pastes=1.5), "pastes"), (dict(tries=0), "tries"),
+    (dict(avoid=np.zeros((3, 3), bool)), "avoid"), (dict(mask=np.ones((160, 200), bool)), "bool"),
+])
+def test_paste_touching_refuses_bad_settings(kwargs, match):
+    from unetlib.augment import paste_touching
+
+    image, mask = _sparse_frame()
+    mask = kwargs.pop("mask", mask)
+    with pytest.raises(UnetlibError, match=match):
+        paste_touching(image, mask, np.random.default_rng(0), **kwargs)

@@ -93,6 +93,63 @@ def test_training_data_at_half_resolution(tmp_path):
     assert np.allclose(data.inputs[0], resample(normalize_image(image, "zscore"), (40, 60)))
 
 
+def test_touching_copies_add_frames_with_pasted_neighbours(tmp_path):
+    from unetlib.data import touching_pairs
+
+    mask = np.zeros((120, 160), np.int32)
+    mask[10:35, 10:40], mask[70:100, 100:140] = 1, 2  # far apart
+    image = (40 + 150 * (mask > 0)).astype(np.uint8)
+    markers = np.zeros(mask.shape, np.uint16)
+    markers[60, 20] = 7  # a cell with a marker but no mask: nothing is pasted there
+    recipe = preset("PhC-C2DH-U373", "smoke").replace(touching_copies=2)
+    images, masks, marks = protocols.with_touching_copies(recipe, [image], [mask], [markers])
+    assert len(images) == len(masks) == len(marks) == 3 and images[0] is image and masks[0] is mask
+    assert touching_pairs(masks[:1]) == 0 and all(touching_pairs([m]) >= 1 for m in masks[1:])
+    unannotated = protocols._unannotated(mask, markers)
+    assert all(np.array_equal(m[unannotated], mask[unannotated]) for m in masks[1:])
+    again = protocols.with_touching_copies(recipe, [image], [mask], [markers])
+    assert all(np.array_equal(a, b) for a, b in zip(masks, again[1]))  # the recipe's seed fixes the copies
+    data = protocols.training_data(recipe, [image], [mask], [markers], cache_dir=tmp_path)
+    assert len(data.inputs) == 3 and data.weights[1].max() > data.weights[0].max()  # Eq. 2 weighs the new gap
+    with pytest.raises(UnetlibError, match="touching_copies"):
+        preset("isbi2012", "smoke").replace(touching_copies=1)
+    with pytest.raises(UnetlibError, match="touching_copies"):
+        recipe.replace(touching_copies=-1)
+
+
+def test_touching_copies_keep_off_unannotated_cells_without_ignoring_them():
+    mask = np.zeros((120, 160), np.int32)
+    mask[10:35, 10:40], mask[70:100, 100:140] = 1, 2
+    image = (40 + 150 * (mask > 0)).astype(np.uint8)
+    markers = np.zeros(mask.shape, np.uint16)
+    markers[50:110, 10:80] = 7  # a large unannotated cell: with ignore_unannotated off it is background
+    recipe = preset("PhC-C2DH-U373", "smoke").replace(touching_copies=3, ignore_unannotated=False)
+    data = protocols.training_data(recipe, [image], [mask], [markers])
+    unannotated = protocols._unannotated(mask, markers)
+    assert len(data.inputs) == 4 and all(w[unannotated].min() > 0 for w in data.weights)  # not ignored
+    _, masks, _ = protocols.with_touching_copies(recipe, [image], [mask], [markers])
+    assert all(not (m[unannotated] > 0).any() for m in masks)  # nothing pasted onto it
+
+
+def test_checkpoints_from_before_touching_copies_resume(tmp_path):
+    from unetlib.checkpoint import load_checkpoint, update_metadata
+
+    images, masks = [_image((120, 120))], [np.pad(np.ones((40, 40), np.int32), 40)]
+    recipe = preset("PhC-C2DH-U373", "smoke").replace(**{"train.iterations": 1})
+    protocols.train_network(recipe, protocols.training_data(recipe, images, masks), tmp_path, progress=False)
+    path = tmp_path / "last.pt"
+    metadata = load_checkpoint(path)["metadata"]
+    older = {k: v for k, v in metadata["recipe"].items() if k != "touching_copies"}
+    identity = {k: v for k, v in metadata["identity"].items() if k != "touching_copies"}
+    update_metadata(path, recipe=older, identity=identity)  # as written before the field existed
+    again = protocols.train_network(recipe, protocols.training_data(recipe, images, masks), tmp_path, progress=False)
+    assert len(again.history) == 1  # reused, not trained again
+    assert load_checkpoint(path)["metadata"]["identity"]["touching_copies"] == 0
+    with pytest.raises(UnetlibError, match="touching_copies"):  # a different network is refused
+        other = recipe.replace(touching_copies=1)
+        protocols.train_network(other, protocols.training_data(other, images, masks), tmp_path, progress=False)
+
+
 def test_resample_is_part_of_the_networks_identity(tmp_path):
     images, masks = [_image((120, 120))], [np.pad(np.ones((40, 40), np.int32), 40)]
     recipe = preset("DIC-C2DH-HeLa", "smoke").replace(**{"train.iterations": 1}, resample=1.0)

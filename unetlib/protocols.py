@@ -36,6 +36,7 @@ from scipy import ndimage
 
 from unetlib import data as datasets
 from unetlib.atomic import atomic_open, write_tiff
+from unetlib.augment import paste_touching
 from unetlib.checkpoint import load_checkpoint, load_model, update_metadata
 from unetlib.data import DIRECTIONS
 from unetlib.errors import UnetlibError
@@ -51,13 +52,15 @@ from unetlib.weights import instances_from_binary, training_target
 
 __all__ = [
     "Split", "contiguous_folds", "select_folds",
-    "TrainingData", "training_data", "train_network", "unannotated_markers", "training_subset",
+    "TrainingData", "training_data", "with_touching_copies", "train_network", "unannotated_markers",
+    "training_subset",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
     "run_isbi2012", "run_ctc", "check_direction", "serial", "unit_checkpoint_dir",
 ]
 
 _CURVE_POINTS = 200  # loss-curve points kept in result files
 FINAL_LOSS_STEPS = 100  # a run's final loss: the mean of its last this many steps
+_TOUCHING_STREAM = 1731  # the random stream of the pasted-neighbour copies (apart from training's own draws)
 
 
 # --------------------------------------------------------------------------- #
@@ -115,9 +118,12 @@ def training_data(recipe: Recipe, images: Sequence[np.ndarray], masks: Sequence[
     what the network sees. With ``recipe.ignore_unannotated`` and tracking
     ``markers`` given, cells that have a marker but no segmentation mask get
     weight 0 around them (25 px at full resolution), instead of being taught as
-    background. Weight maps are cached in ``cache_dir`` (a corrupt cache entry
-    is recomputed).
+    background. With ``recipe.touching_copies``, the copies with pasted
+    neighbours (:func:`with_touching_copies`) are trained on too. Weight maps
+    are cached in ``cache_dir`` (a corrupt cache entry is recomputed).
     """
+    if recipe.touching_copies:
+        images, masks, markers = with_touching_copies(recipe, images, masks, markers)
     inputs, targets, weights = [], [], []
     margin = max(1, round(25 * recipe.resample))
     for i, (image, mask) in enumerate(zip(images, masks)):
@@ -131,6 +137,25 @@ def training_data(recipe: Recipe, images: Sequence[np.ndarray], masks: Sequence[
         targets.append(target)
         weights.append(weight)
     return TrainingData(inputs, targets, weights)
+
+
+def with_touching_copies(recipe: Recipe, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                         markers: Sequence[np.ndarray] | None = None) -> tuple[list, list, list | None]:
+    """The frames followed by ``recipe.touching_copies`` copies of each with cells pasted beside others
+    (:func:`unetlib.augment.paste_touching`; never over a cell that has a marker but no mask); drawn from
+    the recipe's training seed, so the same recipe makes the same copies."""
+    rng = np.random.default_rng([_TOUCHING_STREAM, recipe.train.seed])
+    images, masks = list(images), list(masks)
+    markers = None if markers is None else list(markers)
+    for i in range(len(masks)):
+        avoid = None if markers is None else _unannotated(masks[i], markers[i])
+        for _ in range(recipe.touching_copies):
+            image, mask, _made = paste_touching(images[i], masks[i], rng, avoid=avoid)
+            images.append(image)
+            masks.append(mask)
+            if markers is not None:
+                markers.append(markers[i])
+    return images, masks, markers
 
 
 def training_subset(items: Sequence, count: int) -> list:
@@ -349,7 +374,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     train_seq, test_seq = check_direction(direction)
     out_dir, seconds, name = Path(out_dir), {}, recipe.dataset
     recipe = recipe.seeded(recipe.train.seed + int(train_seq))
-    need_markers = recipe.ignore_unannotated
+    need_markers = recipe.ignore_unannotated or recipe.touching_copies > 0  # nothing is pasted on unannotated cells
     source = datasets.load_ctc(name, train_seq, root, tra=need_markers)
     target = datasets.load_ctc(name, test_seq, root, tra=False)
     frames, test_frames = training_subset(sorted(source.seg), recipe.train_images), sorted(target.seg)

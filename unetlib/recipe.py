@@ -92,6 +92,11 @@ class Recipe:
     tune_split : bool
         With ``tune_postprocessing``, also choose ``split_threshold`` from
         :data:`unetlib.postprocess.TUNE_SPLITS` (None among them).
+    touching_copies : int
+        Cell Tracking Challenge only (not in the paper): each annotated training
+        frame gets this many copies (0 to 10) in which three cells are pasted
+        beside others, 1 to 3 pixel steps apart at the frame's own resolution
+        (:func:`unetlib.augment.paste_touching`); 0: none.
     """
 
     dataset: str
@@ -111,6 +116,7 @@ class Recipe:
     split_threshold: float | None = None
     tune_postprocessing: bool = False
     tune_split: bool = False
+    touching_copies: int = 0
 
     def __post_init__(self) -> None:
         check_choice("Recipe.dataset", self.dataset, DATASETS)
@@ -126,6 +132,7 @@ class Recipe:
         check_real("Recipe.resample", self.resample, 0.1, 4)
         check_integer("Recipe.train_images", self.train_images, 0)
         check_integer("Recipe.min_size", self.min_size, 0)
+        check_integer("Recipe.touching_copies", self.touching_copies, 0, 10)
         check_bool("Recipe.ignore_unannotated", self.ignore_unannotated)
         check_bool("Recipe.tune_postprocessing", self.tune_postprocessing)
         check_bool("Recipe.tune_split", self.tune_split)
@@ -134,9 +141,11 @@ class Recipe:
         if self.predict_tile is not None:
             check_input_size(self.predict_tile, "Recipe.predict_tile")
         check_class_weights(self.class_weights)
-        if (self.ignore_unannotated or self.tune_postprocessing) and self.dataset not in CTC_DATASETS:
-            raise UnetlibError("Recipe.ignore_unannotated and tune_postprocessing apply to the Cell Tracking "
-                               "Challenge datasets only")
+        ctc_only = [name for name in ("ignore_unannotated", "tune_postprocessing", "touching_copies")
+                    if getattr(self, name)]
+        if ctc_only and self.dataset not in CTC_DATASETS:
+            raise UnetlibError(f"Recipe.{ctc_only[0]} applies to the Cell Tracking Challenge datasets only "
+                               f"({', '.join(CTC_DATASETS)}), not {self.dataset}")
 
     # ------------------------------------------------------------------ #
     def replace(self, **changes: Any) -> Recipe:
@@ -213,7 +222,7 @@ class Recipe:
 #: values. The others (tta, predict_tile, threshold, min_size, tune_postprocessing, profile) say how
 #: a trained network is applied.
 NETWORK_FIELDS = ("dataset", "normalize", "resample", "train_images", "w0", "sigma", "class_weights",
-                  "ignore_unannotated", "train")
+                  "ignore_unannotated", "touching_copies", "train")
 
 
 def _check_names(given: dict, known: set[str], what: str) -> None:
@@ -377,6 +386,7 @@ WHY: dict[str, Any] = {
                          "(reports/cpu-seeds). Cost: about 15 s more inference per network.",
         "*": "the release's 4 flips, averaged as logits.",
     },
+    "touching_copies": "0: the annotated frames only (the paper adds no frames).",
     "tune_postprocessing": "threshold and minimum component size chosen by SEG on the training sequence "
                            "(never on the test sequence) from a small grid.",
     "threshold": "instances are the 4-connected components of P(cell) > threshold (unless tuned).",

@@ -113,9 +113,10 @@ def _select(args, recipe):
     if args.slices is not None:
         raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
     sequence = args.sequence or "01"
-    ctc = datasets.load_ctc(args.dataset, sequence, args.data, tra=recipe.ignore_unannotated)
+    need_markers = recipe.ignore_unannotated or recipe.touching_copies > 0
+    ctc = datasets.load_ctc(args.dataset, sequence, args.data, tra=need_markers)
     frames = sorted(ctc.seg)
-    markers = [ctc.tra[t] for t in frames] if recipe.ignore_unannotated else None
+    markers = [ctc.tra[t] for t in frames] if need_markers else None
     images = ([ctc.frames[t] for t in frames], [ctc.seg[t] for t in frames], markers)
     return images, f"{len(frames)} annotated frames of sequence {sequence}", {"sequence": sequence, "frames": frames}
 

@@ -83,7 +83,7 @@ def instances_from_binary(mask) -> np.ndarray:
     ndarray (H, W), int32
         0 for background, 1..n for the n components.
     """
-    mask = _check_mask(mask, "mask", allow_bool=True)
+    mask = check_mask(mask, "mask", allow_bool=True)
     labels, _ = ndimage.label(mask > 0, structure=_FOUR_CONNECTED)
     return labels.astype(np.int32, copy=False)
 
@@ -104,7 +104,7 @@ def separation_target(instances) -> np.ndarray:
     ndarray (H, W), uint8
         1 = cell, 0 = background.
     """
-    instances = _check_mask(instances, "instances")
+    instances = check_mask(instances, "instances")
     return _separated_cells(instances).astype(bool).astype(np.uint8)
 
 
@@ -124,7 +124,7 @@ def class_weight_map(target, class_weights="balanced") -> np.ndarray:
     -------
     ndarray (H, W), float32
     """
-    cell = _check_mask(target, "target", allow_bool=True) > 0
+    cell = check_mask(target, "target", allow_bool=True) > 0
     w_background, w_cell = _class_weight_pair(cell, class_weights)
     return np.where(cell, np.float32(w_cell), np.float32(w_background)).astype(np.float32)
 
@@ -164,7 +164,7 @@ def training_target(instances, w0: float = W0, sigma: float = SIGMA, class_weigh
     weights : ndarray (H, W), float32
         :func:`weight_map`.
     """
-    instances = _check_mask(instances, "instances")
+    instances = check_mask(instances, "instances")
     w0, sigma = _check_border_parameters(w0, sigma)
     cells = _separated_cells(instances)
     target = (cells > 0).astype(np.uint8)
@@ -235,7 +235,8 @@ def _grown_box(box, margin: int, shape) -> tuple[slice, slice]:
 # --------------------------------------------------------------------------- #
 # Argument checking
 # --------------------------------------------------------------------------- #
-def _check_mask(mask, what: str, allow_bool: bool = False) -> np.ndarray:
+def check_mask(mask, what: str, allow_bool: bool = False) -> np.ndarray:
+    """``mask`` as a 2-D array of non-negative integer labels (or bool, where allowed); else a one-line error."""
     if hasattr(mask, "detach"):  # a torch tensor
         mask = mask.detach().cpu().numpy()
     mask = np.asarray(mask)
