@@ -346,7 +346,13 @@ WHY: dict[str, Any] = {
     "train.width": "channels of the first level: 64 in the paper; 16 on two CPU cores (1/16 of the FLOPs).",
     "train.tile": "training input tile edge (16k + 60): 572 in the paper; 508 on the CPU, where a 508² tile gives "
                   "43 % more output pixels per second than 380² (valid convolutions waste the border).",
-    "train.iterations": "steps per network; the cpu profile's are what fits in an hour on two cores for all networks.",
+    "train.iterations": {
+        "isbi2012": "steps per network; the cpu profile's are what fits in an hour on two cores for all networks. "
+                    "Over 3 seeds 5,000 steps give lower ISBI errors than 2,500 in every mean, by more than the "
+                    "spread (pixel 0.0549 vs 0.0567, Rand 0.069 vs 0.079, warping 0.00103 vs 0.00118; "
+                    "reports/cpu-seeds), but double ISBI's share of the run; the cpu profile keeps 2,500.",
+        "*": "steps per network; the cpu profile's are what fits in an hour on two cores for all networks.",
+    },
     "train.augment.brightness": {
         "isbi2012": "grey-value variation (brightness, contrast, gamma) within each tile's value range: EM "
                     "sections differ in brightness and are only scaled by 1/255.",
@@ -386,7 +392,9 @@ WHY: dict[str, Any] = {
                          "(reports/cpu-seeds). Cost: about 15 s more inference per network.",
         "*": "the release's 4 flips, averaged as logits.",
     },
-    "touching_copies": "0: the annotated frames only (the paper adds no frames).",
+    "touching_copies": "0: the annotated frames only (the paper adds no frames). On PhC-U373 one copy of each frame "
+                       "with three cells pasted 1-3 px beside others did not help over 3 seeds (mean SEG 0.836 vs "
+                       "0.831, within the spread; 01->02 still 8 merges with every seed; reports/cpu-seeds).",
     "tune_postprocessing": "threshold and minimum component size chosen by SEG on the training sequence "
                            "(never on the test sequence) from a small grid.",
     "threshold": "instances are the 4-connected components of P(cell) > threshold (unless tuned).",
