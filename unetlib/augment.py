@@ -189,8 +189,8 @@ def _touching_place(mask: np.ndarray, source: int, neighbour: int, reach: tuple[
         ty, tx, uy, ux = cy + dy, cx + dx, ry + dy, rx + dx
         if int(steps_to[np.clip(ty, 0, h - 1), np.clip(tx, 0, w - 1)].min()) < reach[0]:
             continue  # still too close (or over the neighbour): walk on
-        inside = min(ty.min(), tx.min(), uy.min(initial=0), ux.min(initial=0)) >= 0 and \
-            max(ty.max(), uy.max(initial=0)) < h and max(tx.max(), ux.max(initial=0)) < w
+        ys, xs = np.concatenate([ty, uy]), np.concatenate([tx, ux])
+        inside = ys.min() >= 0 and xs.min() >= 0 and ys.max() < h and xs.max() < w
         if not inside or steps_to[ty, tx].min() > reach[1] or blocked[ty, tx].any() or blocked[uy, ux].any() \
                 or crowded[ty, tx].any():
             return None

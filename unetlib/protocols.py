@@ -374,7 +374,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     train_seq, test_seq = check_direction(direction)
     out_dir, seconds, name = Path(out_dir), {}, recipe.dataset
     recipe = recipe.seeded(recipe.train.seed + int(train_seq))
-    need_markers = recipe.ignore_unannotated or recipe.touching_copies > 0  # nothing is pasted on unannotated cells
+    need_markers = recipe.needs_markers
     source = datasets.load_ctc(name, train_seq, root, tra=need_markers)
     target = datasets.load_ctc(name, test_seq, root, tra=False)
     frames, test_frames = training_subset(sorted(source.seg), recipe.train_images), sorted(target.seg)

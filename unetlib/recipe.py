@@ -170,6 +170,11 @@ class Recipe:
             top["train"] = _replace_train(self.train, nested)
         return dataclasses.replace(self, **top)
 
+    @property
+    def needs_markers(self) -> bool:
+        """Whether training reads the tracking markers: to ignore unannotated cells, or to paste none onto them."""
+        return self.ignore_unannotated or self.touching_copies > 0
+
     def seeded(self, seed: int) -> Recipe:
         """The same recipe with another training seed (each fold or direction has its own)."""
         return self.replace(**{"train.seed": int(seed)})

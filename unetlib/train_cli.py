@@ -113,7 +113,7 @@ def _select(args, recipe):
     if args.slices is not None:
         raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
     sequence = args.sequence or "01"
-    need_markers = recipe.ignore_unannotated or recipe.touching_copies > 0
+    need_markers = recipe.needs_markers
     ctc = datasets.load_ctc(args.dataset, sequence, args.data, tra=need_markers)
     frames = sorted(ctc.seg)
     markers = [ctc.tra[t] for t in frames] if need_markers else None
