@@ -545,7 +545,8 @@ def reliability(results: dict) -> pd.DataFrame:
 #: The choices of each dataset's cpu recipe, as variants of it (the first, "cpu", is the recipe itself):
 #: a choice is kept only when its alternative is no better, beyond the spread over seeds.
 DECISIONS: dict[str, dict[str, dict]] = {
-    "isbi2012": {"cpu": {}, "w_c-1": {"class_weights": None}, "5000-steps": {"train.iterations": 5000}},
+    "isbi2012": {"cpu": {}, "w_c-1": {"class_weights": None}, "5000-steps": {"train.iterations": 5000},
+                 "no-dropout": {"train.dropout": 0.0}, "lr-0.002": {"train.lr": 0.002}},
     "PhC-C2DH-U373": {"cpu": {}, "w_c-balanced": {"class_weights": "balanced"}, "split": {"tune_split": True},
                       "touching-copies": {"touching_copies": 1}},
     "DIC-C2DH-HeLa": {
