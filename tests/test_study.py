@@ -232,3 +232,76 @@ def test_the_recipes_studies_are_read_from_their_dataset_folders_only(tmp_path):
     study.write_study(tmp_path / "DIC-C2DH-HeLa-old" / "study.json", earlier)  # not the recipe's numbers
     found = tables.read_studies(tmp_path)
     assert list(found) == ["DIC-C2DH-HeLa"] and found["DIC-C2DH-HeLa"].runs == now.runs
+
+
+def test_over_seeds_by_hand():
+    assert study.over_seeds([0.5, 0.7, 0.6]) == pytest.approx({"n": 3, "mean": 0.6, "sd": 0.1, "min": 0.5, "max": 0.7})
+    one = study.over_seeds([0.4])
+    assert (one["n"], one["mean"], one["min"], one["max"]) == (1, 0.4, 0.4, 0.4) and math.isnan(one["sd"])
+    assert study.over_seeds([])["n"] == 0
+
+
+def _fake_jobs(calls):
+    """A run_job that records its calls and writes the row a finished job would (no training)."""
+    def run_job(study, variant, seed, unit, out_dir, **_):
+        calls.append(variant)
+        row = {**_row(variant, seed, unit, 0.5), "unit_seed": seed, "train_seconds": 1.0,
+               "recipe": study.variant_recipe(variant, seed).to_dict()}
+        study_module._write_row(study_module._row_path(out_dir, variant, seed, unit), row)
+        return row
+    return run_job
+
+
+study_module = study
+
+
+def test_runs_that_evaluate_the_baselines_networks_start_once_every_network_is_trained(tmp_path, monkeypatch):
+    base = recipe.preset("PhC-C2DH-U373", "smoke").replace(tta="none")
+    spec = Study("phases", base, {"none": {}, "flips": {"tta": "flips"}, "lr": {"train.lr": 0.002}}, (0,),
+                 ("01->02",))
+    calls, batches = [], []
+
+    def scheduler(fn, kwargs_list):  # an existing scheduler: every call of a phase at once
+        batches.append([kw["variant"] for kw in kwargs_list])
+        return [fn(**kw) for kw in kwargs_list]
+
+    scheduler.workers = 0
+    monkeypatch.setattr(study, "run_job", _fake_jobs(calls))
+    result = study.run_study(spec, tmp_path, runner=scheduler, progress=False)
+    assert batches == [["none", "lr"], ["flips"]]  # never a reusing run beside the network it reuses
+    assert [r["variant"] for r in result.runs] == ["none", "lr", "flips"]
+
+
+def test_a_run_of_the_baselines_network_needs_that_network(tmp_path):
+    base = recipe.preset("PhC-C2DH-U373", "smoke")
+    spec = Study("early", base, {"cpu": {}, "flips": {"tta": "flips"}}, (0,), ("01->02",))
+    with pytest.raises(UnetlibError, match="not trained yet"):
+        study.run_job(spec, "flips", 0, "01->02", tmp_path)
+
+
+def test_a_study_folder_of_other_folds_is_refused(tmp_path, monkeypatch):
+    base = recipe.preset("isbi2012", "smoke")
+    five = Study("folds", base, {"cpu": {}}, (0,), (0,), folds=5)
+    monkeypatch.setattr(study, "run_job", _fake_jobs([]))
+    study.run_study(five, tmp_path, progress=False)
+    with pytest.raises(UnetlibError, match="over 5 folds, not 6"):
+        study.run_study(Study("folds", base, {"cpu": {}}, (0,), (0,), folds=6), tmp_path, progress=False)
+
+
+def test_a_hand_set_post_processing_is_part_of_the_recipe_a_run_is_matched_on(tmp_path, monkeypatch):
+    base = recipe.preset("PhC-C2DH-U373", "smoke").replace(tune_postprocessing=False)
+    monkeypatch.setattr(study, "run_job", _fake_jobs([]))
+    study.run_study(Study("pp", base, {"cpu": {}}, (0,), ("01->02",)), tmp_path, progress=False)
+    with pytest.raises(UnetlibError, match="another recipe"):  # threshold 0.6 is not the stored run's 0.5
+        study.run_study(Study("pp", base, {"cpu": {"threshold": 0.6}}, (0,), ("01->02",)), tmp_path, progress=False)
+    tuned = recipe.preset("PhC-C2DH-U373", "smoke")  # tuned: the threshold stored is the tuned one, whatever it is
+    import dataclasses
+
+    assert study._comparable(dataclasses.replace(tuned, threshold=0.3)) == study._comparable(tuned)
+
+
+def test_a_row_with_a_missing_loss_or_numpy_numbers_is_written_as_json(tmp_path):
+    import numpy as np
+
+    study._write_row(tmp_path / "row.json", {"final_loss": float("nan"), "SEG": np.float32(0.5), "n": np.int64(3)})
+    assert json.loads((tmp_path / "row.json").read_text()) == {"final_loss": None, "SEG": 0.5, "n": 3}

@@ -8,6 +8,7 @@ notebooks stay a narrative around library calls.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from unetlib import paper
 from unetlib.atomic import write_bytes
 from unetlib.data import CTC_DATASETS
 from unetlib.results import ExperimentResult
-from unetlib.study import MEAN_UNIT, flag_runs
+from unetlib.study import MEAN_UNIT, flag_runs, over_seeds
 
 __all__ = [
     "recipe_summary", "choices_table", "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
@@ -227,7 +228,7 @@ def study_values(result, metric: str, *, title: str | None = None, save: str | P
     are drawn as red crosses.
     """
     flagged = {(f["variant"], f["unit"], f["seed"]) for f in flag_runs(result)}
-    units = result.units + ([MEAN_UNIT] if len(result.units) > 1 else [])
+    units = result.units_with_mean()
     variants = result.variants
     fig, axes = plt.subplots(1, len(units), figsize=(1.2 + 1.6 * len(variants) * len(units), 3.8), squeeze=False)
     for ax, unit in zip(axes[0], units):
@@ -242,8 +243,8 @@ def study_values(result, metric: str, *, title: str | None = None, save: str | P
                 ax.plot(x + dx, v, "x" if bad else "o", color="red" if bad else "C0", ms=7 if bad else 5)
                 ax.annotate(str(seed), (x + dx, v), textcoords="offset points", xytext=(4, 2), fontsize=6,
                             color="0.4")
-            sd = float(np.std(y, ddof=1)) if len(y) > 1 else 0.0
-            ax.errorbar(x + 0.3, y.mean(), yerr=sd, fmt="_", color="k", ms=14, capsize=3)
+            sd = over_seeds(y)["sd"]
+            ax.errorbar(x + 0.3, y.mean(), yerr=0.0 if math.isnan(sd) else sd, fmt="_", color="k", ms=14, capsize=3)
         ax.set_xticks(range(len(variants)), variants, rotation=20, ha="right", fontsize=8)
         ax.set_xlim(-0.5, len(variants) - 0.3)
         ax.set_title(f"{unit}" if unit != MEAN_UNIT else "mean of the units", fontsize=9)

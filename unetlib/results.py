@@ -1,6 +1,6 @@
 """Result files: one JSON per experiment, the only input of the tables.
 
-The schema lives here and nowhere else. An :class:`ExperimentResult` holds
+The schema of result files lives here and nowhere else (study files: :mod:`unetlib.study`). An :class:`ExperimentResult` holds
 what is needed to trust and repeat a number:
 
 - ``recipe``: the experiment's recipe (:class:`unetlib.recipe.Recipe`);
@@ -30,7 +30,7 @@ from unetlib.atomic import write_text
 from unetlib.environment import environment
 from unetlib.errors import UnetlibError
 
-__all__ = ["SCHEMA", "ExperimentResult", "write_result", "read_result", "read_results"]
+__all__ = ["SCHEMA", "ExperimentResult", "write_result", "read_result", "read_results", "jsonable"]
 
 SCHEMA = "unetlib-result-v2"
 
@@ -53,7 +53,7 @@ class ExperimentResult:
     environment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **_jsonable(dataclasses.asdict(self))}
+        return {"schema": SCHEMA, **jsonable(dataclasses.asdict(self))}
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any], source: str = "result") -> ExperimentResult:
@@ -74,15 +74,17 @@ class ExperimentResult:
         return [run[key] for run in self.runs]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy scalars and arrays as numbers and lists, paths as text, and
+    NaN or infinite floats as null (a result file never holds a number JSON cannot)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, Path):
         return value.as_posix()
     if isinstance(value, float) and not math.isfinite(value):

@@ -34,9 +34,8 @@ import dataclasses
 import json
 import math
 import re
-import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,17 +45,18 @@ import pandas as pd
 from scipy import stats
 
 from unetlib import protocols
-from unetlib.atomic import folder_lock, write_text
+from unetlib.atomic import folder_lock, write_bytes, write_text
 from unetlib.data import DIRECTIONS
 from unetlib.environment import environment
 from unetlib.errors import UnetlibError
 from unetlib.recipe import Recipe, preset
+from unetlib.results import jsonable
 from unetlib.train import CHECKPOINT_NAME
 
 __all__ = [
     "SCHEMA", "METRICS", "Study", "StudyResult", "run_study", "adopt_runs", "read_study", "summarize", "compare",
     "flag_runs", "verdict", "t_interval", "VERDICTS", "DECISIONS", "seed_study", "study_from_dict", "run_folder",
-    "reading",
+    "reading", "over_seeds", "reliability", "RELIABILITY_GOALS", "MEAN_UNIT", "run_job", "gather", "write_study",
 ]
 
 SCHEMA = "unetlib-study-v1"
@@ -192,6 +192,10 @@ class StudyResult:
     def metrics(self) -> dict[str, bool]:
         return METRICS[self.dataset]
 
+    def units_with_mean(self, with_mean: bool = True) -> list:
+        """The units, then :data:`MEAN_UNIT` (the mean over units) when there is more than one."""
+        return self.units + ([MEAN_UNIT] if with_mean and len(self.units) > 1 else [])
+
     def values(self, variant: str, unit, metric: str) -> dict[int, float]:
         """Seed -> value of ``metric`` for ``variant`` on ``unit`` (:data:`MEAN_UNIT`: the mean over units)."""
         if unit == MEAN_UNIT:
@@ -222,23 +226,26 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
     with folder_lock(out_dir, "study"):
         _check_same_study(study, out_dir)
         write_text(out_dir / "plan.json", json.dumps(study.to_dict(), indent=1) + "\n")
-        todo = [job for job in study.jobs() if _stored(study, out_dir, *job) is None]
-        done = len(study.jobs()) - len(todo)
+        jobs = study.jobs()
+        todo = [job for job in jobs if _stored(study, out_dir, *job) is None]
+        done = len(jobs) - len(todo)
         if progress:
-            print(f"study {study.name}: {len(study.jobs())} runs ({len(study.variants)} variants x "
+            print(f"study {study.name}: {len(jobs)} runs ({len(study.variants)} variants x "
                   f"{len(study.seeds)} seeds x {len(study.units)} units), {done} done, {len(todo)} to run", flush=True)
         start = time.perf_counter()
-        calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=False)
-                 for v, s, u in todo]  # one line per finished run, not a progress bar per training
+        runner = runner or protocols.serial
         # serially one run at a time; on a local cluster as many at a time as it has workers (so that
-        # progress is reported as runs finish); on an existing scheduler all at once
-        width = 1 if runner is None or runner is protocols.serial else (getattr(runner, "workers", 0) or len(calls))
-        for first in range(0, len(calls), max(1, width)):
-            batch = calls[first:first + width]
-            rows = [run_job(**batch[0])] if width == 1 else runner(run_job, batch)
-            for i, row in enumerate(rows):
-                if progress:
-                    print(f"  [{done + first + i + 1}/{len(study.jobs())}] {_describe(row, study)}", flush=True)
+        # progress is reported as runs finish); on an existing scheduler each phase at once. The runs that
+        # evaluate the baseline's networks (reuses_baseline) start only once every network is trained.
+        width = 1 if runner is protocols.serial else getattr(runner, "workers", 0)
+        for phase in (False, True):
+            calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=False)
+                     for v, s, u in todo if study.reuses_baseline(v) == phase]  # a line per run, no progress bars
+            for first in range(0, len(calls), width or max(1, len(calls))):
+                for row in runner(run_job, calls[first:first + (width or len(calls))]):
+                    done += 1
+                    if progress:
+                        print(f"  [{done}/{len(jobs)}] {_describe(row, study)}", flush=True)
         result = gather(study, out_dir)
         result.timings["wall"] = round(time.perf_counter() - start, 1)
         write_study(out_dir / "study.json", result)
@@ -250,11 +257,10 @@ def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=Non
     recipe = study.variant_recipe(variant, seed)
     folder = run_folder(out_dir, variant, seed)
     if study.reuses_baseline(variant):  # evaluate the baseline's network (a copy: tuning rewrites its recipe)
-        source = protocols.unit_checkpoint_dir(run_folder(out_dir, study.baseline, seed), recipe.dataset, unit)
-        target = protocols.unit_checkpoint_dir(folder, recipe.dataset, unit)
-        if (source / CHECKPOINT_NAME).is_file() and not (target / CHECKPOINT_NAME).is_file():
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / CHECKPOINT_NAME, target / CHECKPOINT_NAME)
+        if _stored(study, Path(out_dir), study.baseline, seed, unit) is None:
+            raise UnetlibError(f"{variant} seed {seed} {unit} evaluates the network of {study.baseline!r}, which "
+                               "is not trained yet: run the study (it trains the baseline first)")
+        _copy_network(run_folder(out_dir, study.baseline, seed), folder, recipe.dataset, unit)
     if study.recipe.dataset == "isbi2012":
         split = protocols.select_folds(protocols.contiguous_folds(30, study.folds), [unit])[0]
         result = protocols.isbi_fold(recipe, split, folder, root=root, progress=progress)
@@ -266,8 +272,20 @@ def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=Non
            "train_seconds": data["seconds"].get("train"), "recipe": data["recipe"],
            "loss_curve": data["loss_curve"], "result": {k: v for k, v in data.items()
                                                         if k not in ("loss_curve", "recipe")}}
-    write_text(_row_path(out_dir, variant, seed, unit), json.dumps(row, indent=1, allow_nan=False) + "\n")
+    _write_row(_row_path(out_dir, variant, seed, unit), row)
     return row
+
+
+def _copy_network(source_folder: Path, target_folder: Path, dataset: str, unit) -> None:
+    """Copy a unit's trained network between run folders (atomically; an existing copy is kept)."""
+    source = protocols.unit_checkpoint_dir(source_folder, dataset, unit) / CHECKPOINT_NAME
+    target = protocols.unit_checkpoint_dir(target_folder, dataset, unit) / CHECKPOINT_NAME
+    if source.is_file() and not target.is_file():
+        write_bytes(target, source.read_bytes())
+
+
+def _write_row(path: Path, row: dict) -> None:
+    write_text(path, json.dumps(jsonable(row), indent=1, allow_nan=False) + "\n")
 
 
 def adopt_runs(study: Study, out_dir: str | Path, source_dir: str | Path) -> list[tuple[str, int, Any]]:
@@ -301,14 +319,10 @@ def adopt_runs(study: Study, out_dir: str | Path, source_dir: str | Path) -> lis
                     continue
                 if not same or row.get("seed") != seed or row.get("unit") != unit:
                     continue
-                source = protocols.unit_checkpoint_dir(path.parent, study.recipe.dataset, unit)
-                target = protocols.unit_checkpoint_dir(run_folder(out_dir, variant, seed), study.recipe.dataset, unit)
-                if (source / CHECKPOINT_NAME).is_file():
-                    target.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(source / CHECKPOINT_NAME, target / CHECKPOINT_NAME)
+                _copy_network(path.parent, run_folder(out_dir, variant, seed), study.recipe.dataset, unit)
                 row = {**row, "variant": variant, "adopted_from": row.get("adopted_from") or
                        f"{source_dir.name}/{path.parent.parent.name}"}
-                write_text(_row_path(out_dir, variant, seed, unit), json.dumps(row, indent=1, allow_nan=False) + "\n")
+                _write_row(_row_path(out_dir, variant, seed, unit), row)
                 adopted.append((variant, seed, unit))
                 break
     return adopted
@@ -355,9 +369,11 @@ def _stored(study: Study, out_dir: Path, variant: str, seed: int, unit) -> dict 
 
 
 def _comparable(recipe: Recipe) -> dict:
+    """The recipe as a run is matched on: without the unit's seed and, where tuned, the post-processing."""
     data = recipe.to_dict()
     data["train"] = {k: v for k, v in data["train"].items() if k != "seed"}
-    return {k: v for k, v in data.items() if k not in ("threshold", "min_size", "split_threshold")}
+    tuned = ("threshold", "min_size", "split_threshold") if recipe.tune_postprocessing else ()
+    return {k: v for k, v in data.items() if k not in tuned}
 
 
 def _check_same_study(study: Study, out_dir: Path) -> None:
@@ -372,6 +388,9 @@ def _check_same_study(study: Study, out_dir: Path) -> None:
         same = Recipe.from_dict(stored.get("recipe") or {}) == study.recipe
     except UnetlibError:
         same = False
+    if same and study.recipe.dataset == "isbi2012" and stored.get("folds", 5) != study.folds:
+        raise UnetlibError(f"{out_dir} holds study {stored.get('name')!r} over {stored.get('folds', 5)} folds, not "
+                           f"{study.folds}: its fold files hold other sections; run this study into another folder")
     if not same:
         raise UnetlibError(f"{out_dir} holds study {stored.get('name')!r} of another base recipe: "
                            "run this study into another folder")
@@ -386,7 +405,7 @@ def _describe(row: dict, study: Study) -> str:
 def write_study(path: str | Path, result: StudyResult) -> Path:
     """Write the study file atomically, with the machine and revision it ran on."""
     result = dataclasses.replace(result, environment=environment())
-    return write_text(path, json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
+    return write_text(path, json.dumps(jsonable(result.to_dict()), indent=1, allow_nan=False) + "\n")
 
 
 def read_study(path: str | Path) -> StudyResult:
@@ -426,28 +445,33 @@ def summarize(result: StudyResult, metrics: Sequence[str] | None = None, with_me
     With ``with_mean`` (and more than one unit) the pseudo-unit ``"mean"``
     holds, per seed, the mean over the units: the experiment's own number.
     """
-    metrics = list(metrics or result.metrics) + ["final_loss"]
-    units = result.units + ([MEAN_UNIT] if with_mean and len(result.units) > 1 else [])
+    metrics = list(dict.fromkeys([*(metrics or result.metrics), "final_loss"]))
     rows = []
     for variant in result.variants:
-        for unit in units:
+        for unit in result.units_with_mean(with_mean):
             for metric in metrics:
                 values = result.values(variant, unit, metric)
-                if not values:
-                    continue
-                x = np.array(list(values.values()))
-                rows.append({"variant": variant, "unit": unit, "metric": metric, "n": len(x),
-                             "mean": float(x.mean()), "sd": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
-                             "min": float(x.min()), "max": float(x.max()),
-                             "values": {int(s): round(v, 6) for s, v in values.items()}})
+                if values:
+                    rows.append({"variant": variant, "unit": unit, "metric": metric, **over_seeds(values.values()),
+                                 "values": {int(s): round(v, 6) for s, v in values.items()}})
     return pd.DataFrame(rows)
+
+
+def over_seeds(values: Iterable[float]) -> dict[str, float]:
+    """``n``, ``mean``, ``sd`` (n - 1; NaN for fewer than two values), ``min`` and ``max`` of seed values."""
+    x = np.asarray(list(values), dtype=float)
+    if x.size == 0:
+        return {"n": 0, "mean": math.nan, "sd": math.nan, "min": math.nan, "max": math.nan}
+    return {"n": int(x.size), "mean": float(x.mean()), "sd": float(x.std(ddof=1)) if x.size > 1 else math.nan,
+            "min": float(x.min()), "max": float(x.max())}
 
 
 def compare(result: StudyResult, metric: str, baseline: str | None = None, *, higher_is_better: bool | None = None,
             claimed: int | None = None, with_mean: bool = True):
     """Each variant against ``baseline`` (default: the first), seed by seed, per unit (a DataFrame).
 
-    Columns: ``n`` (seeds in both), ``baseline`` and ``variant`` means,
+    Columns: ``variant`` (its name), ``n`` (seeds in both), ``baseline`` and ``variant_mean`` (the arms'
+    means),
     ``difference`` (variant - baseline, mean over seeds) with its 95 %
     interval ``low``-``high``, ``spread`` (the larger seed sd of the two arms),
     ``beyond_spread`` (|difference| > spread) and the ``verdict`` for the
@@ -457,29 +481,24 @@ def compare(result: StudyResult, metric: str, baseline: str | None = None, *, hi
     baseline = baseline or result.baseline
     better = result.metrics.get(metric, False) if higher_is_better is None else higher_is_better
     claimed = claimed if claimed is not None else (1 if better else -1)
-    units = result.units + ([MEAN_UNIT] if with_mean and len(result.units) > 1 else [])
     rows = []
     for variant in result.variants:
         if variant == baseline:
             continue
-        for unit in units:
+        for unit in result.units_with_mean(with_mean):
             a, b = result.values(baseline, unit, metric), result.values(variant, unit, metric)
             seeds = sorted(set(a) & set(b))
             if not seeds:
                 continue
             diff = [b[s] - a[s] for s in seeds]
             mean, low, high = t_interval(diff)
-            spread = max(_sd([a[s] for s in seeds]), _sd([b[s] for s in seeds]))
+            spread = max(over_seeds(a[s] for s in seeds)["sd"], over_seeds(b[s] for s in seeds)["sd"])
             rows.append({"variant": variant, "unit": unit, "metric": metric, "n": len(seeds),
                          "baseline": float(np.mean([a[s] for s in seeds])), "variant_mean": float(np.mean([b[s] for s in seeds])),
                          "difference": mean, "low": low, "high": high, "spread": spread,
                          "beyond_spread": bool(abs(mean) > spread) if not math.isnan(spread) else False,
                          "verdict": verdict(low, high, claimed)})
     return pd.DataFrame(rows)
-
-
-def _sd(values: Sequence[float]) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
 def verdict(low: float, high: float, claimed: int) -> str:
@@ -534,10 +553,9 @@ def reliability(results: dict) -> pd.DataFrame:
         metric, goal = RELIABILITY_GOALS[dataset]
         flagged = flag_runs(result)
         for unit in result.units:
-            values = list(result.values(result.baseline, unit, metric).values())
-            sd = _sd(values)
-            rows.append({"dataset": dataset, "unit": unit, "metric": metric, "n": len(values), "sd": sd, "goal": goal,
-                         "met": bool(sd <= goal),
+            seeds = over_seeds(result.values(result.baseline, unit, metric).values())
+            rows.append({"dataset": dataset, "unit": unit, "metric": metric, "n": seeds["n"], "sd": seeds["sd"],
+                         "goal": goal, "met": bool(seeds["sd"] <= goal),
                          "flagged runs": sum(1 for f in flagged if f["unit"] == unit and f["variant"] == result.baseline)})
     return pd.DataFrame(rows)
 
@@ -567,7 +585,9 @@ def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1,
     Seed 0 is the profile's own run (the reports' numbers); ``decisions=False``
     runs the recipe alone; ``variants`` names the alternatives to run (the
     recipe itself always runs; names another dataset has are skipped), None or
-    empty for all. Units: the profile's ISBI folds, or both CTC directions.
+    empty for all. The alternatives (:data:`DECISIONS`) are those of the cpu
+    recipe: other profiles run their recipe alone. Units: the profile's ISBI
+    folds, or both CTC directions.
     """
     base = preset(dataset, profile)
     choices = DECISIONS[dataset] if decisions and profile == "cpu" else {profile: {}}
@@ -598,14 +618,13 @@ def reading(result: StudyResult) -> list[str]:
     (larger than the seed spread or not), and the runs whose training failed (flagged)."""
     lines = []
     main = next(iter(result.metrics))
-    units = result.units + ([MEAN_UNIT] if len(result.units) > 1 else [])
-    for unit in units:
+    for unit in result.units_with_mean():
         values = result.values(result.baseline, unit, main)
         if values:
-            x = np.array(list(values.values()))
-            sd = f", sd {x.std(ddof=1):.4g}" if len(x) > 1 else ""
-            lines.append(f"{result.baseline}, {unit}: {main} {x.mean():.4g} over {len(x)} seeds "
-                         f"({x.min():.4g}-{x.max():.4g}{sd})")
+            x = over_seeds(values.values())
+            sd = f", sd {x['sd']:.4g}" if x["n"] > 1 else ""
+            lines.append(f"{result.baseline}, {unit}: {main} {x['mean']:.4g} over {x['n']} seeds "
+                         f"({x['min']:.4g}-{x['max']:.4g}{sd})")
     for metric in result.metrics:
         if metric in ("matched_objects", "merges", "foreground_iou"):
             continue
@@ -617,11 +636,12 @@ def reading(result: StudyResult) -> list[str]:
             lines.append(f"{row.variant} vs {result.baseline}, {row.unit}: {metric} {row.variant_mean:.4g} vs "
                          f"{row.baseline:.4g}, difference {row.difference:+.4g} (95 % interval {row.low:+.4g} to "
                          f"{row.high:+.4g}, n = {row.n}), {size} the seed spread ({row.spread:.4g}): {outcome}")
-    for f in flag_runs(result):
+    flagged = flag_runs(result)
+    for f in flagged:
         lines.append(f"flagged: {f['variant']} seed {f['seed']} {f['unit']} ended at loss {f['final_loss']:.3f}, "
                      f"{f['final_loss'] / f['median_final_loss']:.1f} x the median of its seed-mates "
                      f"({f['median_final_loss']:.3f}); {main} {f.get(main)}")
-    if not flag_runs(result):
+    if not flagged:
         lines.append("no run ended far above its seed-mates' loss (none flagged)")
     return lines
 

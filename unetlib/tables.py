@@ -16,7 +16,7 @@ from unetlib import paper
 from unetlib.atomic import write_text
 from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.results import ExperimentResult
-from unetlib.study import MEAN_UNIT, read_study
+from unetlib.study import MEAN_UNIT, over_seeds, read_study
 
 __all__ = ["table1", "table2", "to_markdown", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
            "spread", "read_studies"]
@@ -117,19 +117,19 @@ def seed_table(studies: dict, variant: str | None = None) -> pd.DataFrame:
             continue
         result = studies[dataset]
         name = variant or result.baseline
-        units = ([MEAN_UNIT] if len(result.units) > 1 else []) + result.units
+        units = result.units_with_mean()
+        units = units[-1:] + units[:-1] if len(units) > 1 else units  # the experiment's number first
         for label, metric in _SEED_METRICS[dataset]:
             for unit in units:
                 values = result.values(name, unit, metric)
                 if not values:
                     continue
-                x = np.array(list(values.values()))
+                x = over_seeds(values.values())
                 where = ("mean of " + ("folds " if dataset == "isbi2012" else "directions ") +
                          ", ".join(str(u) for u in result.units)) if unit == MEAN_UNIT else (
                     f"fold {unit}" if dataset == "isbi2012" else unit)
-                rows.append({"Dataset": dataset, "Metric": label, "Unit": where, "n seeds": len(x),
-                             "Mean": float(x.mean()), "SD": float(x.std(ddof=1)) if len(x) > 1 else np.nan,
-                             "Min": float(x.min()), "Max": float(x.max()),
+                rows.append({"Dataset": dataset, "Metric": label, "Unit": where, "n seeds": x["n"],
+                             "Mean": x["mean"], "SD": x["sd"], "Min": x["min"], "Max": x["max"],
                              "Paper": _PAPER.get((dataset, metric), np.nan) if unit == MEAN_UNIT or
                              len(result.units) == 1 else np.nan})
     return pd.DataFrame(rows)
