@@ -243,16 +243,13 @@ def test_over_seeds_by_hand():
 
 def _fake_jobs(calls):
     """A run_job that records its calls and writes the row a finished job would (no training)."""
-    def run_job(study, variant, seed, unit, out_dir, **_):
+    def run_job(variant, seed, unit, out_dir, **kw):
         calls.append(variant)
         row = {**_row(variant, seed, unit, 0.5), "unit_seed": seed, "train_seconds": 1.0,
-               "recipe": study.variant_recipe(variant, seed).to_dict()}
-        study_module._write_row(study_module._row_path(out_dir, variant, seed, unit), row)
+               "recipe": kw["study"].variant_recipe(variant, seed).to_dict()}
+        study._write_row(study._row_path(out_dir, variant, seed, unit), row)
         return row
     return run_job
-
-
-study_module = study
 
 
 def test_runs_that_evaluate_the_baselines_networks_start_once_every_network_is_trained(tmp_path, monkeypatch):

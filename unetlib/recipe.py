@@ -317,6 +317,9 @@ def preset(dataset: str, profile: str) -> Recipe:
     return Recipe(dataset=dataset, profile=profile, train=config, **spec)
 
 
+_LR = "peak learning rate: Adam's usual 1e-3 at width 16 (5e-4 at width 64); SGD 1e-3 with momentum 0.99 on the " \
+      "paper profile."
+_STEPS = "steps per network; the cpu profile's are what fits in an hour on two cores for all networks."
 #: Why each choice was made (per dataset where it differs); shown by the notebooks beside the cells using them.
 WHY: dict[str, Any] = {
     "normalize": {
@@ -345,11 +348,9 @@ WHY: dict[str, Any] = {
                        "and one tile per step learns slowly or collapses (appendix 04_training_diagnosis); the "
                        "paper profile keeps the paper's SGD with momentum 0.99.",
     "train.lr": {
-        "isbi2012": "peak learning rate: Adam's usual 1e-3 at width 16 (5e-4 at width 64); SGD 1e-3 with momentum "
-                    "0.99 on the paper profile. Over 3 seeds 2e-3 is no better on ISBI and less steady (Rand error "
-                    "0.092, 0.081-0.115, against 0.079; reports/cpu-seeds).",
-        "*": "peak learning rate: Adam's usual 1e-3 at width 16 (5e-4 at width 64); SGD 1e-3 with momentum "
-             "0.99 on the paper profile.",
+        "isbi2012": _LR + " Over 3 seeds 2e-3 is no better on ISBI and less steady (Rand error 0.092, 0.081-0.115, "
+                          "against 0.079; reports/cpu-seeds).",
+        "*": _LR,
     },
     "train.dropout": "0.5 at the end of the contracting path, as in the paper. Over 3 seeds without it ISBI is no "
                      "better at 2,500 steps (Rand error 0.082 against 0.079, within the spread; fold 0's warping "
@@ -360,11 +361,10 @@ WHY: dict[str, Any] = {
     "train.tile": "training input tile edge (16k + 60): 572 in the paper; 508 on the CPU, where a 508² tile gives "
                   "43 % more output pixels per second than 380² (valid convolutions waste the border).",
     "train.iterations": {
-        "isbi2012": "steps per network; the cpu profile's are what fits in an hour on two cores for all networks. "
-                    "Over 3 seeds 5,000 steps give lower ISBI errors than 2,500 in every mean, by more than the "
+        "isbi2012": _STEPS + " Over 3 seeds 5,000 steps give lower ISBI errors than 2,500 in every mean, by more than the "
                     "spread (pixel 0.0549 vs 0.0567, Rand 0.069 vs 0.079, warping 0.00103 vs 0.00118; "
                     "reports/cpu-seeds), but double ISBI's share of the run; the cpu profile keeps 2,500.",
-        "*": "steps per network; the cpu profile's are what fits in an hour on two cores for all networks.",
+        "*": _STEPS,
     },
     "train.augment.brightness": {
         "isbi2012": "grey-value variation (brightness, contrast, gamma) within each tile's value range: EM "
