@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["project_root", "cpu_model", "cpu_flags", "cpu_has_bf16", "hardware", "git_revision", "environment"]
+__all__ = ["project_root", "cpu_model", "cpu_flags", "cpu_has_bf16", "precision", "hardware", "git_revision", "environment"]
 
 _PACKAGES = ("unetlib", "torch", "numpy", "scipy", "scikit-image", "numba", "tifffile", "papermill")
 
@@ -77,18 +77,40 @@ def cpu_has_bf16() -> bool:
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
+def precision(device_type: str) -> str:
+    """The arithmetic the kit trains and predicts in on a device of this type: ``"bf16"`` on a CUDA GPU that
+    supports it (else ``"fp16"``) and on a CPU with native bf16 (:func:`cpu_has_bf16`), else ``"fp32"``."""
+    import torch
+
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device_type == "cpu" and cpu_has_bf16() else "fp32"
+
+
 def hardware() -> dict[str, Any]:
-    """CPU model and cores, torch threads, native bf16, GPU name."""
+    """What a bit-for-bit rerun needs to match: the CPU (vendor, family, model, stepping and the instruction set
+    PyTorch dispatches to), cores and PyTorch threads, the precision, and the GPU where there is one.
+
+    Results differ in the last digits between CPU generations (bf16 above all), so a rerun on a CPU whose
+    fields differ here is another draw of the same recipe, not the same run.
+    """
     import torch  # here, not at the top: unetlib.data and `unetlib data` run without PyTorch (2-4 s to import)
 
+    cpu = _cpuinfo()
     info = {
         "machine": platform.machine(),
         "cpu_model": cpu_model(),
+        "cpu_vendor": cpu.get("vendor_id"),
+        "cpu_family": cpu.get("cpu family"),
+        "cpu_model_number": cpu.get("model"),
+        "cpu_stepping": cpu.get("stepping"),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": cpu_has_bf16(),
         "cuda": torch.cuda.is_available(),
     }
+    info["precision"] = precision("cuda" if info["cuda"] else "cpu")
     if info["cuda"]:
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -19,7 +19,7 @@ import threading
 
 import torch
 
-from unetlib.environment import cpu_has_bf16
+from unetlib.environment import cpu_has_bf16, precision
 from unetlib.errors import UnetlibError
 
 __all__ = ["pick_device", "cpu_has_bf16", "autocast", "amp_dtype", "to_channels_last", "reuse_freed_memory"]
@@ -36,12 +36,8 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype used on ``device``, or None for plain fp32."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_bf16():
-        return torch.bfloat16
-    return None
+    """The autocast dtype used on ``device`` (:func:`unetlib.environment.precision`), or None for plain fp32."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision(device.type))
 
 
 def autocast(device: torch.device, enabled: bool = True):

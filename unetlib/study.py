@@ -56,7 +56,8 @@ from unetlib.train import CHECKPOINT_NAME
 __all__ = [
     "SCHEMA", "METRICS", "Study", "StudyResult", "run_study", "adopt_runs", "read_study", "summarize", "compare",
     "flag_runs", "verdict", "t_interval", "VERDICTS", "DECISIONS", "seed_study", "study_from_dict", "run_folder",
-    "reading", "over_seeds", "reliability", "RELIABILITY_GOALS", "MEAN_UNIT", "run_job", "gather", "write_study",
+    "reading", "over_seeds",
+    "BUDGET_POINTS", "budget_study", "reliability", "RELIABILITY_GOALS", "MEAN_UNIT", "run_job", "gather", "write_study",
 ]
 
 SCHEMA = "unetlib-study-v1"
@@ -271,7 +272,8 @@ def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=Non
            **{k: data.get(k) for k in study.metrics}, "final_loss": data["final_loss"],
            "train_seconds": data["seconds"].get("train"), "recipe": data["recipe"],
            "loss_curve": data["loss_curve"], "result": {k: v for k, v in data.items()
-                                                        if k not in ("loss_curve", "recipe")}}
+                                                        if k not in ("loss_curve", "recipe")},
+           "environment": environment()}  # per run: a study's runs may come from several machines
     _write_row(_row_path(out_dir, variant, seed, unit), row)
     return row
 
@@ -604,6 +606,35 @@ def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1,
     return Study(name=f"{dataset}-{profile}-seeds", recipe=base, variants=dict(choices), seeds=tuple(seeds),
                  units=tuple(units), question=f"How far apart do seeds of the {profile} recipe land, and does each "
                  "of its choices beat its alternative by more than that?")
+
+
+#: The budget study of ISBI 2012 (appendix 07_budget): the cpu recipe with more training compute, along two axes:
+#: steps at width 16, and the width (32 with the cpu recipe's 508² tiles; 64 as the gpu recipe trains it: 572² tiles,
+#: Adam 5e-4). The first point is the cpu recipe itself. Ordered cheapest first, so a study stopped early has the
+#: cheap points of both axes.
+BUDGET_POINTS: dict[str, dict] = {
+    "w16-2500": {},
+    "w16-5000": {"train.iterations": 5000},
+    "w16-10000": {"train.iterations": 10000},
+    "w64-1500": {"train.width": 64, "train.tile": 572, "train.lr": 0.0005, "train.iterations": 1500},
+    "w32-2500": {"train.width": 32},
+    "w32-5000": {"train.width": 32, "train.iterations": 5000},
+    "w16-20000": {"train.iterations": 20000},
+    "w64-4000": {"train.width": 64, "train.tile": 572, "train.lr": 0.0005, "train.iterations": 4000},
+}
+
+
+def budget_study(seeds: Sequence[int] = (0,), units: Sequence = (0, 2), points: Sequence[str] | None = None) -> Study:
+    """ISBI 2012's errors against training compute: :data:`BUDGET_POINTS` (or the named ``points``; the cpu
+    recipe always runs first) x ``seeds`` x ``units`` (the cpu profile's folds 0 and 2)."""
+    if points and set(points) - set(BUDGET_POINTS):
+        raise UnetlibError(f"unknown budget points {sorted(set(points) - set(BUDGET_POINTS))}; "
+                           f"choose from {list(BUDGET_POINTS)}")
+    first = next(iter(BUDGET_POINTS))
+    chosen = {p: c for p, c in BUDGET_POINTS.items() if not points or p == first or p in points}
+    return Study(name="isbi2012-cpu-budget", recipe=preset("isbi2012", "cpu"), variants=chosen, seeds=tuple(seeds),
+                 units=tuple(units), question="How do ISBI 2012's errors fall with training compute (more steps, a "
+                 "wider network), and at what compute would they reach the paper's?")
 
 
 def study_from_dict(data: dict) -> Study:
