@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from unetlib import data as datasets
+from unetlib import profiles
 from unetlib.errors import UnetlibError
 from unetlib.inference import Tiling, predict
 from unetlib.metrics import isbi2012_errors
@@ -42,7 +43,7 @@ from unetlib.segment import Segmenter
 from unetlib.study import Study, StudyResult, compare, run_folder
 
 __all__ = ["Claim", "CLAIMS", "claim_studies", "claim_row", "tta_rows", "border_rows", "inference_seconds",
-           "speed_row", "equal_time_variant", "rows_result", "border_band", "BUDGETS"]
+           "speed_row", "equal_time_variant", "rows_result", "border_band", "budget"]
 
 
 @dataclass(frozen=True)
@@ -100,25 +101,22 @@ CLAIMS = {
         "mirroring the input image", "2, Fig. 2", "border_pixel_error", "mirror", "zero padding", +1),
 }
 
-#: Per profile: steps, tiles and width of the trained claims (the budget of notebook 05_claims).
-BUDGETS = {
-    "smoke": dict(width=4, iterations=6, small=236, large=284, sizes=(2, 24), hela_iterations=6, speed_widths=(16,)),
-    "cpu": dict(width=16, iterations=500, small=316, large=444, sizes=(2, 6, 24), hela_iterations=1000,
-                speed_widths=(64, 16)),
-    # the paper's width; its 572² tile against a batch of 4 of 316² (4 x 132² = 69,696 vs 388² = 150,544
-    # output pixels would not be equal), so the tiles stay those of the cpu budget
-    "gpu": dict(width=64, iterations=1500, small=316, large=444, sizes=(2, 6, 12, 24), hela_iterations=1500,
-                speed_widths=(64,)),
-}
 ISBI_UNIT = 1  # the ISBI fold of the claims: not one the cpu profile reports
+
+
+def budget(profile: str) -> dict:
+    """Steps, tiles and width of the trained claims under ``profile`` (its file's ``claims`` entry)."""
+    found = profiles.load(profile).claims
+    if not found:
+        raise UnetlibError(f"05_claims has no budget for profile {profile!r}; choose one of "
+                           f"{', '.join(p for p in profiles.NAMES if profiles.load(p).claims)}")
+    return found
 
 
 def claim_studies(profile: str, seeds: Sequence[int] = (0, 1, 2)) -> dict[str, Study]:
     """The trained claims as studies: ``elastic`` (with ``dropout`` as a variant of its full-data arm),
     ``large_tiles`` (with the SGD momentum arms) and ``weighted_loss``."""
-    if profile not in BUDGETS:
-        raise UnetlibError(f"05_claims has no budget for profile {profile!r}; choose one of {', '.join(BUDGETS)}")
-    b, seeds = BUDGETS[profile], tuple(seeds)
+    b, seeds = budget(profile), tuple(seeds)
     train = {"train.width": b["width"], "train.iterations": b["iterations"], "train.tile": b["small"]}
     isbi = preset("isbi2012", profile).replace(tta="none", **train)
     sizes = b["sizes"]

@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from unetlib import profiles
 from unetlib.augment import AugmentParams
 from unetlib.data import CTC_DATASETS, DATASETS
 from unetlib.errors import UnetlibError
@@ -36,8 +37,8 @@ from unetlib.weights import check_class_weights
 
 __all__ = ["Recipe", "preset", "PROFILES", "WHY", "NETWORK_FIELDS"]
 
-#: The named profiles (presets) of every experiment: CI, a 2-core laptop, one GPU, the paper's schedule.
-PROFILES = ("smoke", "cpu", "gpu", "paper")
+#: The named profiles (presets) of every experiment, one file each (:mod:`unetlib.profiles`).
+PROFILES = profiles.NAMES
 
 
 
@@ -261,60 +262,15 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------- #
 # The presets (profiles)
 # --------------------------------------------------------------------------- #
-#: Choices of each dataset, the same in every profile.
-_NO_GREY = {"brightness": 0.0, "contrast": 0.0, "gamma": 0.0}
-_DATASET: dict[str, dict[str, Any]] = {
-    "isbi2012": dict(normalize="unit", tta="d4"),
-    "PhC-C2DH-U373": dict(normalize="zscore", tta="flips", class_weights=None, ignore_unannotated=True,
-                          tune_postprocessing=True, min_size=20, augment=_NO_GREY),
-    "DIC-C2DH-HeLa": dict(normalize="zscore", tta="flips", ignore_unannotated=True, tune_postprocessing=True,
-                          tune_split=True, min_size=20, augment=_NO_GREY),
-}
-#: Training of each profile. ``paper`` is the paper's recipe where the paper is exact (Section 3):
-#: width 64, 572² tiles, one tile per SGD step with momentum 0.99.
-_PROFILE: dict[str, dict[str, Any]] = {
-    "smoke": dict(width=4, tile=188, iterations=10, optimizer="adam", lr=0.001),
-    "cpu": dict(width=16, tile=508, optimizer="adam", lr=0.001, schedule="poly", warmup=100),
-    "gpu": dict(width=64, tile=572, iterations=1500, optimizer="adam", lr=0.0005, schedule="poly", warmup=100),
-    "paper": dict(width=64, tile=572, batch=1, iterations=20000, optimizer="sgd", momentum=0.99, lr=0.001,
-                  schedule="constant", warmup=0),
-}
-#: What the cpu profile changes per dataset: iterations (what fits in an hour on two cores for all of
-#: them); for DIC-HeLa half resolution (context for its large cells) with clipped gradients.
-_CPU = {
-    "isbi2012": dict(iterations=2500),
-    "PhC-C2DH-U373": dict(iterations=1800),
-    "DIC-C2DH-HeLa": dict(iterations=2500, tile=316, clip_grad=1.0),
-}
-#: Augmentation the cpu profile adds per dataset: DIC-HeLa zooms (decided over three seeds, WHY below).
-_CPU_AUGMENT = {"DIC-C2DH-HeLa": dict(scale=0.25)}
-#: Recipe fields of the short profiles (cpu, gpu) per dataset; the paper profile keeps full resolution.
-_SHORT = {"DIC-C2DH-HeLa": dict(resample=0.5)}
-_GPU = {"DIC-C2DH-HeLa": dict(clip_grad=1.0)}
-#: Recipe fields only the cpu profile changes: DIC-HeLa averages the 8 symmetries (decided over three seeds).
-_CPU_SPEC = {"DIC-C2DH-HeLa": dict(tta="d4")}
-
-
 def preset(dataset: str, profile: str) -> Recipe:
-    """The recipe of ``dataset`` under ``profile`` (``smoke``, ``cpu``, ``gpu``, ``paper``)."""
-    if dataset not in _DATASET:
-        raise UnetlibError(f"unknown dataset {dataset!r}; choose one of {', '.join(_DATASET)}")
-    if profile not in PROFILES:
-        raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    spec = dict(_DATASET[dataset])
-    augment = dict(spec.pop("augment", {}))
-    train = dict(_PROFILE[profile])
-    if profile == "cpu":
-        train.update(_CPU[dataset])
-        augment.update(_CPU_AUGMENT.get(dataset, {}))
-    if profile == "gpu":
-        train.update(_GPU.get(dataset, {}))
-    if profile in ("cpu", "gpu"):
-        spec.update(_SHORT.get(dataset, {}))
-    if profile == "cpu":
-        spec.update(_CPU_SPEC.get(dataset, {}))
-    config = TrainConfig(**train, augment=AugmentParams(**augment), checkpoint_every=250)
-    return Recipe(dataset=dataset, profile=profile, train=config, **spec)
+    """The recipe of ``dataset`` under ``profile``: the dataset's own choices, then the profile's
+    (:mod:`unetlib.profiles`, one file per profile)."""
+    if dataset not in DATASETS:
+        raise UnetlibError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    recipe = Recipe(dataset=dataset, profile=profile)
+    for changes in profiles.load(profile).recipe_layers(dataset):
+        recipe = recipe.replace(**changes)
+    return recipe
 
 
 _LR = "peak learning rate: Adam's usual 1e-3 at width 16 (5e-4 at width 64); SGD 1e-3 with momentum 0.99 on the " \

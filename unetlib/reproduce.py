@@ -5,8 +5,8 @@
 The default profile is ``gpu`` when a CUDA GPU is present, else ``cpu``.
 Each report ``reports/PROFILE/NAME.ipynb`` is the executed copy of a source
 notebook (see :data:`REPORTS`; the two cell-tracking reports come from one
-notebook with a ``DATASET`` parameter) run with the parameter file
-``notebooks/profiles/PROFILE/NAME.yaml``. Executed copies hold paths relative
+notebook with a ``DATASET`` parameter) run with the parameters the profile's
+file gives it (``unetlib/profiles/PROFILE.yaml``, :func:`profile_parameters`). Executed copies hold paths relative
 to the project only. Wall times are collected in ``reports/PROFILE/timings.json``.
 
 Missing datasets are downloaded first (non-interactively, from the sources
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from unetlib import data, fanout, protocols, recipe, results, tables
+from unetlib import data, fanout, profiles, protocols, recipe, results, tables
 from unetlib.atomic import folder_lock, write_text
 from unetlib.cli import OneLineParser
 from unetlib.data import data_root
@@ -65,17 +65,13 @@ def default_profile() -> str:
 
 
 def profile_parameters(profile: str, report: str, root: Path | None = None) -> dict:
-    """The papermill parameters of ``report`` under ``profile`` (its YAML file)."""
-    root = root or project_root()
-    path = root / "notebooks" / "profiles" / profile / f"{report}.yaml"
-    if not path.is_file():
-        raise UnetlibError(f"no parameter file {path.relative_to(root)} for profile {profile!r}")
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise UnetlibError(f"cannot read {path.relative_to(root)} ({exc}); fix the YAML") from None
-    if not isinstance(params, dict):
-        raise UnetlibError(f"{path.relative_to(root)} must be a mapping of parameter names to values")
+    """The papermill parameters of ``report`` under ``profile``: what the profile's file gives the parameters the
+    notebook declares (:meth:`unetlib.profiles.Profile.notebook_parameters`), and a cell-tracking report's
+    ``DATASET``."""
+    declared = _accepted(report, root or project_root())
+    params = {k: v for k, v in profiles.load(profile).notebook_parameters(report).items() if k in declared}
+    if "DATASET" in declared:
+        params["DATASET"] = ALL_REPORTS[report][1][0]
     return params
 
 

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from unetlib import protocols
+from unetlib import profiles, protocols
 from unetlib.atomic import folder_lock, write_bytes, write_text
 from unetlib.data import DIRECTIONS
 from unetlib.environment import environment
@@ -600,9 +600,9 @@ def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1,
                                f"choose from {sorted(known)}")
         baseline = next(iter(choices))
         choices = {v: c for v, c in choices.items() if v == baseline or v in variants}
-    if units is None:
-        units = (0, 2) if dataset == "isbi2012" and profile in ("cpu", "smoke") else (
-            tuple(range(5)) if dataset == "isbi2012" else tuple(DIRECTIONS))
+    if units is None:  # the profile's ISBI folds (all five when it names none), both CTC directions
+        folds = profiles.load(profile).isbi_folds
+        units = (folds or tuple(range(5))) if dataset == "isbi2012" else tuple(DIRECTIONS)
     return Study(name=f"{dataset}-{profile}-seeds", recipe=base, variants=dict(choices), seeds=tuple(seeds),
                  units=tuple(units), question=f"How far apart do seeds of the {profile} recipe land, and does each "
                  "of its choices beat its alternative by more than that?")
