@@ -32,9 +32,9 @@ from unetlib.augment import AugmentParams, random_tile
 from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, tta_transforms
 from unetlib.inference import Tiling, _default_budget, _layouts_for, predict
 from unetlib.model import UNet, output_size
-from unetlib.protocols import training_data
 from unetlib.recipe import Recipe
 from unetlib.runtime import autocast, to_channels_last
+from unetlib.trainset import training_data
 
 
 def _sync(device: torch.device) -> None:

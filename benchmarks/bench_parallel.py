@@ -34,7 +34,7 @@ def step_seconds(dataset: str, steps: int, skip: int, threads: int | None = None
     """Median seconds per step of the profile's training loop, after ``skip`` steps."""
     import torch
 
-    from unetlib import data, protocols, recipe
+    from unetlib import data, recipe, trainset
     from unetlib.train import train
 
     if threads:
@@ -43,7 +43,7 @@ def step_seconds(dataset: str, steps: int, skip: int, threads: int | None = None
     seq = data.load_ctc(dataset, "01", tra=r.ignore_unannotated)
     frames = sorted(seq.seg)
     markers = [seq.tra[t] for t in frames] if r.ignore_unannotated else None
-    d = protocols.training_data(r, [seq.frames[t] for t in frames], [seq.seg[t] for t in frames], markers)
+    d = trainset.training_data(r, [seq.frames[t] for t in frames], [seq.seg[t] for t in frames], markers)
     run = train(d.inputs, d.targets, d.weights, r.train, progress=False)
     times = np.diff([0.0] + [h[2] for h in run.history])
     return float(np.median(times[skip:]))

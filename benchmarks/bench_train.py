@@ -41,10 +41,10 @@ from scipy import ndimage
 from benchmarks.common import OUT_DIR, cpu_name, write_report
 from unetlib.augment import AugmentParams, random_tile
 from unetlib.model import UNet, check_input_size, output_size
-from unetlib.protocols import training_data
 from unetlib.recipe import Recipe
 from unetlib.runtime import amp_dtype, autocast, pick_device, reuse_freed_memory, to_channels_last
 from unetlib.train import TrainConfig, train, weighted_cross_entropy
+from unetlib.trainset import training_data
 
 TILE = 572  # the paper's training tile, the default of --tiles
 

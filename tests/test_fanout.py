@@ -31,7 +31,7 @@ def test_two_local_workers_give_the_serial_numbers(data_root, tmp_path):
 
 
 def test_runner_choices():
-    assert fanout.runner(0) is protocols.serial
+    assert fanout.runner(0) is fanout.serial
     assert "2 workers" in repr(fanout.runner(2))
     assert "tcp://10.0.0.1:8786" in repr(fanout.runner(0, "tcp://10.0.0.1:8786"))
     for bad in (-1, 1.5, True):

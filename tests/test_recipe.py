@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetlib import protocols
+from unetlib import protocols, trainset
 from unetlib.checkpoint import load_checkpoint
 from unetlib.cli import main
 from unetlib.errors import UnetlibError
@@ -115,20 +115,20 @@ def _blobs(n=2, shape=(200, 200), seed=0):
 def test_checkpoint_resumes_only_with_the_same_recipe_and_training_items(tmp_path):
     images, masks = _blobs()
     recipe = preset("PhC-C2DH-U373", "smoke").replace(**{"train.iterations": 2})
-    data = protocols.training_data(recipe, images, masks)
-    protocols.train_network(recipe, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
+    data = trainset.training_data(recipe, images, masks)
+    trainset.train_network(recipe, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
     assert load_checkpoint(tmp_path / "last.pt")["metadata"]["recipe"] == recipe.to_dict()
-    again = protocols.train_network(recipe, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
+    again = trainset.train_network(recipe, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
     assert len(again.history) == 2  # complete: reused, not retrained
     with pytest.raises(UnetlibError, match="trained_on"):
-        protocols.train_network(recipe, data, tmp_path, progress=False, trained_on={"frames": [0, 2]})
+        trainset.train_network(recipe, data, tmp_path, progress=False, trained_on={"frames": [0, 2]})
     other = recipe.replace(w0=5.0)
     with pytest.raises(UnetlibError, match="w0"):
-        protocols.train_network(other, protocols.training_data(other, images, masks), tmp_path, progress=False,
+        trainset.train_network(other, trainset.training_data(other, images, masks), tmp_path, progress=False,
                                 trained_on={"frames": [0, 1]})
     hela = Recipe.from_dict({**recipe.to_dict(), "dataset": "DIC-C2DH-HeLa"})
     with pytest.raises(UnetlibError, match="dataset"):
-        protocols.train_network(hela, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
+        trainset.train_network(hela, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
 
 
 def test_tuned_postprocessing_travels_with_the_checkpoint_to_predict(tmp_path, data_root):
@@ -146,3 +146,33 @@ def test_tuned_postprocessing_travels_with_the_checkpoint_to_predict(tmp_path, d
     assert main(["predict", str(tmp_path / result.checkpoint), str(tmp_path / "frame.tif"),
                  "--instances", str(tmp_path / "instances.tif"), "--device", "cpu"]) == 0
     assert np.array_equal(tifffile.imread(tmp_path / "instances.tif"), pred)
+
+
+def test_differs_from_is_the_one_answer_to_same_network():
+    base = preset("isbi2012", "cpu")
+    applied = base.replace(tta="none", predict_tile=700, **{"train.device": "cpu", "train.checkpoint_every": 7})
+    assert base.differs_from(applied) == {}  # how a network is applied or where it ran: the same network
+    other = base.replace(w0=5.0, **{"train.lr": 0.002, "train.augment.scale": 0.1})
+    assert other.differs_from(base) == {"w0": (10.0, 5.0), "train.lr": (0.001, 0.002),
+                                        "train.augment.scale": (0.0, 0.1)}
+    assert set(applied.differs_from(base, fields=None)) == {"tta", "predict_tile", "train.device",
+                                                            "train.checkpoint_every"}
+    assert other.differs_from(base, ignore=("train",)) == {"w0": (10.0, 5.0)}
+
+
+def test_a_resumed_checkpoint_says_so_in_one_line(tmp_path, capsys):
+    images, masks = _blobs()
+    recipe = preset("PhC-C2DH-U373", "smoke").replace(**{"train.iterations": 1})
+    data = trainset.training_data(recipe, images, masks)
+    trainset.train_network(recipe, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
+    longer = recipe.replace(**{"train.iterations": 2})  # a constant learning rate: the run continues
+    trainset.train_network(longer, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
+    trainset.train_network(longer, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(str(tmp_path))[0] for line in lines if "last.pt" in line] == ["resuming ", "reusing the trained network "]
+    assert "at iteration 1 of 2 (smoke recipe of PhC-C2DH-U373)" in lines[0] if lines else False
+    with pytest.raises(UnetlibError, match="already holds 2 iterations, more than the 1 asked for"):
+        trainset.train_network(recipe, data, tmp_path, progress=False, trained_on={"frames": [0, 1]})
+    poly = longer.replace(**{"train.schedule": "poly", "train.iterations": 3})
+    with pytest.raises(UnetlibError, match="holds another network"):
+        trainset.check_resumable(tmp_path / "last.pt", poly)

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 import torch
 
-from unetlib import protocols
+from unetlib import trainset
 from unetlib.checkpoint import save_checkpoint
 from unetlib.cli import main
 from unetlib.errors import UnetlibError
@@ -87,7 +87,7 @@ def test_training_data_at_half_resolution(tmp_path):
     mask[10:40, 10:50], mask[10:40, 52:90] = 1, 2  # two cells 2 px apart
     image = (40 + 150 * (mask > 0)).astype(np.uint8)
     recipe = preset("DIC-C2DH-HeLa", "smoke").replace(resample=0.5)
-    data = protocols.training_data(recipe, [image], [mask], cache_dir=tmp_path)
+    data = trainset.training_data(recipe, [image], [mask], cache_dir=tmp_path)
     assert data.inputs[0].shape == data.targets[0].shape == data.weights[0].shape == (40, 60)
     assert data.weights[0].max() > 5  # the Eq. 2 border between the cells survives at half resolution
     assert np.allclose(data.inputs[0], resample(normalize_image(image, "zscore"), (40, 60)))
@@ -102,14 +102,14 @@ def test_touching_copies_add_frames_with_pasted_neighbours(tmp_path):
     markers = np.zeros(mask.shape, np.uint16)
     markers[60, 20] = 7  # a cell with a marker but no mask: nothing is pasted there
     recipe = preset("PhC-C2DH-U373", "smoke").replace(touching_copies=2)
-    images, masks, marks = protocols.with_touching_copies(recipe, [image], [mask], [markers])
+    images, masks, marks = trainset.with_touching_copies(recipe, [image], [mask], [markers])
     assert len(images) == len(masks) == len(marks) == 3 and images[0] is image and masks[0] is mask
     assert touching_pairs(masks[:1]) == 0 and all(touching_pairs([m]) >= 1 for m in masks[1:])
-    unannotated = protocols._unannotated(mask, markers)
+    unannotated = trainset._unannotated(mask, markers)
     assert all(np.array_equal(m[unannotated], mask[unannotated]) for m in masks[1:])
-    again = protocols.with_touching_copies(recipe, [image], [mask], [markers])
+    again = trainset.with_touching_copies(recipe, [image], [mask], [markers])
     assert all(np.array_equal(a, b) for a, b in zip(masks, again[1]))  # the recipe's seed fixes the copies
-    data = protocols.training_data(recipe, [image], [mask], [markers], cache_dir=tmp_path)
+    data = trainset.training_data(recipe, [image], [mask], [markers], cache_dir=tmp_path)
     assert len(data.inputs) == 3 and data.weights[1].max() > data.weights[0].max()  # Eq. 2 weighs the new gap
     with pytest.raises(UnetlibError, match="touching_copies"):
         preset("isbi2012", "smoke").replace(touching_copies=1)
@@ -124,10 +124,10 @@ def test_touching_copies_keep_off_unannotated_cells_without_ignoring_them():
     markers = np.zeros(mask.shape, np.uint16)
     markers[50:110, 10:80] = 7  # a large unannotated cell: with ignore_unannotated off it is background
     recipe = preset("PhC-C2DH-U373", "smoke").replace(touching_copies=3, ignore_unannotated=False)
-    data = protocols.training_data(recipe, [image], [mask], [markers])
-    unannotated = protocols._unannotated(mask, markers)
+    data = trainset.training_data(recipe, [image], [mask], [markers])
+    unannotated = trainset._unannotated(mask, markers)
     assert len(data.inputs) == 4 and all(w[unannotated].min() > 0 for w in data.weights)  # not ignored
-    _, masks, _ = protocols.with_touching_copies(recipe, [image], [mask], [markers])
+    _, masks, _ = trainset.with_touching_copies(recipe, [image], [mask], [markers])
     assert all(not (m[unannotated] > 0).any() for m in masks)  # nothing pasted onto it
 
 
@@ -136,27 +136,26 @@ def test_checkpoints_from_before_touching_copies_resume(tmp_path):
 
     images, masks = [_image((120, 120))], [np.pad(np.ones((40, 40), np.int32), 40)]
     recipe = preset("PhC-C2DH-U373", "smoke").replace(**{"train.iterations": 1})
-    protocols.train_network(recipe, protocols.training_data(recipe, images, masks), tmp_path, progress=False)
+    trainset.train_network(recipe, trainset.training_data(recipe, images, masks), tmp_path, progress=False)
     path = tmp_path / "last.pt"
     metadata = load_checkpoint(path)["metadata"]
     older = {k: v for k, v in metadata["recipe"].items() if k != "touching_copies"}
-    identity = {k: v for k, v in metadata["identity"].items() if k != "touching_copies"}
-    update_metadata(path, recipe=older, identity=identity)  # as written before the field existed
-    again = protocols.train_network(recipe, protocols.training_data(recipe, images, masks), tmp_path, progress=False)
-    assert len(again.history) == 1  # reused, not trained again
-    assert load_checkpoint(path)["metadata"]["identity"]["touching_copies"] == 0
+    identity = {k: v for k, v in older.items() if k not in ("tta", "threshold", "min_size", "profile")}
+    update_metadata(path, recipe=older, identity={**identity, "trained_on": None}, trained_on=None)  # as written
+    again = trainset.train_network(recipe, trainset.training_data(recipe, images, masks), tmp_path, progress=False)
+    assert len(again.history) == 1  # reused, not trained again: the missing field reads as its default
     with pytest.raises(UnetlibError, match="touching_copies"):  # a different network is refused
         other = recipe.replace(touching_copies=1)
-        protocols.train_network(other, protocols.training_data(other, images, masks), tmp_path, progress=False)
+        trainset.train_network(other, trainset.training_data(other, images, masks), tmp_path, progress=False)
 
 
 def test_resample_is_part_of_the_networks_identity(tmp_path):
     images, masks = [_image((120, 120))], [np.pad(np.ones((40, 40), np.int32), 40)]
     recipe = preset("DIC-C2DH-HeLa", "smoke").replace(**{"train.iterations": 1}, resample=1.0)
-    protocols.train_network(recipe, protocols.training_data(recipe, images, masks), tmp_path, progress=False)
+    trainset.train_network(recipe, trainset.training_data(recipe, images, masks), tmp_path, progress=False)
     half = recipe.replace(resample=0.5)
     with pytest.raises(UnetlibError, match="resample"):
-        protocols.train_network(half, protocols.training_data(half, images, masks), tmp_path, progress=False)
+        trainset.train_network(half, trainset.training_data(half, images, masks), tmp_path, progress=False)
 
 
 def test_predict_command_resamples_as_the_checkpoint_says(tmp_path):
@@ -227,14 +226,13 @@ def test_a_checkpoint_from_before_a_recipe_field_existed_still_resumes(tmp_path)
 
     images, masks = [_image((120, 120))], [np.pad(np.ones((40, 40), np.int32), 40)]
     recipe = preset("DIC-C2DH-HeLa", "smoke").replace(**{"train.iterations": 2})
-    data = protocols.training_data(recipe, images, masks)
-    first = protocols.train_network(recipe, data, tmp_path, progress=False)
+    data = trainset.training_data(recipe, images, masks)
+    first = trainset.train_network(recipe, data, tmp_path, progress=False)
     payload = load_checkpoint(first.checkpoint)
-    old = {k: v for k, v in payload["metadata"]["identity"].items() if k != "train_images"}
     stored = {k: v for k, v in payload["metadata"]["recipe"].items() if k != "train_images"}
-    update_metadata(first.checkpoint, identity=old, recipe=stored)  # as written by an earlier version
-    again = protocols.train_network(recipe, data, tmp_path, progress=False)
+    update_metadata(first.checkpoint, recipe=stored)  # as written by an earlier version
+    again = trainset.train_network(recipe, data, tmp_path, progress=False)
     assert again.history == first.history  # reused, not refused
     other = recipe.replace(train_images=1)
     with pytest.raises(UnetlibError, match="train_images"):
-        protocols.train_network(other, data, tmp_path, progress=False)
+        trainset.train_network(other, data, tmp_path, progress=False)

@@ -294,7 +294,8 @@ def test_a_hand_set_post_processing_is_part_of_the_recipe_a_run_is_matched_on(tm
     tuned = recipe.preset("PhC-C2DH-U373", "smoke")  # tuned: the threshold stored is the tuned one, whatever it is
     import dataclasses
 
-    assert study._comparable(dataclasses.replace(tuned, threshold=0.3)) == study._comparable(tuned)
+    assert study._same_run(dataclasses.replace(tuned, threshold=0.3), tuned)
+    assert not study._same_run(dataclasses.replace(tuned, tta="d4"), tuned)
 
 
 def test_a_row_with_a_missing_loss_or_numpy_numbers_is_written_as_json(tmp_path):

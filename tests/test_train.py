@@ -13,7 +13,6 @@ import unetlib.train as train_module
 from unetlib.checkpoint import load_checkpoint
 from unetlib.errors import UnetlibError
 from unetlib.model import UNet
-from unetlib.protocols import training_data
 from unetlib.recipe import Recipe
 from unetlib.train import (
     Interrupted,
@@ -23,6 +22,7 @@ from unetlib.train import (
     weighted_cross_entropy,
 )
 from unetlib.train_cli import parse_slices
+from unetlib.trainset import training_data
 
 
 # --------------------------------------------------------------------------- #

@@ -27,9 +27,16 @@ from collections.abc import Callable
 import torch
 
 from unetlib.errors import UnetlibError
-from unetlib.protocols import Runner, serial
 
-__all__ = ["runner", "serial"]
+__all__ = ["runner", "serial", "Runner"]
+
+#: ``runner(function, calls)`` returns ``[function(**kwargs) for kwargs in calls]``, in order.
+Runner = Callable[[Callable, list[dict]], list]
+
+
+def serial(function: Callable, calls: list[dict]) -> list:
+    """Run ``function(**kwargs)`` for each entry of ``calls`` in this process, in order."""
+    return [function(**kwargs) for kwargs in calls]
 
 
 def runner(workers: int = 0, scheduler: str | None = None, threads_per_worker: int | None = None) -> Runner:

@@ -23,44 +23,37 @@ units of an experiment and merge them into one :class:`~unetlib.results.Experime
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
-import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from unetlib import data as datasets
 from unetlib.atomic import atomic_open, write_tiff
-from unetlib.augment import paste_touching
-from unetlib.checkpoint import load_checkpoint, load_model, update_metadata
+from unetlib.checkpoint import load_model, update_metadata
 from unetlib.data import DIRECTIONS
 from unetlib.errors import UnetlibError
+from unetlib.fanout import Runner, serial
 from unetlib.manifest import pixel_digest
 from unetlib.metrics import ctc_seg, isbi2012_errors, write_ctc_results
 from unetlib.postprocess import TUNE_SPLITS, tune_postprocessing
-from unetlib.preprocess import normalize_image, resample, resampled_shape
 from unetlib.recipe import Recipe
 from unetlib.results import ExperimentResult
 from unetlib.segment import Segmenter
-from unetlib.train import CHECKPOINT_NAME, TrainResult, train
-from unetlib.weights import instances_from_binary, training_target
+from unetlib.train import CHECKPOINT_NAME
+from unetlib.trainset import train_network, training_data, unit_data
 
 __all__ = [
     "Split", "contiguous_folds", "select_folds",
-    "TrainingData", "training_data", "with_touching_copies", "train_network", "unannotated_markers",
-    "training_subset",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
-    "run_isbi2012", "run_ctc", "check_direction", "serial", "unit_checkpoint_dir",
+    "run_isbi2012", "run_ctc", "check_direction", "unit_checkpoint_dir",
 ]
 
 _CURVE_POINTS = 200  # loss-curve points kept in result files
 FINAL_LOSS_STEPS = 100  # a run's final loss: the mean of its last this many steps
-_TOUCHING_STREAM = 1731  # the random stream of the pasted-neighbour copies (apart from training's own draws)
 
 
 # --------------------------------------------------------------------------- #
@@ -100,141 +93,6 @@ def select_folds(splits: list[Split], run_folds: Sequence[int] | None) -> list[S
 # --------------------------------------------------------------------------- #
 # Steps shared by every unit
 # --------------------------------------------------------------------------- #
-@dataclass
-class TrainingData:
-    """Network inputs (scaled), binary targets and Eq. 2 weight maps, one per training image."""
-
-    inputs: list[np.ndarray]
-    targets: list[np.ndarray]
-    weights: list[np.ndarray]
-
-
-def training_data(recipe: Recipe, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                  markers: Sequence[np.ndarray] | None = None, cache_dir: str | Path | None = None) -> TrainingData:
-    """Scale (and resample) the images; compute each mask's target and weight map once (recipe's w0, sigma, w_c).
-
-    With ``recipe.resample`` other than 1, images (bilinear), masks and
-    markers (nearest) are resampled first, and the weight maps are computed on
-    what the network sees. With ``recipe.ignore_unannotated`` and tracking
-    ``markers`` given, cells that have a marker but no segmentation mask get
-    weight 0 around them (25 px at full resolution), instead of being taught as
-    background. With ``recipe.touching_copies``, the copies with pasted
-    neighbours (:func:`with_touching_copies`) are trained on too. Weight maps
-    are cached in ``cache_dir`` (a corrupt cache entry is recomputed).
-    """
-    if recipe.touching_copies:
-        images, masks, markers = with_touching_copies(recipe, images, masks, markers)
-    inputs, targets, weights = [], [], []
-    margin = max(1, round(25 * recipe.resample))
-    for i, (image, mask) in enumerate(zip(images, masks)):
-        shape = resampled_shape(np.shape(image), recipe.resample)
-        inputs.append(resample(normalize_image(image, recipe.normalize), shape))
-        mask = resample(np.asarray(mask).astype(np.int32, copy=False), shape, labels=True)
-        target, weight = _cached_target(mask, recipe, cache_dir)
-        if recipe.ignore_unannotated and markers is not None:
-            near = _unannotated(mask, resample(np.asarray(markers[i]), shape, labels=True), margin)
-            weight = np.where(near, np.float32(0), weight)
-        targets.append(target)
-        weights.append(weight)
-    return TrainingData(inputs, targets, weights)
-
-
-def with_touching_copies(recipe: Recipe, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                         markers: Sequence[np.ndarray] | None = None) -> tuple[list, list, list | None]:
-    """The frames followed by ``recipe.touching_copies`` copies of each with cells pasted beside others
-    (:func:`unetlib.augment.paste_touching`; never over a cell that has a marker but no mask); drawn from
-    the recipe's training seed, so the same recipe makes the same copies."""
-    rng = np.random.default_rng([_TOUCHING_STREAM, recipe.train.seed])
-    images, masks = list(images), list(masks)
-    markers = None if markers is None else list(markers)
-    for i in range(len(masks)):
-        avoid = None if markers is None else _unannotated(masks[i], markers[i])
-        for _ in range(recipe.touching_copies):
-            image, mask, _made = paste_touching(images[i], masks[i], rng, avoid=avoid)
-            images.append(image)
-            masks.append(mask)
-            if markers is not None:
-                markers.append(markers[i])
-    return images, masks, markers
-
-
-def training_subset(items: Sequence, count: int) -> list:
-    """``count`` of ``items``, evenly spaced from the first to the last (all of them for 0 or more than there are)."""
-    items = list(items)
-    if count <= 0 or count >= len(items):
-        return items
-    picks = np.unique(np.linspace(0, len(items) - 1, count).round().astype(int))
-    return [items[i] for i in picks]
-
-
-def unannotated_markers(mask: np.ndarray, markers: np.ndarray) -> list[int]:
-    """Tracking markers of a frame whose cell has no segmentation mask (a partial annotation)."""
-    return [int(m) for m in np.unique(markers) if m and not (mask[markers == m] > 0).any()]
-
-
-def _unannotated(mask: np.ndarray, markers: np.ndarray, margin: int = 25) -> np.ndarray:
-    """Pixels within ``margin`` of a tracking marker whose cell has no mask (and not in any mask)."""
-    missing = unannotated_markers(mask, markers)
-    if not missing:
-        return np.zeros(mask.shape, bool)
-    near = ndimage.binary_dilation(np.isin(markers, missing), iterations=margin)
-    return near & (mask == 0)
-
-
-def _cached_target(mask: np.ndarray, recipe: Recipe, cache_dir) -> tuple[np.ndarray, np.ndarray]:
-    if cache_dir is None:
-        return training_target(mask, w0=recipe.w0, sigma=recipe.sigma, class_weights=recipe.class_weights)
-    key = hashlib.sha256(f"{pixel_digest(mask)}|{recipe.w0}|{recipe.sigma}|{recipe.class_weights}".encode())
-    path = Path(cache_dir) / f"target-{key.hexdigest()[:24]}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                target, weight = stored["target"], stored["weight"]
-            if target.shape == mask.shape and weight.shape == mask.shape and np.isfinite(weight).all():
-                return target, weight
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            pass  # corrupt entry: recompute and replace it
-    target, weight = training_target(mask, w0=recipe.w0, sigma=recipe.sigma, class_weights=recipe.class_weights)
-    with atomic_open(path, suffix=".npz") as f:
-        np.savez(f, target=target, weight=weight)
-    return target, weight
-
-
-def train_network(recipe: Recipe, data: TrainingData, checkpoint_dir: str | Path | None = None,
-                  progress: bool = True, resume: bool = True, trained_on: Any = None) -> TrainResult:
-    """Train the recipe's network on ``data``; the recipe is saved in the checkpoint.
-
-    An existing ``checkpoint_dir/last.pt`` is resumed (or, when complete, reused)
-    unless ``resume=False`` — and only if it was trained with the same training
-    configuration, the same data-side recipe fields (dataset, scaling, weight
-    map, unannotated cells) and the same training items ``trained_on`` (slice
-    or frame indices); anything else is refused with a one-line error.
-    """
-    identity = {**recipe.network_identity(), "trained_on": trained_on}
-    if resume and checkpoint_dir is not None:
-        _upgrade_identity(Path(checkpoint_dir) / CHECKPOINT_NAME, identity)
-    return train(data.inputs, data.targets, data.weights, recipe.train, checkpoint_dir=checkpoint_dir,
-                 progress=progress, resume=resume, metadata={"recipe": recipe.to_dict(), "identity": identity})
-
-
-def _upgrade_identity(path: Path, identity: dict) -> None:
-    """A checkpoint written before a recipe field existed lacks it in its identity: when its stored recipe,
-    read with that field's default, is the same network, its identity is brought up to date (so it resumes)."""
-    if not path.is_file():
-        return
-
-    try:
-        metadata = load_checkpoint(path).get("metadata") or {}
-        saved, stored = metadata.get("identity"), metadata.get("recipe")
-        if saved is None or saved == identity or stored is None or not set(saved) < set(identity):
-            return
-        upgraded = {**Recipe.from_dict(stored).network_identity(), "trained_on": saved.get("trained_on")}
-    except UnetlibError:
-        return  # an unreadable checkpoint is reported by the training itself
-    if upgraded == identity:
-        update_metadata(path, identity=identity)
-
-
 def final_loss(history: list) -> float:
     """The mean loss of the last :data:`FINAL_LOSS_STEPS` steps of a training history (NaN when empty)."""
     tail = [h[1] for h in history[-FINAL_LOSS_STEPS:]]
@@ -288,13 +146,13 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
     out_dir, seconds = Path(out_dir), {}
     recipe = recipe.seeded(recipe.train.seed + split.fold)
     isbi = datasets.load_isbi2012(root)
-    train_ids, test_ids = training_subset(split.train, recipe.train_images), list(split.test)
     start = time.perf_counter()
-    masks = [instances_from_binary(isbi.train_labels[i]) for i in train_ids]
-    data = training_data(recipe, isbi.train_images[train_ids], masks, cache_dir=out_dir / "cache")
+    unit = unit_data(recipe, sections=split.train, root=root)
+    train_ids, test_ids = unit.trained_on["sections"], list(split.test)
+    data = training_data(recipe, unit.images, unit.masks, cache_dir=out_dir / "cache")
     seconds["weight_maps"] = time.perf_counter() - start
     checkpoint = unit_checkpoint_dir(out_dir, recipe.dataset, split.fold)
-    run = train_network(recipe, data, checkpoint, progress, resume, trained_on={"sections": train_ids})
+    run = train_network(recipe, data, checkpoint, progress, resume, trained_on=unit.trained_on)
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
     prob = Segmenter(run.model, recipe).p_cell(isbi.train_images[test_ids])
@@ -374,24 +232,22 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     train_seq, test_seq = check_direction(direction)
     out_dir, seconds, name = Path(out_dir), {}, recipe.dataset
     recipe = recipe.seeded(recipe.train.seed + int(train_seq))
-    need_markers = recipe.needs_markers
-    source = datasets.load_ctc(name, train_seq, root, tra=need_markers)
     target = datasets.load_ctc(name, test_seq, root, tra=False)
-    frames, test_frames = training_subset(sorted(source.seg), recipe.train_images), sorted(target.seg)
+    test_frames = sorted(target.seg)
     start = time.perf_counter()
-    markers = [source.tra[t] for t in frames] if need_markers else None
-    data = training_data(recipe, [source.frames[t] for t in frames], [source.seg[t] for t in frames],
-                         markers, cache_dir=out_dir / "cache")
+    unit = unit_data(recipe, sequence=train_seq, root=root)
+    frames = unit.trained_on["frames"]
+    data = training_data(recipe, unit.images, unit.masks, unit.markers, cache_dir=out_dir / "cache")
     seconds["weight_maps"] = time.perf_counter() - start
     checkpoint = unit_checkpoint_dir(out_dir, name, direction)
-    run = train_network(recipe, data, checkpoint, progress, resume, trained_on={"sequence": train_seq, "frames": frames})
+    run = train_network(recipe, data, checkpoint, progress, resume, trained_on=unit.trained_on)
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
     how = "fixed by the recipe"
     segmenter = Segmenter(run.model, recipe)
     if recipe.tune_postprocessing:  # on the training sequence only, never on the test sequence
-        train_prob = segmenter.p_cell(source.frames[frames])
-        threshold, min_size, split = tune_postprocessing(train_prob, [source.seg[t] for t in frames],
+        train_prob = segmenter.p_cell(np.stack(unit.images))
+        threshold, min_size, split = tune_postprocessing(train_prob, unit.masks,
                                                          TUNE_SPLITS if recipe.tune_split else (None,))
         segmenter = segmenter.with_recipe(threshold=threshold, min_size=min_size, split_threshold=split,
                                           tune_postprocessing=True)
@@ -406,7 +262,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     masks = {t: found[i] for i, t in enumerate(test_frames)}
     seconds["predict"] = time.perf_counter() - start
     seg = ctc_seg({t: target.seg[t] for t in test_frames}, masks)
-    largest_training_cell = int(datasets.cell_areas(source.seg[t] for t in frames).max(initial=0))
+    largest_training_cell = int(datasets.cell_areas(unit.masks).max(initial=0))
     res_dir = out_dir / name / f"{test_seq}_RES"
     write_ctc_results(masks, res_dir)
     example = out_dir / f"{name}_{test_seq}_example.npz"
@@ -445,14 +301,6 @@ def check_direction(direction: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- #
 # Whole experiments
 # --------------------------------------------------------------------------- #
-Runner = Callable[[Callable, list[dict]], list]
-
-
-def serial(function: Callable, calls: list[dict]) -> list:
-    """Run ``function(**kwargs)`` for each entry of ``calls`` in this process, in order."""
-    return [function(**kwargs) for kwargs in calls]
-
-
 def run_isbi2012(recipe: Recipe, out_dir: str | Path, *, folds: int = 5, run_folds: Sequence[int] | None = None,
                  submission_slices: int = 0, root=None, runner: Runner | None = None,
                  progress: bool = True, resume: bool = True) -> ExperimentResult:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +32,9 @@ from unetlib.errors import UnetlibError
 from unetlib.geometry import TTA_MODES
 from unetlib.model import check_input_size
 from unetlib.preprocess import NORMALIZATIONS
+from unetlib.train import NETWORK_FIELDS as TRAIN_NETWORK_FIELDS
 from unetlib.train import TrainConfig
-from unetlib.values import check_bool, check_choice, check_integer, check_real
+from unetlib.values import check_bool, check_choice, check_integer, check_real, differing
 from unetlib.weights import check_class_weights
 
 __all__ = ["Recipe", "preset", "PROFILES", "WHY", "NETWORK_FIELDS"]
@@ -41,6 +43,14 @@ __all__ = ["Recipe", "preset", "PROFILES", "WHY", "NETWORK_FIELDS"]
 PROFILES = profiles.NAMES
 
 
+
+
+#: What identifies a trained network: a checkpoint is resumed or reused only when these agree. The data side
+#: here, and the training config's own (:data:`unetlib.train.NETWORK_FIELDS`). The others (profile, tta,
+#: predict_tile, threshold, min_size, split_threshold, tune_postprocessing, tune_split; train.device, train.amp,
+#: train.checkpoint_every) say how a trained network is applied, or where and how it ran.
+NETWORK_FIELDS = ("dataset", "normalize", "resample", "train_images", "w0", "sigma", "class_weights",
+                  "ignore_unannotated", "touching_copies", *(f"train.{name}" for name in TRAIN_NETWORK_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -200,16 +210,19 @@ class Recipe:
         _check_names(augment, {f.name for f in dataclasses.fields(AugmentParams)}, "recipe augment")
         if isinstance(data.get("class_weights"), list):
             data["class_weights"] = tuple(data["class_weights"])
+        config = TrainConfig.from_dict({**train, "augment": augment})
         try:
-            config = TrainConfig(**train, augment=AugmentParams(**augment))
             return cls(**data, train=config)
         except TypeError as exc:
             raise UnetlibError(f"malformed recipe: {exc}") from None
 
-    def network_identity(self) -> dict[str, Any]:
-        """The data-side fields of :data:`NETWORK_FIELDS` (the training config is checked by :mod:`unetlib.train`)."""
-        data = self.to_dict()
-        return {name: data[name] for name in NETWORK_FIELDS if name != "train"}
+    def differs_from(self, other: Recipe, fields: Sequence[str] | None = NETWORK_FIELDS,
+                     ignore: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
+        """Dotted field name -> (``other``'s value, this one's) for every field among ``fields`` (default
+        :data:`NETWORK_FIELDS`: empty when both make the same network; None: every field) less ``ignore``
+        that differs. The kit's one answer to "is this the same network?": resuming a checkpoint (in the
+        experiments and ``unetlib train``) and a study's reuse of runs and networks all ask it."""
+        return differing(other.to_dict(), self.to_dict(), fields, ignore)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -224,11 +237,6 @@ class Recipe:
         return rows
 
 
-#: The fields that define a trained network: a checkpoint is resumed or reused only with the same
-#: values. The others (tta, predict_tile, threshold, min_size, tune_postprocessing, profile) say how
-#: a trained network is applied.
-NETWORK_FIELDS = ("dataset", "normalize", "resample", "train_images", "w0", "sigma", "class_weights",
-                  "ignore_unannotated", "touching_copies", "train")
 
 
 def _check_names(given: dict, known: set[str], what: str) -> None:

@@ -49,6 +49,7 @@ from unetlib.atomic import folder_lock, write_bytes, write_text
 from unetlib.data import DIRECTIONS
 from unetlib.environment import environment
 from unetlib.errors import UnetlibError
+from unetlib.fanout import serial
 from unetlib.recipe import Recipe, preset
 from unetlib.results import jsonable
 from unetlib.train import CHECKPOINT_NAME
@@ -155,8 +156,7 @@ class Study:
         applied: test-time averaging, inference tile, post-processing), so it evaluates those."""
         if variant == self.baseline:
             return False
-        mine, base = self.variant_recipe(variant, 0), self.variant_recipe(self.baseline, 0)
-        return mine.network_identity() == base.network_identity() and mine.train == base.train
+        return not self.variant_recipe(variant, 0).differs_from(self.variant_recipe(self.baseline, 0))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "recipe": self.recipe.to_dict(), "variants": self.variants,
@@ -234,11 +234,11 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
             print(f"study {study.name}: {len(jobs)} runs ({len(study.variants)} variants x "
                   f"{len(study.seeds)} seeds x {len(study.units)} units), {done} done, {len(todo)} to run", flush=True)
         start = time.perf_counter()
-        runner = runner or protocols.serial
+        runner = runner or serial
         # serially one run at a time; on a local cluster as many at a time as it has workers (so that
         # progress is reported as runs finish); on an existing scheduler each phase at once. The runs that
         # evaluate the baseline's networks (reuses_baseline) start only once every network is trained.
-        width = 1 if runner is protocols.serial else getattr(runner, "workers", 0)
+        width = 1 if runner is serial else getattr(runner, "workers", 0)
         for phase in (False, True):
             calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=False)
                      for v, s, u in todo if study.reuses_baseline(v) == phase]  # a line per run, no progress bars
@@ -311,12 +311,12 @@ def adopt_runs(study: Study, out_dir: str | Path, source_dir: str | Path) -> lis
         for variant, seed, unit in study.jobs():
             if _stored(study, out_dir, variant, seed, unit) is not None:
                 continue
-            wanted = _comparable(study.variant_recipe(variant, seed))
+            wanted = study.variant_recipe(variant, seed)
             name = _row_path(Path(""), variant, seed, unit).name
             for path in sorted(source_dir.glob(f"*/seed{seed}/{name}")):
                 try:
                     row = json.loads(path.read_text(encoding="utf-8"))
-                    same = _comparable(Recipe.from_dict(row.get("recipe") or {})) == wanted
+                    same = _same_run(Recipe.from_dict(row.get("recipe") or {}), wanted)
                 except (OSError, UnicodeDecodeError, json.JSONDecodeError, UnetlibError, AttributeError):
                     continue
                 if not same or row.get("seed") != seed or row.get("unit") != unit:
@@ -363,19 +363,18 @@ def _stored(study: Study, out_dir: Path, variant: str, seed: int, unit) -> dict 
     except UnetlibError:
         stored = None
     # the stored recipe carries the unit's own seed and, for CTC, the tuned post-processing
-    same = stored is not None and _comparable(stored) == _comparable(expected)
+    same = stored is not None and _same_run(stored, expected)
     if not same:
         raise UnetlibError(f"{path} was made with another recipe than study {study.name!r} asks for: "
                            "run the study into another folder (or delete that file to rerun it)")
     return row
 
 
-def _comparable(recipe: Recipe) -> dict:
-    """The recipe as a run is matched on: without the unit's seed and, where tuned, the post-processing."""
-    data = recipe.to_dict()
-    data["train"] = {k: v for k, v in data["train"].items() if k != "seed"}
-    tuned = ("threshold", "min_size", "split_threshold") if recipe.tune_postprocessing else ()
-    return {k: v for k, v in data.items() if k not in tuned}
+def _same_run(stored: Recipe, wanted: Recipe) -> bool:
+    """Whether a stored run was made with the recipe a study asks for: every field the same but the unit's
+    seed (a unit derives its own) and, where tuned, the post-processing (:meth:`Recipe.differs_from`)."""
+    tuned = ("threshold", "min_size", "split_threshold") if wanted.tune_postprocessing else ()
+    return not stored.differs_from(wanted, fields=None, ignore=("train.seed", *tuned))
 
 
 def _check_same_study(study: Study, out_dir: Path) -> None:

@@ -55,12 +55,13 @@ from unetlib.model import VARIANTS, UNet, check_input_size, output_size
 from unetlib.preprocess import normalize_image
 from unetlib.progress import Progress
 from unetlib.runtime import amp_dtype, autocast, pick_device, reuse_freed_memory, to_channels_last
-from unetlib.values import check_bool, check_choice, check_integer, check_real
+from unetlib.values import check_bool, check_choice, check_integer, check_real, differing
 
 __all__ = [
     "SCHEDULES",
     "OPTIMIZERS",
     "TrainConfig",
+    "NETWORK_FIELDS",
     "TrainResult",
     "Interrupted",
     "train",
@@ -74,11 +75,6 @@ NUM_CLASSES = 2  # the paper's two classes (background/border, cell)
 CHECKPOINT_NAME = "last.pt"
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
-# Fields whose change makes a resumed run a different experiment.
-_TRAJECTORY_FIELDS = (
-    "tile", "batch", "optimizer", "lr", "momentum", "schedule", "warmup", "weight_decay", "clip_grad", "seed",
-    "augment",
-)
 
 
 # --------------------------------------------------------------------------- #
@@ -179,6 +175,28 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """Plain-data form (JSON-safe) for checkpoints and result files."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """The inverse of :meth:`to_dict`; a field missing (written before it existed) takes its default."""
+        data = dict(data or {})
+        augment = dict(data.pop("augment", {}) or {})
+        try:
+            return cls(**data, augment=AugmentParams(**augment))
+        except TypeError as exc:
+            raise UnetlibError(f"malformed training config: {exc}") from None
+
+    def differs_from(self, other: TrainConfig, ignore: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
+        """The fields of :data:`NETWORK_FIELDS` (augmentation's as ``augment.NAME``) whose values differ:
+        name -> (``other``'s value, this one's). Empty when both train the same network."""
+        return differing(other.to_dict(), self.to_dict(), NETWORK_FIELDS, ignore)
+
+
+#: What identifies the network a config trains: every field but where and in what arithmetic it runs and how
+#: often it is saved (``device``, ``amp``, ``checkpoint_every``). Two configs that agree on these train the same
+#: network (digit for digit on one machine, thread count and precision).
+NETWORK_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("device", "amp",
+                                                                                          "checkpoint_every"))
 
 
 class TrainResult(NamedTuple):
@@ -291,9 +309,9 @@ def train(
         Initial network (its config must match ``config``); None builds one
         seeded by ``config.seed``.
     metadata : dict or None
-        JSON-safe data stored in every checkpoint (the experiment's recipe). Its
-        ``"identity"`` entry, if any, must equal the checkpoint's for a resume:
-        what decides the network beyond ``config`` (the data, the training split).
+        JSON-safe data stored in every checkpoint (the experiment's recipe and
+        what it trained on; :func:`unetlib.trainset.train_network` checks them
+        before a resume).
 
     Returns
     -------
@@ -544,25 +562,16 @@ class _Run:
         self.saved_at = self.iteration
 
     def _check_compatible(self, payload: dict) -> None:
-        config = self.config
-        if payload["model_config"] != config.model_config():
-            raise UnetlibError(
-                f"checkpoint {self.path} holds a model {payload['model_config']} but this run asks for "
-                f"{config.model_config()}: use the checkpoint's settings, another output folder, "
-                "or start afresh (resume=False / --no-resume)"
-            )
-        saved, now = payload.get("config") or {}, config.to_dict()
-        fields = list(_TRAJECTORY_FIELDS) + (["iterations"] if config.schedule != "constant" else [])
-        differ = [f for f in fields if f in saved and saved[f] != now[f]]
-        saved_identity = (payload.get("metadata") or {}).get("identity")
-        identity = (self.metadata or {}).get("identity")
-        if saved_identity is not None and identity is not None and saved_identity != identity:
-            keys = sorted(k for k in set(saved_identity) | set(identity) if saved_identity.get(k) != identity.get(k))
-            differ += [f"metadata.identity.{k}" for k in keys]
-            saved = {**saved, **{f"metadata.identity.{k}": saved_identity.get(k) for k in keys}}
-            now = {**now, **{f"metadata.identity.{k}": identity.get(k) for k in keys}}
+        """The checkpoint trains the network this run asks for (:meth:`TrainConfig.differs_from`; with a
+        constant learning rate a run may also continue it to more iterations)."""
+        try:
+            saved = TrainConfig.from_dict(payload.get("config") or {})
+        except UnetlibError as exc:
+            raise UnetlibError(f"checkpoint {self.path} holds an unreadable training config ({exc}): start afresh "
+                               "(resume=False / --no-resume) or use another output folder") from None
+        differ = self.config.differs_from(saved, ignore=("iterations",) if self.config.schedule == "constant" else ())
         if differ or "optimizer" not in payload:
-            what = ", ".join(f"{f}: {_short(saved[f])} -> {_short(now[f])}" for f in differ) or "no optimizer state"
+            what = ", ".join(f"{f}: {_short(a)} -> {_short(b)}" for f, (a, b) in differ.items()) or "no optimizer state"
             raise UnetlibError(
                 f"checkpoint {self.path} cannot be resumed by this run ({what}): use the same settings, "
                 "another output folder, or start afresh (resume=False / --no-resume)"

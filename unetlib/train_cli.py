@@ -98,33 +98,25 @@ def _check_width_fits(width: int) -> None:
 
 
 def _select(args, recipe):
-    """The training images of the chosen dataset and the items trained on (read and checked, nothing written)."""
+    """The training images of the chosen dataset (read and checked, nothing written)."""
     from unetlib import data as datasets
-    from unetlib.weights import instances_from_binary
+    from unetlib.trainset import unit_data
 
     if args.dataset == "isbi2012":
         if args.sequence is not None:
             raise UnetlibError("--sequence applies to the Cell Tracking Challenge datasets; isbi2012 takes --slices")
-        isbi = datasets.load_isbi2012(args.data)
-        keep = (parse_slices(args.slices, len(isbi.train_images)) if args.slices is not None
-                else list(range(len(isbi.train_images))))
-        masks = [instances_from_binary(isbi.train_labels[i]) for i in keep]
-        return (isbi.train_images[keep], masks, None), f"{len(keep)} sections", {"sections": keep}
+        count = len(datasets.load_isbi2012(args.data).train_images)
+        sections = parse_slices(args.slices, count) if args.slices is not None else list(range(count))
+        return unit_data(recipe, sections=sections, root=args.data)
     if args.slices is not None:
         raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
-    sequence = args.sequence or "01"
-    need_markers = recipe.needs_markers
-    ctc = datasets.load_ctc(args.dataset, sequence, args.data, tra=need_markers)
-    frames = sorted(ctc.seg)
-    markers = [ctc.tra[t] for t in frames] if need_markers else None
-    images = ([ctc.frames[t] for t in frames], [ctc.seg[t] for t in frames], markers)
-    return images, f"{len(frames)} annotated frames of sequence {sequence}", {"sequence": sequence, "frames": frames}
+    return unit_data(recipe, sequence=args.sequence or "01", root=args.data)
 
 
 def _cli(args: argparse.Namespace) -> int:
     from unetlib.atomic import folder_lock
-    from unetlib.protocols import train_network, training_data
     from unetlib.train import CHECKPOINT_NAME
+    from unetlib.trainset import check_resumable, train_network, training_data
     from unetlib.userfiles import check_output_folder
 
     out = Path(args.out or f"runs/train-{args.dataset}")
@@ -134,45 +126,20 @@ def _cli(args: argparse.Namespace) -> int:
     if last.is_dir():
         raise UnetlibError(f"{last} is a folder; move it away or choose another --out")
     if last.exists() and not args.no_resume:
-        _check_resumable(last, recipe)
-    (images, masks, markers), what, trained_on = _select(args, recipe)
+        check_resumable(last, recipe)  # before the data are even read
+    unit = _select(args, recipe)
     with folder_lock(out, "training"):  # two runs into one folder would overwrite each other's network
         try:
-            data = training_data(recipe, images, masks, markers, cache_dir=out / "cache")
+            data = training_data(recipe, unit.images, unit.masks, unit.markers, cache_dir=out / "cache")
             result = train_network(recipe, data, checkpoint_dir=out, resume=not args.no_resume,
-                                   trained_on=trained_on)
+                                   trained_on=unit.trained_on)
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the CLI prints one line with this note
             stop.note = _saved_note(out / CHECKPOINT_NAME)
             raise
     last = result.history[-1] if result.history else None
     summary = f"iteration {last[0]}, loss {last[1]:.4f}" if last else "no iterations run"
-    print(f"trained {args.dataset} ({recipe.profile} recipe) on {what} ({summary}); wrote {result.checkpoint}")
+    print(f"trained {args.dataset} ({recipe.profile} recipe) on {unit.description} ({summary}); wrote {result.checkpoint}")
     return 0
-
-
-def _check_resumable(path: Path, recipe) -> None:
-    """The checkpoint to resume from is readable, of the same network and not past the iterations asked
-    for: refused (kept as it is) before any work, naming --no-resume."""
-    from unetlib.checkpoint import load_checkpoint
-    from unetlib.recipe import Recipe
-
-    iterations = recipe.train.iterations
-    try:
-        payload = load_checkpoint(path)
-        done = int(payload.get("iteration") or 0)
-        stored = (payload.get("metadata") or {}).get("recipe")
-        stored = Recipe.from_dict(stored) if stored is not None else None
-    except UnetlibError as exc:
-        raise UnetlibError(f"cannot resume: {exc}; or pass --no-resume to train afresh "
-                           "(the file is then replaced at the first checkpoint)") from None
-    if stored is not None and stored.network_identity() != recipe.network_identity():
-        ours, theirs = recipe.network_identity(), stored.network_identity()
-        differ = ", ".join(f"{k}: {theirs[k]!r} -> {ours[k]!r}" for k in ours if ours[k] != theirs.get(k))
-        raise UnetlibError(f"{path} holds another network ({differ}): choose another --out, or pass --no-resume "
-                           "to train afresh")
-    if done > iterations:
-        raise UnetlibError(f"{path} already holds {done} iterations, more than the {iterations} asked for: "
-                           "ask for at least as many, pass --no-resume to train afresh, or choose another --out")
 
 
 def _saved_note(path: Path) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["check_bool", "check_integer", "check_real", "check_choice"]
+__all__ = ["check_bool", "check_integer", "check_real", "check_choice", "differing"]
 
 
 def check_bool(what: str, value: Any) -> bool:
@@ -64,3 +64,27 @@ def _range(low, high, low_open: bool = False, high_open: bool = False) -> str:
     if high is not None:
         return f" {'<' if high_open else '<='} {high:g}"
     return ""
+
+
+def differing(before: dict, after: dict, fields: Sequence[str] | None = None,
+              ignore: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
+    """Dotted name -> ``(before, after)`` for every value of two nested mappings that differs, among ``fields``
+    (``None``: all; ``"train"`` or ``"train.augment"`` covers every field below it) less ``ignore``."""
+    flat_before, flat_after = _flat(before), _flat(after)
+
+    def chosen(name: str, among) -> bool:
+        return any(name == f or name.startswith(f + ".") for f in among)
+
+    return {name: (flat_before.get(name), flat_after.get(name)) for name in dict.fromkeys([*flat_before, *flat_after])
+            if (fields is None or chosen(name, fields)) and not chosen(name, ignore)
+            and flat_before.get(name) != flat_after.get(name)}
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
