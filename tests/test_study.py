@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from unetlib import recipe, study
+from unetlib import decisions, recipe, stats, study
 from unetlib.atomic import LOCK_NAME, folder_lock
 from unetlib.errors import UnetlibError
 from unetlib.study import MEAN_UNIT, Study, StudyResult
@@ -32,7 +32,7 @@ HAND = [_row("base", 0, "01->02", 0.5), _row("base", 1, "01->02", 0.7), _row("ba
 
 
 def test_summary_is_mean_sd_min_max_n_over_seeds():
-    table = study.summarize(_result(HAND), ["SEG"]).set_index(["variant", "metric"])
+    table = stats.summarize(_result(HAND), ["SEG"]).set_index(["variant", "metric"])
     base, other = table.loc[("base", "SEG")], table.loc[("other", "SEG")]
     assert base["n"] == 3 and base["mean"] == pytest.approx(0.6) and base["sd"] == pytest.approx(0.1)
     assert (base["min"], base["max"]) == (0.5, 0.7)
@@ -41,7 +41,7 @@ def test_summary_is_mean_sd_min_max_n_over_seeds():
 
 
 def test_comparison_is_paired_by_seed_with_a_t_interval():
-    row = study.compare(_result(HAND), "SEG").iloc[0]
+    row = stats.compare(_result(HAND), "SEG").iloc[0]
     assert row["n"] == 3 and row["difference"] == pytest.approx(0.133333, abs=1e-6)
     assert row["low"] == pytest.approx(0.133333 - 0.143422, abs=1e-6)
     assert row["high"] == pytest.approx(0.133333 + 0.143422, abs=1e-6)
@@ -50,13 +50,13 @@ def test_comparison_is_paired_by_seed_with_a_t_interval():
     # a consistent gain of 0.1 on every seed is supported, a loss contradicts the claim of a gain
     shifted = HAND[:3] + [_row("other", s, "01->02", v + 0.1) for s, v in ((0, 0.5), (1, 0.7), (2, 0.6))]
     rows = [*shifted[:4], _row("other", 1, "01->02", 0.81), _row("other", 2, "01->02", 0.69)]
-    assert study.compare(_result(rows), "SEG").iloc[0]["verdict"] == "supported"
-    assert study.compare(_result(rows), "SEG", claimed=-1).iloc[0]["verdict"] == "contradicted"
+    assert stats.compare(_result(rows), "SEG").iloc[0]["verdict"] == "supported"
+    assert stats.compare(_result(rows), "SEG", claimed=-1).iloc[0]["verdict"] == "contradicted"
 
 
 def test_only_seeds_present_in_both_arms_are_paired():
     rows = HAND[:3] + [_row("other", 0, "01->02", 0.6), _row("other", 5, "01->02", 0.1)]
-    row = study.compare(_result(rows), "SEG").iloc[0]
+    row = stats.compare(_result(rows), "SEG").iloc[0]
     assert row["n"] == 1 and row["difference"] == pytest.approx(0.1)
     assert math.isnan(row["low"]) and row["verdict"] == "not detectable at this budget"
 
@@ -75,16 +75,16 @@ def test_the_mean_unit_averages_the_units_per_seed():
     (-0.2, -0.01, 1, "contradicted"), (0.01, 0.2, -1, "contradicted"),
 ])
 def test_verdict_from_the_interval(low, high, claimed, expected):
-    assert study.verdict(low, high, claimed) == expected
+    assert stats.verdict(low, high, claimed) == expected
 
 
 def test_verdict_needs_a_direction():
     with pytest.raises(UnetlibError, match="claimed"):
-        study.verdict(0.1, 0.2, 0)
+        stats.verdict(0.1, 0.2, 0)
 
 
 def test_t_interval_by_hand():
-    mean, low, high = study.t_interval([1.0, 2.0, 3.0, 4.0])
+    mean, low, high = stats.t_interval([1.0, 2.0, 3.0, 4.0])
     # mean 2.5, sd 1.290994, se 0.645497, t(0.975, 3) = 3.182446
     assert mean == 2.5 and high - mean == pytest.approx(3.182446 * 0.645497, abs=1e-5) and low == 2.5 - (high - 2.5)
 
@@ -92,10 +92,10 @@ def test_t_interval_by_hand():
 def test_a_run_far_above_its_seed_mates_loss_is_flagged():
     rows = [_row("base", 0, "01->02", 0.62, 0.21), _row("base", 1, "01->02", 0.65, 0.23),
             _row("base", 2, "01->02", 0.29, 0.42), _row("other", 0, "01->02", 0.6, 0.2)]
-    flagged = study.flag_runs(_result(rows))
+    flagged = stats.flag_runs(_result(rows))
     assert [(f["variant"], f["seed"]) for f in flagged] == [("base", 2)]
     assert flagged[0]["median_final_loss"] == pytest.approx(0.23) and flagged[0]["SEG"] == 0.29
-    assert study.flag_runs(_result(HAND)) == []
+    assert stats.flag_runs(_result(HAND)) == []
 
 
 def test_bad_studies_are_refused_before_any_work():
@@ -136,7 +136,7 @@ def test_smoke_study_runs_resumes_and_aggregates(tmp_path, monkeypatch, data_roo
     assert [r["unit_seed"] for r in result.runs if r["variant"] == "base"] == [1, 2]  # seed + train sequence
     stored = study.read_study(tmp_path / "study.json")
     assert stored.runs == json.loads(json.dumps(result.runs))
-    table = study.summarize(stored, ["SEG"]).set_index(["variant", "metric"])
+    table = stats.summarize(stored, ["SEG"]).set_index(["variant", "metric"])
     seg = [r["SEG"] for r in result.runs if r["variant"] == "lr"]
     assert table.loc[("lr", "SEG"), "mean"] == pytest.approx(sum(seg) / 2)
     # a second run has nothing left to do: it trains nothing
@@ -169,7 +169,7 @@ def test_a_variant_that_only_applies_the_networks_differently_reuses_them(tmp_pa
 
 
 def test_seed_study_runs_the_named_alternatives_only():
-    from unetlib.study import seed_study
+    from unetlib.decisions import seed_study
 
     hela = seed_study("DIC-C2DH-HeLa", "cpu", variants=["no-split", "split"])
     assert list(hela.variants) == ["cpu", "no-split"]  # "split" is U373's alternative: skipped here
@@ -181,11 +181,11 @@ def test_seed_study_runs_the_named_alternatives_only():
 
 
 def test_reliability_is_each_units_sd_over_seeds_against_its_goal():
-    table = study.reliability({"DIC-C2DH-HeLa": _result(HAND)}).iloc[0]  # baseline 0.5 0.7 0.6: sd 0.1
+    table = decisions.reliability({"DIC-C2DH-HeLa": _result(HAND)}).iloc[0]  # baseline 0.5 0.7 0.6: sd 0.1
     assert (table["metric"], table["n"], table["goal"]) == ("SEG", 3, 0.03)
     assert table["sd"] == pytest.approx(0.1) and not table["met"] and table["flagged runs"] == 0
     steady = [_row("base", s, "01->02", v) for s, v in ((0, 0.60), (1, 0.62), (2, 0.61))]
-    assert study.reliability({"DIC-C2DH-HeLa": _result(steady)}).iloc[0]["met"]
+    assert decisions.reliability({"DIC-C2DH-HeLa": _result(steady)}).iloc[0]["met"]
 
 
 def test_adopting_a_variant_reuses_its_runs_as_the_new_recipes(tmp_path):
@@ -235,10 +235,10 @@ def test_the_recipes_studies_are_read_from_their_dataset_folders_only(tmp_path):
 
 
 def test_over_seeds_by_hand():
-    assert study.over_seeds([0.5, 0.7, 0.6]) == pytest.approx({"n": 3, "mean": 0.6, "sd": 0.1, "min": 0.5, "max": 0.7})
-    one = study.over_seeds([0.4])
+    assert stats.over_seeds([0.5, 0.7, 0.6]) == pytest.approx({"n": 3, "mean": 0.6, "sd": 0.1, "min": 0.5, "max": 0.7})
+    one = stats.over_seeds([0.4])
     assert (one["n"], one["mean"], one["min"], one["max"]) == (1, 0.4, 0.4, 0.4) and math.isnan(one["sd"])
-    assert study.over_seeds([])["n"] == 0
+    assert stats.over_seeds([])["n"] == 0
 
 
 def _fake_jobs(calls):

@@ -1,7 +1,7 @@
 """The paper's claims about its ingredients, each put to a measured test (notebook 05_claims).
 
 Every claim is a comparison of two arms over seeds, judged by
-:func:`unetlib.study.verdict` from the 95 % interval of the paired
+:func:`unetlib.stats.verdict` from the 95 % interval of the paired
 difference: *supported* (the interval excludes 0 in the claimed direction),
 *not detectable at this budget* (it includes 0), or *contradicted* (it
 excludes 0 the other way).
@@ -40,7 +40,8 @@ from unetlib.protocols import contiguous_folds
 from unetlib.recipe import preset
 from unetlib.runtime import pick_device
 from unetlib.segment import Segmenter
-from unetlib.study import Study, StudyResult, compare, run_folder
+from unetlib.stats import compare
+from unetlib.study import Study, StudyResult, run_folder
 
 __all__ = ["Claim", "CLAIMS", "claim_studies", "claim_row", "tta_rows", "border_rows", "inference_seconds",
            "speed_row", "equal_time_variant", "rows_result", "border_band", "budget"]

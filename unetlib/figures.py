@@ -21,7 +21,8 @@ from unetlib import paper
 from unetlib.atomic import write_bytes
 from unetlib.data import CTC_DATASETS
 from unetlib.results import ExperimentResult
-from unetlib.study import MEAN_UNIT, flag_runs, over_seeds
+from unetlib.stats import flag_runs, over_seeds
+from unetlib.study import MEAN_UNIT
 
 __all__ = [
     "recipe_summary", "choices_table", "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
@@ -224,7 +225,7 @@ def study_values(result, metric: str, *, title: str | None = None, save: str | P
 
     Each dot is one training run (labelled by its seed); the bar is the mean
     over seeds with +- one standard deviation. Runs flagged by
-    :func:`unetlib.study.flag_runs` (final loss far above their seed-mates')
+    :func:`unetlib.stats.flag_runs` (final loss far above their seed-mates')
     are drawn as red crosses.
     """
     flagged = {(f["variant"], f["unit"], f["seed"]) for f in flag_runs(result)}

@@ -1,4 +1,4 @@
-"""Studies: recipe variants x seeds over experiment units, with the spread over seeds.
+"""Studies: recipe variants x seeds over experiment units, run resumably (their statistics: :mod:`unetlib.stats`).
 
 One training run is one draw: the same recipe with another seed can land
 far away (a different initialisation, other tiles, other dropout masks). A
@@ -8,10 +8,12 @@ recipe changes, the first being the baseline) with every *seed* on every
 its spread:
 
     plan the jobs -> run each (variant, seed, unit) once, resumably
-    -> summarise each variant and unit over seeds (mean, sd, min-max, n)
-    -> compare each variant with the baseline, seed by seed (mean difference
-       with a 95 % interval) -> flag runs that ended far above their
-       seed-mates' loss -> a verdict per comparison
+    -> gather the rows into one study file
+
+and :mod:`unetlib.stats` summarises each variant and unit over seeds and
+compares the variants with the baseline, seed by seed. The studies the kit
+runs are declared in :mod:`unetlib.decisions` (the cpu recipe's choices over
+seeds) and :mod:`unetlib.budget` (ISBI 2012 against training compute).
 
 Seeds are paired: seed ``s`` of every variant starts from the same network
 and draws the same tiles wherever the variant leaves them alone, so a
@@ -32,34 +34,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-from unetlib import profiles, protocols
+from unetlib import protocols
 from unetlib.atomic import folder_lock, write_bytes, write_text
-from unetlib.data import DIRECTIONS
 from unetlib.environment import environment
 from unetlib.errors import UnetlibError
 from unetlib.fanout import serial
-from unetlib.recipe import Recipe, preset
+from unetlib.recipe import Recipe
 from unetlib.results import jsonable
 from unetlib.train import CHECKPOINT_NAME
 
-__all__ = [
-    "SCHEMA", "METRICS", "Study", "StudyResult", "run_study", "adopt_runs", "read_study", "summarize", "compare",
-    "flag_runs", "verdict", "t_interval", "VERDICTS", "DECISIONS", "seed_study", "study_from_dict", "run_folder",
-    "reading", "over_seeds",
-    "BUDGET_POINTS", "budget_study", "reliability", "RELIABILITY_GOALS", "MEAN_UNIT", "run_job", "gather", "write_study",
-]
+__all__ = ["SCHEMA", "METRICS", "MEAN_UNIT", "Study", "StudyResult", "run_study", "run_job", "adopt_runs", "gather",
+           "run_folder", "write_study", "read_study"]
 
 SCHEMA = "unetlib-study-v1"
 #: Per dataset: the metrics a study reports, and whether larger is better.
@@ -68,9 +62,6 @@ METRICS = {
     "PhC-C2DH-U373": {"SEG": True, "foreground_iou": True, "matched_objects": True, "merges": False},
     "DIC-C2DH-HeLa": {"SEG": True, "foreground_iou": True, "matched_objects": True, "merges": False},
 }
-#: A run is flagged when its final loss exceeds this multiple of the median of its variant and unit.
-FLAG_RATIO = 1.5
-VERDICTS = ("supported", "not detectable at this budget", "contradicted")
 MEAN_UNIT = "mean"  # the pseudo-unit: per seed, the mean over the units (the experiment's number)
 
 
@@ -423,255 +414,3 @@ def read_study(path: str | Path) -> StudyResult:
                            environment=payload.get("environment", {}))
     except KeyError as exc:
         raise UnetlibError(f"{path} is malformed (no {exc}): rerun the study") from None
-
-
-# --------------------------------------------------------------------------- #
-# Statistics
-# --------------------------------------------------------------------------- #
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: Student's t interval of the mean of ``values`` (NaN bounds for n < 2)."""
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return mean, mean - half, mean + half
-
-
-def summarize(result: StudyResult, metrics: Sequence[str] | None = None, with_mean: bool = True):
-    """Per variant, unit and metric: n, mean, sd (n - 1), min, max and the values by seed (a DataFrame).
-
-    With ``with_mean`` (and more than one unit) the pseudo-unit ``"mean"``
-    holds, per seed, the mean over the units: the experiment's own number.
-    """
-    metrics = list(dict.fromkeys([*(metrics or result.metrics), "final_loss"]))
-    rows = []
-    for variant in result.variants:
-        for unit in result.units_with_mean(with_mean):
-            for metric in metrics:
-                values = result.values(variant, unit, metric)
-                if values:
-                    rows.append({"variant": variant, "unit": unit, "metric": metric, **over_seeds(values.values()),
-                                 "values": {int(s): round(v, 6) for s, v in values.items()}})
-    return pd.DataFrame(rows)
-
-
-def over_seeds(values: Iterable[float]) -> dict[str, float]:
-    """``n``, ``mean``, ``sd`` (n - 1; NaN for fewer than two values), ``min`` and ``max`` of seed values."""
-    x = np.asarray(list(values), dtype=float)
-    if x.size == 0:
-        return {"n": 0, "mean": math.nan, "sd": math.nan, "min": math.nan, "max": math.nan}
-    return {"n": int(x.size), "mean": float(x.mean()), "sd": float(x.std(ddof=1)) if x.size > 1 else math.nan,
-            "min": float(x.min()), "max": float(x.max())}
-
-
-def compare(result: StudyResult, metric: str, baseline: str | None = None, *, higher_is_better: bool | None = None,
-            claimed: int | None = None, with_mean: bool = True):
-    """Each variant against ``baseline`` (default: the first), seed by seed, per unit (a DataFrame).
-
-    Columns: ``variant`` (its name), ``n`` (seeds in both), ``baseline`` and ``variant_mean`` (the arms'
-    means),
-    ``difference`` (variant - baseline, mean over seeds) with its 95 %
-    interval ``low``-``high``, ``spread`` (the larger seed sd of the two arms),
-    ``beyond_spread`` (|difference| > spread) and the ``verdict`` for the
-    claim that the variant changes the metric in direction ``claimed`` (+1
-    up, -1 down; default: the better direction for the metric).
-    """
-    baseline = baseline or result.baseline
-    better = result.metrics.get(metric, False) if higher_is_better is None else higher_is_better
-    claimed = claimed if claimed is not None else (1 if better else -1)
-    rows = []
-    for variant in result.variants:
-        if variant == baseline:
-            continue
-        for unit in result.units_with_mean(with_mean):
-            a, b = result.values(baseline, unit, metric), result.values(variant, unit, metric)
-            seeds = sorted(set(a) & set(b))
-            if not seeds:
-                continue
-            diff = [b[s] - a[s] for s in seeds]
-            mean, low, high = t_interval(diff)
-            spread = max(over_seeds(a[s] for s in seeds)["sd"], over_seeds(b[s] for s in seeds)["sd"])
-            rows.append({"variant": variant, "unit": unit, "metric": metric, "n": len(seeds),
-                         "baseline": float(np.mean([a[s] for s in seeds])), "variant_mean": float(np.mean([b[s] for s in seeds])),
-                         "difference": mean, "low": low, "high": high, "spread": spread,
-                         "beyond_spread": bool(abs(mean) > spread) if not math.isnan(spread) else False,
-                         "verdict": verdict(low, high, claimed)})
-    return pd.DataFrame(rows)
-
-
-def verdict(low: float, high: float, claimed: int) -> str:
-    """The verdict on a claimed effect from the 95 % interval ``[low, high]`` of the difference.
-
-    ``claimed`` is +1 (the claim says the metric goes up) or -1 (down). An
-    interval that excludes 0 in the claimed direction supports the claim; one
-    that includes 0 (or is undefined, n < 2) cannot detect it at this budget;
-    one that excludes 0 the other way contradicts it.
-    """
-    if claimed not in (1, -1):
-        raise UnetlibError(f"claimed must be +1 (the metric goes up) or -1 (down), got {claimed!r}")
-    if math.isnan(low) or math.isnan(high) or low <= 0 <= high:
-        return VERDICTS[1]
-    up = low > 0
-    return VERDICTS[0] if up == (claimed == 1) else VERDICTS[2]
-
-
-def flag_runs(result: StudyResult, ratio: float = FLAG_RATIO) -> list[dict]:
-    """Runs whose final loss exceeds ``ratio`` x the median of their variant and unit (groups of >= 3).
-
-    Such a run has not trained like its seed-mates (a blow-up, a collapse);
-    its numbers are kept in every mean, and listed here so that no table
-    averages it in silently.
-    """
-    flagged = []
-    for variant in result.variants:
-        for unit in result.units:
-            losses = result.values(variant, unit, "final_loss")
-            if len(losses) < 3:
-                continue
-            median = float(np.median(list(losses.values())))
-            for seed, loss in losses.items():
-                if loss > ratio * median:
-                    row = next(r for r in result.runs
-                               if r["variant"] == variant and r["unit"] == unit and r["seed"] == seed)
-                    flagged.append({"variant": variant, "unit": unit, "seed": seed, "final_loss": loss,
-                                    "median_final_loss": median,
-                                    **{m: row.get(m) for m in result.metrics}})
-    return flagged
-
-
-#: the reliability goal of each experiment: the largest standard deviation over seeds of one unit's number
-RELIABILITY_GOALS = {"isbi2012": ("rand_error", 0.01), "PhC-C2DH-U373": ("SEG", 0.03), "DIC-C2DH-HeLa": ("SEG", 0.03)}
-
-
-def reliability(results: dict) -> pd.DataFrame:
-    """Per dataset (``results``: dataset -> :class:`StudyResult`) and unit of the baseline recipe: the
-    standard deviation over seeds of its number against :data:`RELIABILITY_GOALS`, and its flagged runs."""
-    rows = []
-    for dataset, result in results.items():
-        metric, goal = RELIABILITY_GOALS[dataset]
-        flagged = flag_runs(result)
-        for unit in result.units:
-            seeds = over_seeds(result.values(result.baseline, unit, metric).values())
-            rows.append({"dataset": dataset, "unit": unit, "metric": metric, "n": seeds["n"], "sd": seeds["sd"],
-                         "goal": goal, "met": bool(seeds["sd"] <= goal),
-                         "flagged runs": sum(1 for f in flagged if f["unit"] == unit and f["variant"] == result.baseline)})
-    return pd.DataFrame(rows)
-
-
-#: The choices of each dataset's cpu recipe, as variants of it (the first, "cpu", is the recipe itself):
-#: a choice is kept only when its alternative is no better, beyond the spread over seeds.
-DECISIONS: dict[str, dict[str, dict]] = {
-    "isbi2012": {"cpu": {}, "w_c-1": {"class_weights": None}, "5000-steps": {"train.iterations": 5000},
-                 "no-dropout": {"train.dropout": 0.0}, "lr-0.002": {"train.lr": 0.002}},
-    "PhC-C2DH-U373": {"cpu": {}, "w_c-balanced": {"class_weights": "balanced"}, "split": {"tune_split": True},
-                      "touching-copies": {"touching_copies": 1}},
-    "DIC-C2DH-HeLa": {
-        "cpu": {},
-        "no-split": {"tune_split": False},
-        "no-clipping": {"train.clip_grad": 0.0},
-        "full-resolution": {"resample": 1.0, "train.tile": 508},
-        "no-zoom": {"train.augment.scale": 0.0},
-        "tta-flips": {"tta": "flips"},
-    },
-}
-
-
-def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1, 2), *, decisions: bool = True,
-               units: Sequence | None = None, variants: Sequence[str] | None = None) -> Study:
-    """The seed study of a dataset's profile recipe: every unit of its experiment, with the decision variants.
-
-    Seed 0 is the profile's own run (the reports' numbers); ``decisions=False``
-    runs the recipe alone; ``variants`` names the alternatives to run (the
-    recipe itself always runs; names another dataset has are skipped), None or
-    empty for all. The alternatives (:data:`DECISIONS`) are those of the cpu
-    recipe: other profiles run their recipe alone. Units: the profile's ISBI
-    folds, or both CTC directions.
-    """
-    base = preset(dataset, profile)
-    choices = DECISIONS[dataset] if decisions and profile == "cpu" else {profile: {}}
-    if variants:  # the recipe itself and the named alternatives this dataset has
-        known = {v for table in DECISIONS.values() for v in table}
-        if set(variants) - known:
-            raise UnetlibError(f"unknown decision variants {sorted(set(variants) - known)}; "
-                               f"choose from {sorted(known)}")
-        baseline = next(iter(choices))
-        choices = {v: c for v, c in choices.items() if v == baseline or v in variants}
-    if units is None:  # the profile's ISBI folds (all five when it names none), both CTC directions
-        folds = profiles.load(profile).isbi_folds
-        units = (folds or tuple(range(5))) if dataset == "isbi2012" else tuple(DIRECTIONS)
-    return Study(name=f"{dataset}-{profile}-seeds", recipe=base, variants=dict(choices), seeds=tuple(seeds),
-                 units=tuple(units), question=f"How far apart do seeds of the {profile} recipe land, and does each "
-                 "of its choices beat its alternative by more than that?")
-
-
-#: The budget study of ISBI 2012 (appendix 07_budget): the cpu recipe with more training compute, along two axes:
-#: steps at width 16, and the width (32 with the cpu recipe's 508² tiles; 64 as the gpu recipe trains it: 572² tiles,
-#: Adam 5e-4). The first point is the cpu recipe itself. Ordered cheapest first, so a study stopped early has the
-#: cheap points of both axes.
-BUDGET_POINTS: dict[str, dict] = {
-    "w16-2500": {},
-    "w16-5000": {"train.iterations": 5000},
-    "w16-10000": {"train.iterations": 10000},
-    "w64-1500": {"train.width": 64, "train.tile": 572, "train.lr": 0.0005, "train.iterations": 1500},
-    "w32-2500": {"train.width": 32},
-    "w32-5000": {"train.width": 32, "train.iterations": 5000},
-    "w16-20000": {"train.iterations": 20000},
-    "w64-4000": {"train.width": 64, "train.tile": 572, "train.lr": 0.0005, "train.iterations": 4000},
-}
-
-
-def budget_study(seeds: Sequence[int] = (0,), units: Sequence = (0, 2), points: Sequence[str] | None = None) -> Study:
-    """ISBI 2012's errors against training compute: :data:`BUDGET_POINTS` (or the named ``points``; the cpu
-    recipe always runs first) x ``seeds`` x ``units`` (the cpu profile's folds 0 and 2)."""
-    if points and set(points) - set(BUDGET_POINTS):
-        raise UnetlibError(f"unknown budget points {sorted(set(points) - set(BUDGET_POINTS))}; "
-                           f"choose from {list(BUDGET_POINTS)}")
-    first = next(iter(BUDGET_POINTS))
-    chosen = {p: c for p, c in BUDGET_POINTS.items() if not points or p == first or p in points}
-    return Study(name="isbi2012-cpu-budget", recipe=preset("isbi2012", "cpu"), variants=chosen, seeds=tuple(seeds),
-                 units=tuple(units), question="How do ISBI 2012's errors fall with training compute (more steps, a "
-                 "wider network), and at what compute would they reach the paper's?")
-
-
-def study_from_dict(data: dict) -> Study:
-    """The :class:`Study` a study file (or ``plan.json``) describes."""
-    return Study(name=data["name"], recipe=Recipe.from_dict(data["recipe"]), variants=data["variants"],
-                 seeds=tuple(data["seeds"]), units=tuple(data["units"]), folds=data.get("folds", 5),
-                 question=data.get("question", ""))
-
-
-def reading(result: StudyResult) -> list[str]:
-    """What a study's numbers say, line by line: the spread per unit, each variant against the baseline
-    (larger than the seed spread or not), and the runs whose training failed (flagged)."""
-    lines = []
-    main = next(iter(result.metrics))
-    for unit in result.units_with_mean():
-        values = result.values(result.baseline, unit, main)
-        if values:
-            x = over_seeds(values.values())
-            sd = f", sd {x['sd']:.4g}" if x["n"] > 1 else ""
-            lines.append(f"{result.baseline}, {unit}: {main} {x['mean']:.4g} over {x['n']} seeds "
-                         f"({x['min']:.4g}-{x['max']:.4g}{sd})")
-    for metric in result.metrics:
-        if metric in ("matched_objects", "merges", "foreground_iou"):
-            continue
-        table = compare(result, metric)
-        for row in table.itertuples(index=False):
-            size = "larger than" if row.beyond_spread else "within"
-            outcome = {VERDICTS[0]: f"{row.variant} is better", VERDICTS[2]: f"{result.baseline} is better"}.get(
-                row.verdict, "no difference detectable")
-            lines.append(f"{row.variant} vs {result.baseline}, {row.unit}: {metric} {row.variant_mean:.4g} vs "
-                         f"{row.baseline:.4g}, difference {row.difference:+.4g} (95 % interval {row.low:+.4g} to "
-                         f"{row.high:+.4g}, n = {row.n}), {size} the seed spread ({row.spread:.4g}): {outcome}")
-    flagged = flag_runs(result)
-    for f in flagged:
-        lines.append(f"flagged: {f['variant']} seed {f['seed']} {f['unit']} ended at loss {f['final_loss']:.3f}, "
-                     f"{f['final_loss'] / f['median_final_loss']:.1f} x the median of its seed-mates "
-                     f"({f['median_final_loss']:.3f}); {main} {f.get(main)}")
-    if not flagged:
-        lines.append("no run ended far above its seed-mates' loss (none flagged)")
-    return lines
-

@@ -16,7 +16,8 @@ from unetlib import paper
 from unetlib.atomic import write_text
 from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.results import ExperimentResult
-from unetlib.study import MEAN_UNIT, over_seeds, read_study
+from unetlib.stats import over_seeds
+from unetlib.study import MEAN_UNIT, read_study
 
 __all__ = ["table1", "table2", "to_markdown", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
            "spread", "read_studies"]

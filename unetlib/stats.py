@@ -1,0 +1,176 @@
+"""Statistics over seeds: what a study's runs say, with their spread.
+
+    summarise each variant and unit over seeds (mean, sd, min-max, n)
+    -> compare each variant with the baseline, seed by seed (mean difference
+       with a 95 % Student-t interval; seeds are paired)
+    -> flag runs that ended far above their seed-mates' loss
+    -> a verdict per comparison, and the reading in sentences
+
+The rows come from :mod:`unetlib.study` (:class:`~unetlib.study.StudyResult`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from unetlib.errors import UnetlibError
+from unetlib.study import StudyResult
+
+__all__ = ["t_interval", "over_seeds", "summarize", "compare", "verdict", "VERDICTS", "flag_runs", "FLAG_RATIO",
+           "reading"]
+
+#: A run is flagged when its final loss exceeds this multiple of the median of its variant and unit.
+FLAG_RATIO = 1.5
+VERDICTS = ("supported", "not detectable at this budget", "contradicted")
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: Student's t interval of the mean of ``values`` (NaN bounds for n < 2)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
+def summarize(result: StudyResult, metrics: Sequence[str] | None = None, with_mean: bool = True):
+    """Per variant, unit and metric: n, mean, sd (n - 1), min, max and the values by seed (a DataFrame).
+
+    With ``with_mean`` (and more than one unit) the pseudo-unit ``"mean"``
+    holds, per seed, the mean over the units: the experiment's own number.
+    """
+    metrics = list(dict.fromkeys([*(metrics or result.metrics), "final_loss"]))
+    rows = []
+    for variant in result.variants:
+        for unit in result.units_with_mean(with_mean):
+            for metric in metrics:
+                values = result.values(variant, unit, metric)
+                if values:
+                    rows.append({"variant": variant, "unit": unit, "metric": metric, **over_seeds(values.values()),
+                                 "values": {int(s): round(v, 6) for s, v in values.items()}})
+    return pd.DataFrame(rows)
+
+
+def over_seeds(values: Iterable[float]) -> dict[str, float]:
+    """``n``, ``mean``, ``sd`` (n - 1; NaN for fewer than two values), ``min`` and ``max`` of seed values."""
+    x = np.asarray(list(values), dtype=float)
+    if x.size == 0:
+        return {"n": 0, "mean": math.nan, "sd": math.nan, "min": math.nan, "max": math.nan}
+    return {"n": int(x.size), "mean": float(x.mean()), "sd": float(x.std(ddof=1)) if x.size > 1 else math.nan,
+            "min": float(x.min()), "max": float(x.max())}
+
+
+def compare(result: StudyResult, metric: str, baseline: str | None = None, *, higher_is_better: bool | None = None,
+            claimed: int | None = None, with_mean: bool = True):
+    """Each variant against ``baseline`` (default: the first), seed by seed, per unit (a DataFrame).
+
+    Columns: ``variant`` (its name), ``n`` (seeds in both), ``baseline`` and ``variant_mean`` (the arms'
+    means),
+    ``difference`` (variant - baseline, mean over seeds) with its 95 %
+    interval ``low``-``high``, ``spread`` (the larger seed sd of the two arms),
+    ``beyond_spread`` (|difference| > spread) and the ``verdict`` for the
+    claim that the variant changes the metric in direction ``claimed`` (+1
+    up, -1 down; default: the better direction for the metric).
+    """
+    baseline = baseline or result.baseline
+    better = result.metrics.get(metric, False) if higher_is_better is None else higher_is_better
+    claimed = claimed if claimed is not None else (1 if better else -1)
+    rows = []
+    for variant in result.variants:
+        if variant == baseline:
+            continue
+        for unit in result.units_with_mean(with_mean):
+            a, b = result.values(baseline, unit, metric), result.values(variant, unit, metric)
+            seeds = sorted(set(a) & set(b))
+            if not seeds:
+                continue
+            diff = [b[s] - a[s] for s in seeds]
+            mean, low, high = t_interval(diff)
+            spread = max(over_seeds(a[s] for s in seeds)["sd"], over_seeds(b[s] for s in seeds)["sd"])
+            rows.append({"variant": variant, "unit": unit, "metric": metric, "n": len(seeds),
+                         "baseline": float(np.mean([a[s] for s in seeds])), "variant_mean": float(np.mean([b[s] for s in seeds])),
+                         "difference": mean, "low": low, "high": high, "spread": spread,
+                         "beyond_spread": bool(abs(mean) > spread) if not math.isnan(spread) else False,
+                         "verdict": verdict(low, high, claimed)})
+    return pd.DataFrame(rows)
+
+
+def verdict(low: float, high: float, claimed: int) -> str:
+    """The verdict on a claimed effect from the 95 % interval ``[low, high]`` of the difference.
+
+    ``claimed`` is +1 (the claim says the metric goes up) or -1 (down). An
+    interval that excludes 0 in the claimed direction supports the claim; one
+    that includes 0 (or is undefined, n < 2) cannot detect it at this budget;
+    one that excludes 0 the other way contradicts it.
+    """
+    if claimed not in (1, -1):
+        raise UnetlibError(f"claimed must be +1 (the metric goes up) or -1 (down), got {claimed!r}")
+    if math.isnan(low) or math.isnan(high) or low <= 0 <= high:
+        return VERDICTS[1]
+    up = low > 0
+    return VERDICTS[0] if up == (claimed == 1) else VERDICTS[2]
+
+
+def flag_runs(result: StudyResult, ratio: float = FLAG_RATIO) -> list[dict]:
+    """Runs whose final loss exceeds ``ratio`` x the median of their variant and unit (groups of >= 3).
+
+    Such a run has not trained like its seed-mates (a blow-up, a collapse);
+    its numbers are kept in every mean, and listed here so that no table
+    averages it in silently.
+    """
+    flagged = []
+    for variant in result.variants:
+        for unit in result.units:
+            losses = result.values(variant, unit, "final_loss")
+            if len(losses) < 3:
+                continue
+            median = float(np.median(list(losses.values())))
+            for seed, loss in losses.items():
+                if loss > ratio * median:
+                    row = next(r for r in result.runs
+                               if r["variant"] == variant and r["unit"] == unit and r["seed"] == seed)
+                    flagged.append({"variant": variant, "unit": unit, "seed": seed, "final_loss": loss,
+                                    "median_final_loss": median,
+                                    **{m: row.get(m) for m in result.metrics}})
+    return flagged
+
+
+def reading(result: StudyResult) -> list[str]:
+    """What a study's numbers say, line by line: the spread per unit, each variant against the baseline
+    (larger than the seed spread or not), and the runs whose training failed (flagged)."""
+    lines = []
+    main = next(iter(result.metrics))
+    for unit in result.units_with_mean():
+        values = result.values(result.baseline, unit, main)
+        if values:
+            x = over_seeds(values.values())
+            sd = f", sd {x['sd']:.4g}" if x["n"] > 1 else ""
+            lines.append(f"{result.baseline}, {unit}: {main} {x['mean']:.4g} over {x['n']} seeds "
+                         f"({x['min']:.4g}-{x['max']:.4g}{sd})")
+    for metric in result.metrics:
+        if metric in ("matched_objects", "merges", "foreground_iou"):
+            continue
+        table = compare(result, metric)
+        for row in table.itertuples(index=False):
+            size = "larger than" if row.beyond_spread else "within"
+            outcome = {VERDICTS[0]: f"{row.variant} is better", VERDICTS[2]: f"{result.baseline} is better"}.get(
+                row.verdict, "no difference detectable")
+            lines.append(f"{row.variant} vs {result.baseline}, {row.unit}: {metric} {row.variant_mean:.4g} vs "
+                         f"{row.baseline:.4g}, difference {row.difference:+.4g} (95 % interval {row.low:+.4g} to "
+                         f"{row.high:+.4g}, n = {row.n}), {size} the seed spread ({row.spread:.4g}): {outcome}")
+    flagged = flag_runs(result)
+    for f in flagged:
+        lines.append(f"flagged: {f['variant']} seed {f['seed']} {f['unit']} ended at loss {f['final_loss']:.3f}, "
+                     f"{f['final_loss'] / f['median_final_loss']:.1f} x the median of its seed-mates "
+                     f"({f['median_final_loss']:.3f}); {main} {f.get(main)}")
+    if not flagged:
+        lines.append("no run ended far above its seed-mates' loss (none flagged)")
+    return lines
