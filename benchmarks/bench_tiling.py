@@ -35,13 +35,12 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import OUT_DIR, cpu_name, write_report
 from unetlib import inference, runtime
 from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, plan_tiles
 from unetlib.inference import Tiling, _default_budget, predict
-from unetlib.model import UNet
+from unetlib.model import UNet, count_flops
 from unetlib.runtime import amp_dtype, autocast, pick_device, reuse_freed_memory, to_channels_last
 
 OVERLAP = 0.25
@@ -82,11 +81,8 @@ class SamePaddedUNet(nn.Module):
 # Measurements
 # --------------------------------------------------------------------------- #
 def forward_flops(model: nn.Module, height: int, width: int) -> int:
-    """FLOPs (multiply-add = 2) of one forward at ``height x width``, counted on the meta device."""
-    meta = model.to("meta")
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        meta(torch.empty(1, 1, height, width, device="meta"))
-    return counter.get_total_flops()
+    """FLOPs (multiply-add = 2) of one forward at ``height x width`` (:func:`unetlib.model.count_flops`)."""
+    return count_flops(model, height, width)
 
 
 def timed(fn) -> tuple[float, object]:

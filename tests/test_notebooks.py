@@ -124,3 +124,13 @@ def test_claims_notebook_gives_a_verdict_row_per_claim(tmp_path, data_root):
     assert len(lines) - 1 == len(claimed)  # one row per claim (speed: one per width of the smoke budget)
     verdicts = ("supported", "not detectable at this budget", "contradicted", "not testable here")
     assert all(any(v in line for v in verdicts) for line in lines[1:])
+
+
+def test_budget_appendix_draws_the_curve_of_its_points(tmp_path, data_root):
+    reproduce("smoke", ("07_budget",), tmp_path, fetch=False)
+    nb = json.loads((tmp_path / "07_budget.ipynb").read_text())
+    assert not nb["metadata"]["papermill"].get("exception")
+    curve = (tmp_path / "budget.csv").read_text().splitlines()
+    assert len(curve) == 1 + 3 * 2  # three points of the smoke profile, one fold and its mean
+    assert (tmp_path / "budget.png").stat().st_size > 1000
+    assert "width-4 points" in (tmp_path / "reading.md").read_text()

@@ -8,39 +8,191 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
+from unetlib import profiles
 from unetlib.errors import UnetlibError
-from unetlib.recipe import preset
-from unetlib.study import Study
+from unetlib.model import UNet, count_flops
+from unetlib.recipe import Recipe, preset
+from unetlib.study import MEAN_UNIT, Study, StudyResult
 
-__all__ = ["BUDGET_POINTS", "budget_study"]
-
-
-#: The budget study of ISBI 2012 (appendix 07_budget): the cpu recipe with more training compute, along two axes:
-#: steps at width 16, and the width (32 with the cpu recipe's 508² tiles; 64 as the gpu recipe trains it: 572² tiles,
-#: Adam 5e-4). The first point is the cpu recipe itself. Ordered cheapest first, so a study stopped early has the
-#: cheap points of both axes.
-BUDGET_POINTS: dict[str, dict] = {
-    "w16-2500": {},
-    "w16-5000": {"train.iterations": 5000},
-    "w16-10000": {"train.iterations": 10000},
-    "w64-1500": {"train.width": 64, "train.tile": 572, "train.lr": 0.0005, "train.iterations": 1500},
-    "w32-2500": {"train.width": 32},
-    "w32-5000": {"train.width": 32, "train.iterations": 5000},
-    "w16-20000": {"train.iterations": 20000},
-    "w64-4000": {"train.width": 64, "train.tile": 572, "train.lr": 0.0005, "train.iterations": 4000},
-}
+__all__ = ["budget_study", "ERRORS", "step_flops", "curve", "Trend", "trend", "steps_axis", "equal_compute", "reading"]
 
 
-def budget_study(seeds: Sequence[int] = (0,), units: Sequence = (0, 2), points: Sequence[str] | None = None) -> Study:
-    """ISBI 2012's errors against training compute: :data:`BUDGET_POINTS` (or the named ``points``; the cpu
-    recipe always runs first) x ``seeds`` x ``units`` (the cpu profile's folds 0 and 2)."""
-    if points and set(points) - set(BUDGET_POINTS):
-        raise UnetlibError(f"unknown budget points {sorted(set(points) - set(BUDGET_POINTS))}; "
-                           f"choose from {list(BUDGET_POINTS)}")
-    first = next(iter(BUDGET_POINTS))
-    chosen = {p: c for p, c in BUDGET_POINTS.items() if not points or p == first or p in points}
-    return Study(name="isbi2012-cpu-budget", recipe=preset("isbi2012", "cpu"), variants=chosen, seeds=tuple(seeds),
-                 units=tuple(units), question="How do ISBI 2012's errors fall with training compute (more steps, a "
-                 "wider network), and at what compute would they reach the paper's?")
+def budget_study(profile: str = "cpu", seeds: Sequence[int] | None = None, units: Sequence | None = None,
+                 points: Sequence[str] | None = None) -> Study:
+    """ISBI 2012's errors against training compute: the budget points of ``profile`` (its file's
+    ``budget.points``: name -> changes to its ISBI recipe; the first is the recipe itself), or the named
+    ``points`` (the first always runs) x ``seeds`` (default: the first of the profile's) x ``units`` (default:
+    the profile's ISBI folds)."""
+    spec = profiles.load(profile)
+    declared = (spec.budget or {}).get("points") or {}
+    if not declared:
+        raise UnetlibError(f"profile {profile!r} declares no budget points; choose one of "
+                           f"{', '.join(p for p in profiles.NAMES if profiles.load(p).budget)}")
+    if points and set(points) - set(declared):
+        raise UnetlibError(f"unknown budget points {sorted(set(points) - set(declared))}; choose from {list(declared)}")
+    first = next(iter(declared))
+    chosen = {p: dict(c or {}) for p, c in declared.items() if not points or p == first or p in points}
+    return Study(name=f"isbi2012-{profile}-budget", recipe=preset("isbi2012", profile), variants=chosen,
+                 seeds=tuple(seeds if seeds is not None else spec.seeds[:1]),
+                 units=tuple(units if units is not None else (spec.isbi_folds or range(5))),
+                 question="How do ISBI 2012's errors fall with training compute (more steps, a wider network), "
+                          "and at what compute would they reach the paper's?")
+
+
+#: the three errors of the budget study, in Table 1's order
+ERRORS = ("warping_error", "rand_error", "pixel_error")
+
+
+@functools.cache
+def _step_flops(width: int, variant: str, tile: int, batch: int) -> int:
+    return count_flops(UNet(width=width, variant=variant), tile, tile, batch=batch, training=True)
+
+
+def step_flops(recipe: Recipe) -> int:
+    """FLOPs of one training step of ``recipe``'s network (forward and backward of its tiles; the same on any
+    machine, :func:`unetlib.model.count_flops`)."""
+    t = recipe.train
+    return _step_flops(t.width, t.variant, t.tile, t.batch)
+
+
+def curve(result: StudyResult) -> pd.DataFrame:
+    """One row per budget point and unit (and ``"mean"``, the mean over the units, seed by seed): the
+    network's width, tile and steps, its FLOPs per step and in all, its training seconds and the three
+    errors; ``machine`` says where it trained (CPU and precision, from the run's own record). The first
+    point's width is the steps axis (:func:`trend`)."""
+    rows = []
+    for point in result.variants:
+        recipe = Recipe.from_dict(result.study["recipe"]).replace(**result.study["variants"][point])
+        per_step = step_flops(recipe)
+        runs = [r for r in result.runs if r["variant"] == point]
+        for unit in [*result.units, MEAN_UNIT]:  # the mean row even of one unit: the trends read it
+            chosen = runs if unit == MEAN_UNIT else [r for r in runs if r["unit"] == unit]
+            if not chosen or (unit == MEAN_UNIT and len(chosen) < len(result.units)):
+                continue
+            hardware = (chosen[0].get("environment") or {}).get("hardware") or {}
+            rows.append({
+                "point": point, "unit": unit, "width": recipe.train.width, "tile": recipe.train.tile,
+                "steps": recipe.train.iterations, "flops_per_step": per_step,
+                "flops": per_step * recipe.train.iterations,
+                "train_seconds": float(np.mean([r["train_seconds"] for r in chosen])),
+                **{e: float(np.mean([r[e] for r in chosen])) for e in ERRORS},
+                "machine": f"{hardware.get('cpu_model', '?')}, {hardware.get('precision', '?')}" if hardware else "?",
+            })
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A power law ``error = scale * flops ** slope`` fitted to the width-16 points (mean of the units)."""
+
+    metric: str
+    slope: float
+    scale: float
+    points: int
+    last_factor: float  # the error's ratio over the last measured step of compute, per doubling
+
+    @property
+    def per_doubling(self) -> float:
+        """The factor by which the fitted error falls per doubling of compute."""
+        return float(2.0 ** self.slope)
+
+    def flops_for(self, target: float) -> float:
+        """The compute at which the fitted trend reaches ``target`` (inf when it does not fall)."""
+        if self.slope > -1e-9:
+            return math.inf
+        log_flops = math.log(target / self.scale) / self.slope
+        return math.exp(log_flops) if log_flops < 700 else math.inf
+
+    def at(self, flops):
+        """The fitted error at ``flops`` (a number or an array)."""
+        value = self.scale * np.asarray(flops, dtype=float) ** self.slope
+        return float(value) if value.ndim == 0 else value
+
+
+def steps_axis(table: pd.DataFrame) -> int:
+    """The width of the steps axis: the first point's (the profile's recipe)."""
+    return int(table.width.iloc[0])
+
+
+def trend(table: pd.DataFrame, metric: str, width: int | None = None) -> Trend:
+    """The power law of ``metric`` against total FLOPs over the points of ``width`` (default: the steps axis)
+    of a :func:`curve` table (their mean over units), least squares in log-log; needs at least two points."""
+    width = steps_axis(table) if width is None else width
+    rows = table[(table.unit == MEAN_UNIT) & (table.width == width)].sort_values("flops")
+    if len(rows) < 2:
+        raise UnetlibError(f"a trend needs at least two finished width-{width} points, got {len(rows)}")
+    x, y = np.log(rows.flops.to_numpy(float)), np.log(rows[metric].to_numpy(float))
+    slope, intercept = np.polyfit(x, y, 1)
+    last = float((y[-1] - y[-2]) / (x[-1] - x[-2]))
+    return Trend(metric, float(slope), float(math.exp(intercept)), len(rows), float(2.0 ** last))
+
+
+def equal_compute(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Width against steps at equal compute: each point wider than the steps axis (mean of the units) beside
+    the steps axis at the same FLOPs (the point with the same compute to 5 %, else the axis's trend within its
+    measured range): ``value`` against ``narrow`` (from ``narrow_from``), ``difference`` (wider - narrow)."""
+    means, width = table[table.unit == MEAN_UNIT], steps_axis(table)
+    narrow = means[means.width == width]
+    fitted = trend(table, metric) if len(narrow) >= 2 else None
+    rows = []
+    for row in means[means.width != width].itertuples():
+        same = narrow[(narrow.flops - row.flops).abs() <= 0.05 * row.flops]
+        if len(same):
+            other, how = float(same.iloc[0][metric]), f"width {width}, {int(same.iloc[0].steps):,} steps"
+        elif fitted is not None and narrow.flops.min() <= row.flops <= narrow.flops.max():
+            other, how = fitted.at(row.flops), f"width-{width} trend"
+        else:
+            other, how = math.nan, f"beyond the width-{width} points"
+        rows.append({"point": row.point, "flops": row.flops, "value": getattr(row, metric), "narrow": other,
+                     "narrow_from": how, "difference": getattr(row, metric) - other})
+    return pd.DataFrame(rows, columns=["point", "flops", "value", "narrow", "narrow_from", "difference"])
+
+
+def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_per_flop: float | None = None,
+            spread: dict | None = None) -> list[str]:
+    """What the curve says, per error, in sentences: the steps axis's trend per doubling of compute (and over its
+    last doubling), the compute at which it would reach each of ``targets`` (name -> {error: value}; in hours
+    of one network at ``seconds_per_flop`` when given), and width against steps at equal compute (against the
+    seed ``spread`` of the cpu recipe, error -> sd, when given: one seed per point)."""
+    lines, width = [], steps_axis(table)
+    base = table[(table.unit == MEAN_UNIT) & (table.width == width)].flops.min()
+    for metric in ERRORS:
+        try:
+            fitted = trend(table, metric)
+        except UnetlibError as exc:
+            lines.append(f"{metric}: {exc}")
+            continue
+        label = metric.replace("_", " ")
+        text = (f"{label}: over the {fitted.points} width-{width} points the error changes by a factor "
+                f"{fitted.per_doubling:.3f} per doubling of compute (over the last doubling measured: "
+                f"{fitted.last_factor:.3f}).")
+        for name, values in targets.items():
+            if metric not in values:
+                continue
+            need = fitted.flops_for(values[metric])
+            if not math.isfinite(need):
+                text += f" It does not fall, so it stays above {name} ({values[metric]:g})."
+                continue
+            hours = f", about {need * seconds_per_flop / 3600:,.0f} h for one network here" if seconds_per_flop else ""
+            text += (f" It would reach {name} ({values[metric]:g}) at {need:.2g} FLOPs ({need / base:,.1f} x the "
+                     f"recipe's{hours}).")
+        lines.append(text)
+        for row in equal_compute(table, metric).itertuples():
+            if math.isnan(row.narrow):
+                continue
+            sd = (spread or {}).get(metric)
+            size = "" if sd is None else (" (larger than the seed spread)" if abs(row.difference) > sd else
+                                          " (within the seed spread)")
+            better = "better" if row.difference < 0 else "worse"
+            lines.append(f"  at equal compute ({row.flops:.2g} FLOPs) {row.point} gives {row.value:.4g} against "
+                         f"{row.narrow:.4g} from the {row.narrow_from}: the wider network is {better} by "
+                         f"{abs(row.difference):.2g}{size}")
+    return lines

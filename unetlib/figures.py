@@ -28,7 +28,7 @@ __all__ = [
     "recipe_summary", "choices_table", "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
     "instance_overlay", "training_sample", "save_figure", "interpret", "study_values",
     "architecture", "overlap_tiles", "border_profile", "elastic_deformation",
-    "segmentation_examples",
+    "segmentation_examples", "budget_curve",
 ]
 
 _DPI = 80
@@ -363,6 +363,64 @@ def segmentation_examples(results: dict[str, ExperimentResult], out_dir: str | P
         ax[2 * i].axis("off")
         instance_overlay(ax[2 * i + 1], image, pred.astype(np.int64),
                          f"segmentation ({run['direction']}, SEG {run['SEG']:.3f})")
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+_ERROR_LABELS = {"warping_error": "warping error", "rand_error": "Rand error", "pixel_error": "pixel error"}
+
+
+def budget_curve(curve: pd.DataFrame, *, paper_values: dict | None = None, goals: dict | None = None,
+                 spread: dict | None = None, trends: dict | None = None, save: str | Path | None = None):
+    """Each ISBI 2012 error against the training compute (total FLOPs, log axes), one panel per error.
+
+    ``curve``: :func:`unetlib.budget.curve` (large markers: the mean of the units, by width; small ones:
+    each unit); ``paper_values``: error -> the paper's number (black line); ``goals``: name -> {error: goal}
+    (dashed lines); ``spread``: error -> the standard deviation over seeds at the cpu recipe (an error bar
+    on every mean); ``trends``: error -> :class:`unetlib.budget.Trend` (the fitted width-16 power law,
+    dotted, drawn on to where it would meet the paper's number when that is near).
+    The first point's width is the steps axis (:func:`unetlib.budget.steps_axis`).
+    """
+    errors = [e for e in _ERROR_LABELS if e in curve.columns]
+    fig, axes = plt.subplots(1, len(errors), figsize=(4.6 * len(errors), 4.2), squeeze=False)
+    means = curve[curve.unit == MEAN_UNIT]
+    widths = sorted(curve.width.unique())
+    markers, colours = dict(zip(widths, "os^D")), dict(zip(widths, ("C0", "C1", "C2", "C3")))
+    for ax, error in zip(axes[0], errors):
+        units = curve[curve.unit != MEAN_UNIT]
+        ax.scatter(units.flops, units[error], s=12, color="0.6", zorder=2, label="one fold")
+        for width, rows in means.groupby("width"):
+            rows = rows.sort_values("flops")
+            sd = (spread or {}).get(error)
+            ax.errorbar(rows.flops, rows[error], yerr=sd, fmt=markers[width], ms=7, capsize=3, color=colours[width],
+                        zorder=3,
+                        label=f"width {width}, mean of folds")
+            for row in rows.itertuples():
+                ax.annotate(f"{row.steps:,}", (row.flops, getattr(row, error)), textcoords="offset points",
+                            xytext=(5, 4), fontsize=7, color="0.3")
+        fitted = (trends or {}).get(error)
+        x_high = means.flops.max() * 1.5
+        if paper_values and error in paper_values:
+            ax.axhline(paper_values[error], color="k", lw=1.2, label="paper (u-net, challenge test set)")
+            if fitted is not None and fitted.flops_for(paper_values[error]) < 50 * means.flops.max():
+                x_high = fitted.flops_for(paper_values[error]) * 1.2
+        if fitted is not None:
+            axis = int(curve.width.iloc[0])
+            xs = np.geomspace(means[means.width == axis].flops.min(), x_high, 50)
+            ax.plot(xs, fitted.at(xs), ":", color="C0", lw=1.2,
+                    label=f"width-{axis} trend (x{fitted.per_doubling:.2f} per doubling)")
+        for k, (name, values) in enumerate((goals or {}).items()):
+            if error in values:
+                ax.axhline(values[error], color="C3", ls=("--", "-.")[k % 2], lw=1, label=f"goal: {name}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute (FLOPs per network)")
+        ax.set_title(_ERROR_LABELS[error], fontsize=11)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("ISBI 2012, held-out folds: the errors against training compute (labels: steps)", fontsize=12)
+    fig.tight_layout()
     if save is not None:
         save_figure(fig, save)
     return fig

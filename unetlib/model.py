@@ -21,6 +21,7 @@ size. 572 -> 388 is ``k = 32``. The network loses 92 pixels per side.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -39,6 +40,7 @@ __all__ = [
     "nearest_valid_sizes",
     "caffe_name",
     "count_parameters",
+    "count_flops",
     "BORDER",
     "MIN_INPUT",
     "VARIANTS",
@@ -284,3 +286,21 @@ def layer_shapes(width: int = 64, size: int = 572) -> list[tuple[str, tuple[int,
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module, height: int, width: int, *, batch: int = 1, training: bool = False) -> int:
+    """FLOPs (a multiply-add counts 2) of one forward pass of ``model`` on a batch of ``batch`` grey
+    ``height x width`` inputs; with ``training``, of one training step (forward and backward; the loss and
+    the optimiser's update add well under 1 %). Counted by PyTorch's FLOP counter on the meta device (no
+    memory, no arithmetic); ``model`` itself is left as it is."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta").train(training)
+    inputs = torch.empty(batch, 1, height, width, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        if training:
+            meta(inputs).sum().backward()
+        else:
+            with torch.no_grad():
+                meta(inputs)
+    return int(counter.get_total_flops())

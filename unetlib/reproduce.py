@@ -48,10 +48,11 @@ APPENDIX = {
     "04_training_diagnosis": ("04_training_diagnosis", ("PhC-C2DH-U373", "DIC-C2DH-HeLa")),
     "05_claims": ("05_claims", ("isbi2012", "DIC-C2DH-HeLa")),
     "06_seeds": ("06_seeds", ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa")),
+    "07_budget": ("07_budget", ("isbi2012",)),
 }
 ALL_REPORTS = {**REPORTS, **APPENDIX}
 #: reports with a folder of their own (default ``reports/PROFILE``): the seed studies
-FOLDERS = {"06_seeds": "{profile}-seeds"}
+FOLDERS = {"06_seeds": "{profile}-seeds", "07_budget": "{profile}-budget"}
 NOTEBOOKS = tuple(REPORTS)
 TERMS = (
     "Terms of use: ISBI 2012 (Cardona et al. 2010; Arganda-Carreras et al. 2015): non-commercial research "

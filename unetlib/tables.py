@@ -19,7 +19,7 @@ from unetlib.results import ExperimentResult
 from unetlib.stats import over_seeds
 from unetlib.study import MEAN_UNIT, read_study
 
-__all__ = ["table1", "table2", "to_markdown", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
+__all__ = ["table1", "table2", "to_markdown", "show", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
            "spread", "read_studies"]
 
 HELD_OUT_NOTE = (
@@ -137,29 +137,46 @@ def seed_table(studies: dict, variant: str | None = None) -> pd.DataFrame:
 
 
 def _fmt(value, column: str = "") -> str:
+    """A cell as the paper prints numbers: 4 decimals (a warping error 6), large numbers whole with thousands
+    separators (FLOPs in powers of ten), '–' for a missing value; a label's leading spaces kept as an indent."""
+    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}" if abs(value) < 10**7 else f"{float(value):.3g}".replace("e+", "e")
     if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
-            return "–"
-        return f"{value:.6f}" if column.startswith("Warping") else f"{value:.4f}"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(value)
-    return str(value)
+        if column.startswith("Warping") or column.startswith("warping"):
+            return f"{value:.6f}"
+        if abs(value) >= 10**7:
+            return f"{value:.3g}".replace("e+", "e")
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.4g}" if abs(value) >= 1 else f"{value:.4f}"
+    text = str(value)
+    indent = len(text) - len(text.lstrip(" "))
+    return "&emsp;" * (indent // 2) + text.lstrip(" ") if indent else text
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency).
-
-    Numbers get 4 decimals, warping errors 6 (a column named "Warping ...",
-    or a row whose "Metric" is "Warping error").
-    """
-    header = "| " + " | ".join(df.columns) + " |"
+    """A GitHub-flavoured Markdown table (no extra dependency), numbers as :func:`_fmt` writes them (a row
+    whose "Metric" is "Warping error", or a column named "Warping ...", gets 6 decimals)."""
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     body = []
     for row in df.itertuples(index=False):
         warping = "Warping" if "Metric" in df.columns and str(row[list(df.columns).index("Metric")]).startswith(
             "Warping") else ""
-        body.append("| " + " | ".join(_fmt(v, warping or c) for v, c in zip(row, df.columns)) + " |")
+        body.append("| " + " | ".join(_fmt(v, warping or str(c)) for v, c in zip(row, df.columns)) + " |")
     return "\n".join([header, rule, *body])
+
+
+def show(df: pd.DataFrame):
+    """A table for a notebook: rendered from :func:`to_markdown` (no index, '–' for missing, the paper's
+    digits), so that every notebook's tables read like the paper's."""
+    from IPython.display import Markdown
+
+    return Markdown(to_markdown(df))
 
 
 def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> list[Path]:

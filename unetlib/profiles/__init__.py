@@ -13,7 +13,9 @@ field of it:
   another);
 - ``seeds``: the seeds of its seed study and of each claim's arms;
 - ``notebooks``: parameters of single notebooks (by report name);
-- ``claims``: the budget of notebook 05_claims (:mod:`unetlib.claims`).
+- ``claims``: the budget of notebook 05_claims (:mod:`unetlib.claims`);
+- ``budget``: the points of ISBI 2012's budget study (:mod:`unetlib.budget`);
+- ``goals``: the numbers the profile's run aims at (mean over seeds).
 
 Nothing else states a profile's value: the notebooks' parameters default to
 None ("the profile's"), :func:`unetlib.reproduce.profile_parameters` fills
@@ -38,7 +40,7 @@ FOLDER = Path(__file__).resolve().parent
 _DATASETS_FILE = "datasets.yaml"
 #: the profiles, one file each (the default profile is cpu without a CUDA GPU, gpu with one)
 NAMES = tuple(sorted(p.stem for p in FOLDER.glob("*.yaml") if p.name != _DATASETS_FILE))
-_KEYS = {"about", "recipe", "isbi_folds", "workers", "seeds", "notebooks", "claims"}
+_KEYS = {"about", "recipe", "isbi_folds", "workers", "seeds", "notebooks", "claims", "budget", "goals"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class Profile:
     seeds: tuple = (0, 1, 2)
     notebooks: dict = field(default_factory=dict)
     claims: dict = field(default_factory=dict)
+    budget: dict = field(default_factory=dict)
+    goals: dict = field(default_factory=dict)
 
     def recipe_layers(self, dataset: str) -> list[dict]:
         """The recipe changes that make ``dataset``'s preset, applied in order: the dataset's own choices,
@@ -86,7 +90,8 @@ def load(name: str) -> Profile:
     return Profile(name=name, about=str(data.get("about", "")), recipe=recipe,
                    isbi_folds=None if folds is None else tuple(folds), workers=int(data.get("workers", 0)),
                    seeds=tuple(data.get("seeds", (0, 1, 2))), notebooks=copy.deepcopy(data.get("notebooks") or {}),
-                   claims=copy.deepcopy(data.get("claims") or {}))
+                   claims=copy.deepcopy(data.get("claims") or {}), budget=copy.deepcopy(data.get("budget") or {}),
+                   goals=copy.deepcopy(data.get("goals") or {}))
 
 
 def dataset_choices(dataset: str) -> dict:

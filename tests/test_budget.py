@@ -1,0 +1,98 @@
+"""The budget study: FLOPs counted from the model against a hand count, the power-law trend on hand numbers,
+the curve of a study's rows, and the points each profile declares."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from unetlib import budget
+from unetlib.errors import UnetlibError
+from unetlib.model import UNet, count_flops
+from unetlib.study import MEAN_UNIT, StudyResult
+
+
+def _hand_count(model: nn.Module, size: int) -> int:
+    """2 x multiply-adds of every convolution, from the shapes a forward pass gives (the obvious way)."""
+    total = []
+
+    def hook(module, inputs, output):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        if isinstance(module, nn.ConvTranspose2d):  # every input pixel meets every kernel weight
+            total.append(2 * module.in_channels * module.out_channels * k * inputs[0].shape[-2] * inputs[0].shape[-1])
+        else:
+            total.append(2 * module.in_channels * module.out_channels * k * output.shape[-2] * output.shape[-1])
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, size, size))
+    for h in hooks:
+        h.remove()
+    return sum(total)
+
+
+def test_flops_of_a_forward_pass_match_a_hand_count_and_a_training_step_is_about_three():
+    model = UNet(width=4).eval()
+    forward = count_flops(model, 188, 188)
+    assert forward == _hand_count(model, 188)
+    step = count_flops(model, 188, 188, training=True)
+    assert 2.9 * forward < step < 3.0 * forward  # backward: two passes, but none for the input image
+    assert count_flops(model, 188, 188, batch=2) == 2 * forward
+    assert next(model.parameters()).device.type == "cpu"  # the model itself is left as it is
+
+
+def test_flops_grow_with_the_square_of_the_width():
+    narrow, wide = (count_flops(UNet(width=w), 188, 188) for w in (8, 16))
+    assert 3.9 < wide / narrow < 4.0  # the first and last layers grow only linearly
+
+
+def test_a_power_law_is_recovered_with_the_compute_that_reaches_a_target():
+    flops = np.array([1e14, 2e14, 4e14, 8e14])
+    table = pd.DataFrame({"point": ["a", "b", "c", "d"], "unit": MEAN_UNIT, "width": 16, "flops": flops,
+                          "rand_error": 0.08 * (flops / 1e14) ** math.log2(0.9)})
+    fitted = budget.trend(table, "rand_error")
+    assert fitted.per_doubling == pytest.approx(0.9) and fitted.last_factor == pytest.approx(0.9)
+    assert fitted.flops_for(0.08 * 0.9**5) == pytest.approx(32e14)
+    assert fitted.at(np.array([1e14, 2e14])) == pytest.approx([0.08, 0.072])
+    flat = table.assign(rand_error=0.05)
+    assert budget.trend(flat, "rand_error").flops_for(0.04) == math.inf
+    with pytest.raises(UnetlibError, match="at least two"):
+        budget.trend(table.iloc[:1], "rand_error")
+
+
+def _row(point, unit, **values):
+    return {"variant": point, "seed": 0, "unit": unit, "train_seconds": 100.0, "final_loss": 0.3,
+            "environment": {"hardware": {"cpu_model": "a CPU", "precision": "bf16"}}, **values}
+
+
+def test_the_curve_counts_each_points_compute_and_compares_widths_at_equal_compute():
+    study = budget.budget_study("cpu", units=(0, 2), points=["w16-10000", "w32-2500"])
+    errors = {"pixel_error": 0.06, "warping_error": 0.001}
+    runs = [_row(p, u, rand_error=r + 0.01 * u, **errors)
+            for p, r in (("w16-2500", 0.09), ("w16-10000", 0.07), ("w32-2500", 0.06)) for u in (0, 2)]
+    curve = budget.curve(StudyResult(study=study.to_dict(), runs=runs))
+    means = curve[curve.unit == MEAN_UNIT].set_index("point")
+    assert means.loc["w16-10000", "flops"] == 4 * means.loc["w16-2500", "flops"]
+    assert means.loc["w32-2500", "flops"] == pytest.approx(means.loc["w16-10000", "flops"], rel=0.01)
+    assert means.loc["w16-2500", "rand_error"] == pytest.approx(0.10)  # the mean of folds 0 and 2
+    assert set(curve.machine) == {"a CPU, bf16"}
+    equal = budget.equal_compute(curve, "rand_error").iloc[0]
+    assert equal.point == "w32-2500" and equal.narrow_from == "width 16, 10,000 steps"
+    assert equal.difference == pytest.approx(-0.01)
+    lines = budget.reading(curve, {"the paper": {"rand_error": 0.0382}}, spread={"rand_error": 0.005})
+    assert any("w32-2500 gives 0.07 against 0.08" in line and "larger than the seed spread" in line for line in lines)
+
+
+def test_each_profile_declares_its_points_and_the_first_is_its_recipe():
+    study = budget.budget_study("cpu")
+    assert list(study.variants)[:2] == ["w16-2500", "w16-5000"] and study.units == (0, 2) and study.seeds == (0,)
+    assert study.variant_recipe("w16-2500", 0) == study.recipe
+    wide = study.variant_recipe("w64-1500", 0)
+    assert (wide.train.width, wide.train.tile, wide.train.iterations) == (64, 572, 1500)
+    with pytest.raises(UnetlibError, match="unknown budget points"):
+        budget.budget_study("cpu", points=["w128-1"])
+    with pytest.raises(UnetlibError, match="declares no budget points"):
+        budget.budget_study("paper")
