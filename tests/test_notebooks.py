@@ -134,3 +134,16 @@ def test_budget_appendix_draws_the_curve_of_its_points(tmp_path, data_root):
     assert len(curve) == 1 + 3 * 2  # three points of the smoke profile, one fold and its mean
     assert (tmp_path / "budget.png").stat().st_size > 1000
     assert "width-4 points" in (tmp_path / "reading.md").read_text()
+
+
+def test_both_sequence_appendix_holds_every_frame_out_once(tmp_path, data_root):
+    from unetlib.study import read_study
+
+    reproduce("smoke", ("08_both_sequences",), tmp_path, fetch=False)
+    nb = json.loads((tmp_path / "08_both_sequences.ipynb").read_text())
+    assert not nb["metadata"]["papermill"].get("exception")
+    result = read_study(tmp_path / "PhC-C2DH-U373-both" / "study.json")
+    held = [run["result"]["test_frames"] for run in result.runs]
+    assert sorted(t for h in held for t in h["02"]) == sorted(
+        [10, 17, 19, 20, 22, 26, 35, 36, 41, 49, 51, 52, 59, 74, 77, 85, 92, 106, 112])
+    assert "PhC-C2DH-U373" in (tmp_path / "both_sequences.md").read_text()

@@ -303,3 +303,30 @@ def test_a_row_with_a_missing_loss_or_numpy_numbers_is_written_as_json(tmp_path)
 
     study._write_row(tmp_path / "row.json", {"final_loss": float("nan"), "SEG": np.float32(0.5), "n": np.int64(3)})
     assert json.loads((tmp_path / "row.json").read_text()) == {"final_loss": None, "SEG": 0.5, "n": 3}
+
+
+def test_the_interval_for_one_more_seed_by_hand():
+    low, high = stats.prediction_interval([0.5, 0.7, 0.6])  # 0.6 -+ 4.302653 * 0.1 * sqrt(4 / 3)
+    assert (low, high) == pytest.approx((0.6 - 0.496828, 0.6 + 0.496828), abs=1e-6)
+    assert all(math.isnan(v) for v in stats.prediction_interval([0.5]))
+
+
+def test_pooled_seg_weighs_each_unit_by_its_cells():
+    rows = [{**_row("base", 0, u, seg), "result": {"objects": n}} for u, seg, n in
+            (("block0", 0.9, 10), ("block1", 0.6, 30))] + [{**_row("base", 1, "block0", 0.5), "result": {"objects": 10}}]
+    result = _result(rows, units=("block0", "block1"))
+    assert stats.pooled(result, "base") == {0: pytest.approx((0.9 * 10 + 0.6 * 30) / 40)}  # seed 1 lacks block1
+
+
+def test_headline_seeds_run_the_baseline_alone():
+    base = recipe.preset("PhC-C2DH-U373", "smoke")
+    spec = Study("h", base, {"recipe": {}, "other": {"w0": 5.0}}, (0, 1), ("01->02",), headline_seeds=(0, 1, 2, 3))
+    jobs = spec.jobs()
+    assert [(v, s) for v, s, _ in jobs] == [("recipe", 0), ("other", 0), ("recipe", 1), ("other", 1),
+                                           ("recipe", 2), ("recipe", 3)]
+    with pytest.raises(UnetlibError, match="headline_seeds"):
+        Study("h", base, {"recipe": {}}, (0,), ("01->02",), headline_seeds=(1, 1))
+    with pytest.raises(UnetlibError, match="mix directions and held-out blocks"):
+        Study("h", base, {"recipe": {}}, (0,), ("01->02", "block0"))
+    both = decisions.both_sequences_study("PhC-C2DH-U373", "smoke", (0,))
+    assert both.units == ("block0", "block1", "block2")

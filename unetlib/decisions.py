@@ -14,13 +14,14 @@ from collections.abc import Sequence
 import pandas as pd
 
 from unetlib import profiles
-from unetlib.data import DIRECTIONS
+from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.errors import UnetlibError
+from unetlib.protocols import BLOCKS, GAP, block_unit
 from unetlib.recipe import preset
 from unetlib.stats import flag_runs, over_seeds
 from unetlib.study import Study
 
-__all__ = ["DECISIONS", "seed_study", "RELIABILITY_GOALS", "reliability"]
+__all__ = ["DECISIONS", "seed_study", "both_sequences_study", "RELIABILITY_GOALS", "reliability"]
 
 
 #: The choices of each dataset's cpu recipe, as variants of it (the first, "cpu", is the recipe itself):
@@ -42,7 +43,8 @@ DECISIONS: dict[str, dict[str, dict]] = {
 
 
 def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1, 2), *, decisions: bool = True,
-               units: Sequence | None = None, variants: Sequence[str] | None = None) -> Study:
+               units: Sequence | None = None, variants: Sequence[str] | None = None,
+               headline_seeds: Sequence[int] = ()) -> Study:
     """The seed study of a dataset's profile recipe: every unit of its experiment, with the decision variants.
 
     Seed 0 is the profile's own run (the reports' numbers); ``decisions=False``
@@ -50,7 +52,8 @@ def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1,
     recipe itself always runs; names another dataset has are skipped), None or
     empty for all. The alternatives (:data:`DECISIONS`) are those of the cpu
     recipe: other profiles run their recipe alone. Units: the profile's ISBI
-    folds, or both CTC directions.
+    folds, or both CTC directions. ``headline_seeds``: more seeds of the recipe
+    alone (its headline numbers; the alternatives keep ``seeds``).
     """
     base = preset(dataset, profile)
     choices = DECISIONS[dataset] if decisions and profile == "cpu" else {profile: {}}
@@ -66,7 +69,20 @@ def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1,
         units = (folds or tuple(range(5))) if dataset == "isbi2012" else tuple(DIRECTIONS)
     return Study(name=f"{dataset}-{profile}-seeds", recipe=base, variants=dict(choices), seeds=tuple(seeds),
                  units=tuple(units), question=f"How far apart do seeds of the {profile} recipe land, and does each "
-                 "of its choices beat its alternative by more than that?")
+                 "of its choices beat its alternative by more than that?", headline_seeds=tuple(headline_seeds))
+
+
+def both_sequences_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1, 2)) -> Study:
+    """The profile's recipe of a cell dataset under the both-sequence protocol (appendix 08): trained on the
+    annotated frames of both sequences but one held-out block of each (:func:`unetlib.protocols.ctc_block`),
+    every block held out once, with ``seeds``."""
+    if dataset not in CTC_DATASETS:
+        raise UnetlibError(f"the both-sequence protocol is for the cell datasets ({', '.join(CTC_DATASETS)}), "
+                           f"not {dataset}")
+    return Study(name=f"{dataset}-{profile}-both-sequences", recipe=preset(dataset, profile), variants={profile: {}},
+                 seeds=tuple(seeds), units=tuple(block_unit(b) for b in range(BLOCKS)),
+                 question=f"What does the {profile} recipe give when, as in the paper, it trains on both sequences "
+                          f"(all annotated frames but a held-out block of each, {GAP} frames apart)?")
 
 
 #: the reliability goal of each experiment: the largest standard deviation over seeds of one unit's number

@@ -44,11 +44,12 @@ from unetlib.recipe import Recipe
 from unetlib.results import ExperimentResult
 from unetlib.segment import Segmenter
 from unetlib.train import CHECKPOINT_NAME
-from unetlib.trainset import train_network, training_data, unit_data
+from unetlib.trainset import UnitData, train_network, training_data, unit_data
 
 __all__ = [
     "Split", "contiguous_folds", "select_folds",
     "FoldResult", "DirectionResult", "isbi_fold", "ctc_direction",
+    "BLOCKS", "GAP", "BlockResult", "block_split", "block_unit", "block_index", "ctc_block",
     "run_isbi2012", "run_ctc", "check_direction", "unit_checkpoint_dir",
 ]
 
@@ -243,18 +244,8 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     run = train_network(recipe, data, checkpoint, progress, resume, trained_on=unit.trained_on)
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
-    how = "fixed by the recipe"
-    segmenter = Segmenter(run.model, recipe)
-    if recipe.tune_postprocessing:  # on the training sequence only, never on the test sequence
-        train_prob = segmenter.p_cell(np.stack(unit.images))
-        threshold, min_size, split = tune_postprocessing(train_prob, unit.masks,
-                                                         TUNE_SPLITS if recipe.tune_split else (None,))
-        segmenter = segmenter.with_recipe(threshold=threshold, min_size=min_size, split_threshold=split,
-                                          tune_postprocessing=True)
-        recipe = segmenter.recipe
-        if run.checkpoint is not None:  # `unetlib predict --instances` then cuts the same instances
-            update_metadata(run.checkpoint, recipe=recipe.to_dict())
-        how = "tuned on the training sequence"
+    segmenter, how = _postprocessing(Segmenter(run.model, recipe), unit, run)
+    recipe = segmenter.recipe
     threshold, min_size = recipe.threshold, recipe.min_size
     seconds["tune"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -284,10 +275,143 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     )
 
 
+def _postprocessing(segmenter: Segmenter, unit: UnitData, run) -> tuple[Segmenter, str]:
+    """The segmenter with the recipe's post-processing: tuned on the unit's *training* images when the recipe
+    says so (never on the scored ones; the tuned values are stored in the checkpoint, so that `unetlib predict
+    --instances` cuts the same instances), else as the recipe fixes it; and how it was chosen."""
+    recipe = segmenter.recipe
+    if not recipe.tune_postprocessing:
+        return segmenter, "fixed by the recipe"
+    train_prob = segmenter.p_cell(np.stack(unit.images))
+    threshold, min_size, split = tune_postprocessing(train_prob, unit.masks, TUNE_SPLITS if recipe.tune_split else (None,))
+    segmenter = segmenter.with_recipe(threshold=threshold, min_size=min_size, split_threshold=split,
+                                      tune_postprocessing=True)
+    if run.checkpoint is not None:
+        update_metadata(run.checkpoint, recipe=segmenter.recipe.to_dict())
+    return segmenter, "tuned on the training frames"
+
+
+# --------------------------------------------------------------------------- #
+# Cell Tracking Challenge: both sequences, one held-out block of each
+# --------------------------------------------------------------------------- #
+#: The both-sequence protocol: the annotated frames of each sequence in this many blocks of consecutive frames,
+#: and training frames kept at least this many frames (in time) away from the held-out block.
+BLOCKS, GAP = 3, 5
+
+
+def block_unit(block: int) -> str:
+    """The unit name of held-out block ``block`` (``"block0"``...)."""
+    return f"block{block}"
+
+
+def block_index(unit: str, blocks: int = BLOCKS) -> int:
+    """The block of a unit name ``"blockK"``; anything else is a one-line error."""
+    text = str(unit)
+    if not (text.startswith("block") and text[5:].isdigit() and int(text[5:]) < blocks):
+        raise UnetlibError(f"unit {unit!r} is not a held-out block (block0..block{blocks - 1})")
+    return int(text[5:])
+
+
+def block_split(annotated: dict[str, Sequence[int]], block: int, blocks: int = BLOCKS,
+                gap: int = GAP) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """``(train, held_out)`` frames per sequence for held-out ``block``: each sequence's annotated frames
+    (sequence -> frame indices) in ``blocks`` blocks of consecutive frames (sizes differ by at most one);
+    the block is held out of every sequence, and training keeps only the frames more than ``gap`` frames
+    (in time) from every held-out frame, so that no near-copy of a scored frame is trained on."""
+    if not 0 <= block < blocks:
+        raise UnetlibError(f"block {block} does not exist: there are {blocks} (0..{blocks - 1})")
+    train, held = {}, {}
+    for seq, frames in sorted(annotated.items()):
+        frames = sorted(frames)
+        if len(frames) < blocks:
+            raise UnetlibError(f"sequence {seq} has {len(frames)} annotated frames, fewer than {blocks} blocks")
+        bounds = np.linspace(0, len(frames), blocks + 1).round().astype(int)
+        held[seq] = frames[bounds[block]:bounds[block + 1]]
+        train[seq] = [t for t in frames if all(abs(t - h) > gap for h in held[seq])]
+    return train, held
+
+
+@dataclass
+class BlockResult:
+    """One held-out block of the both-sequence protocol: SEG over the block's frames of both sequences."""
+
+    block: str
+    seed: int
+    train_frames: dict
+    test_frames: dict
+    SEG: float
+    SEG_by_sequence: dict
+    foreground_iou: float
+    objects: int
+    matched_objects: int
+    merges: int
+    threshold: float
+    min_size: int
+    split_threshold: float | None
+    postprocessing: str
+    final_loss: float
+    loss_curve: list
+    seconds: dict
+    recipe: dict
+    checkpoint: str
+    train_threads: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def ctc_block(recipe: Recipe, unit: str, out_dir: str | Path, *, root=None, progress: bool = True,
+              resume: bool = True, blocks: int = BLOCKS, gap: int = GAP) -> BlockResult:
+    """Train on the annotated frames of *both* sequences but one held-out block of each (and the frames within
+    ``gap`` of it), as the paper trained on both; segment and score the held-out frames of both sequences.
+
+    Trains with seed ``recipe.train.seed + K`` for ``unit`` ``"blockK"``; writes the checkpoint to
+    ``out_dir/checkpoints/DATASET_blockK/``. SEG pools every annotated cell of the held-out frames.
+    """
+    block = block_index(unit, blocks)
+    out_dir, seconds, name = Path(out_dir), {}, recipe.dataset
+    recipe = recipe.seeded(recipe.train.seed + block)
+    sequences = {seq: datasets.load_ctc(name, seq, root, tra=False) for seq in datasets.SEQUENCES}
+    train, held = block_split({seq: list(q.seg) for seq, q in sequences.items()}, block, blocks, gap)
+    start = time.perf_counter()
+    data_unit = unit_data(recipe, frames=train, root=root)
+    data = training_data(recipe, data_unit.images, data_unit.masks, data_unit.markers, cache_dir=out_dir / "cache")
+    seconds["weight_maps"] = time.perf_counter() - start
+    checkpoint = unit_checkpoint_dir(out_dir, name, unit)
+    run = train_network(recipe, data, checkpoint, progress, resume, trained_on=data_unit.trained_on)
+    seconds["train"] = run.history[-1][2] if run.history else 0.0
+    start = time.perf_counter()
+    segmenter, how = _postprocessing(Segmenter(run.model, recipe), data_unit, run)
+    recipe = segmenter.recipe
+    seconds["tune"] = time.perf_counter() - start
+    start = time.perf_counter()
+    truth, found, by_sequence = {}, {}, {}
+    for seq, frames in held.items():
+        _, masks = segmenter.segment(sequences[seq].frames[frames])
+        gt = {t: sequences[seq].seg[t] for t in frames}
+        by_sequence[seq] = float(ctc_seg(gt, {t: masks[i] for i, t in enumerate(frames)}).seg)
+        truth.update({int(seq) * 1000 + t: gt[t] for t in frames})  # one key per frame of either sequence
+        found.update({int(seq) * 1000 + t: masks[i] for i, t in enumerate(frames)})
+    seconds["predict"] = time.perf_counter() - start
+    seg = ctc_seg(truth, found)
+    return BlockResult(
+        block=unit, seed=recipe.train.seed, train_frames=train, test_frames=held, SEG=float(seg.seg),
+        SEG_by_sequence=by_sequence, foreground_iou=float(seg.foreground_iou), objects=int(seg.n_reference),
+        matched_objects=int(seg.n_matched), merges=seg.merges(), threshold=float(recipe.threshold),
+        min_size=int(recipe.min_size), split_threshold=recipe.split_threshold, postprocessing=how,
+        final_loss=final_loss(run.history), loss_curve=_curve(run.history),
+        seconds={k: round(v, 2) for k, v in seconds.items()}, recipe=recipe.to_dict(),
+        checkpoint=_relative(checkpoint / CHECKPOINT_NAME, out_dir), train_threads=list(run.threads),
+    )
+
+
 def unit_checkpoint_dir(out_dir: str | Path, dataset: str, unit) -> Path:
-    """Where a unit keeps its network: ``OUT/checkpoints/isbi2012_foldK`` or ``OUT/checkpoints/DATASET_trainSS``."""
+    """Where a unit keeps its network: ``OUT/checkpoints/isbi2012_foldK``, ``OUT/checkpoints/DATASET_trainSS`` (a
+    direction) or ``OUT/checkpoints/DATASET_blockK`` (a held-out block of both sequences)."""
     if dataset == "isbi2012":
         return Path(out_dir) / "checkpoints" / f"isbi2012_fold{unit}"
+    if str(unit).startswith("block"):
+        return Path(out_dir) / "checkpoints" / f"{dataset}_{unit}"
     return Path(out_dir) / "checkpoints" / f"{dataset}_train{check_direction(unit)[0]}"
 
 

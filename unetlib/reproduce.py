@@ -49,10 +49,11 @@ APPENDIX = {
     "05_claims": ("05_claims", ("isbi2012", "DIC-C2DH-HeLa")),
     "06_seeds": ("06_seeds", ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa")),
     "07_budget": ("07_budget", ("isbi2012",)),
+    "08_both_sequences": ("08_both_sequences", ("PhC-C2DH-U373", "DIC-C2DH-HeLa")),
 }
 ALL_REPORTS = {**REPORTS, **APPENDIX}
 #: reports with a folder of their own (default ``reports/PROFILE``): the seed studies
-FOLDERS = {"06_seeds": "{profile}-seeds", "07_budget": "{profile}-budget"}
+FOLDERS = {"06_seeds": "{profile}-seeds", "07_budget": "{profile}-budget", "08_both_sequences": "{profile}-seeds"}
 NOTEBOOKS = tuple(REPORTS)
 TERMS = (
     "Terms of use: ISBI 2012 (Cardona et al. 2010; Arganda-Carreras et al. 2015): non-commercial research "

@@ -21,7 +21,8 @@ from scipy import stats
 from unetlib.errors import UnetlibError
 from unetlib.study import StudyResult
 
-__all__ = ["t_interval", "over_seeds", "summarize", "compare", "verdict", "VERDICTS", "flag_runs", "FLAG_RATIO",
+__all__ = ["t_interval", "prediction_interval", "pooled", "over_seeds",
+           "summarize", "compare", "verdict", "VERDICTS", "flag_runs", "FLAG_RATIO",
            "reading"]
 
 #: A run is flagged when its final loss exceeds this multiple of the median of its variant and unit.
@@ -39,6 +40,28 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
         return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return mean, mean - half, mean + half
+
+
+def prediction_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Where one more seed should land: ``mean -+ t * sd * sqrt(1 + 1/n)`` (Student's t with n - 1 degrees of
+    freedom; NaN for n < 2). Wider than the interval of the mean, which says where the mean lies."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / x.size))
+    return float(x.mean()) - half, float(x.mean()) + half
+
+
+def pooled(result: StudyResult, variant: str, metric: str = "SEG", weight: str = "objects") -> dict[int, float]:
+    """Seed -> the units' ``metric`` weighted by each unit's ``weight`` (from its stored result): for SEG over
+    held-out blocks weighted by their annotated cells, every cell of the dataset counts once, as in the
+    challenge's own SEG. Seeds that lack a unit are left out."""
+    by_seed: dict[int, list[tuple[float, float]]] = {}
+    for run in result.runs:
+        if run["variant"] == variant and run.get(metric) is not None:
+            by_seed.setdefault(run["seed"], []).append((float(run[metric]), float(run["result"][weight])))
+    return {seed: sum(v * w for v, w in rows) / sum(w for _, w in rows)
+            for seed, rows in sorted(by_seed.items()) if len(rows) == len(result.units)}
 
 
 def summarize(result: StudyResult, metrics: Sequence[str] | None = None, with_mean: bool = True):

@@ -80,11 +80,15 @@ class Study:
     seeds : tuple of int
         Base seeds; each unit derives its own from it (see the module docstring).
     units : tuple
-        ISBI fold indices (``(0, 2)``) or CTC directions (``("01->02", "02->01")``).
+        ISBI fold indices (``(0, 2)``), CTC directions (``("01->02", "02->01")``) or held-out blocks of
+        both CTC sequences (``("block0", "block1", "block2")``, :func:`unetlib.protocols.ctc_block`).
     folds : int
         ISBI 2012: the number of contiguous folds the units index (5).
     question : str
         What the study asks, in a sentence (shown with its tables).
+    headline_seeds : tuple of int
+        More seeds of the baseline alone (its headline numbers, with a tighter interval); the other
+        variants run ``seeds``, and every comparison pairs the seeds both arms have.
     """
 
     name: str
@@ -94,6 +98,7 @@ class Study:
     units: tuple
     folds: int = 5
     question: str = ""
+    headline_seeds: tuple = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, Recipe):
@@ -110,18 +115,22 @@ class Study:
         if len(set(folders)) != len(folders):
             raise UnetlibError(f"variant names {list(self.variants)} map to the same folder: make them differ "
                                "in letters or digits")
-        seeds = list(self.seeds)
-        if not seeds or len(set(seeds)) != len(seeds) or not all(
-                isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds):
-            raise UnetlibError(f"Study.seeds must list distinct integers in [0, 2**31), got {self.seeds!r}")
+        for name, seeds in (("seeds", list(self.seeds)), ("headline_seeds", list(self.headline_seeds) or [0])):
+            if not seeds or len(set(seeds)) != len(seeds) or not all(
+                    isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds):
+                raise UnetlibError(f"Study.{name} must list distinct integers in [0, 2**31), got "
+                                   f"{getattr(self, name)!r}")
         units = list(self.units)
         if not units or len(set(units)) != len(units):
             raise UnetlibError(f"Study.units must list distinct units, got {self.units!r}")
         if self.recipe.dataset == "isbi2012":
             protocols.select_folds(protocols.contiguous_folds(30, self.folds), units)
         else:
+            blocks = [u for u in units if str(u).startswith("block")]
+            if blocks and len(blocks) != len(units):
+                raise UnetlibError(f"Study.units {units!r} mix directions and held-out blocks: one protocol per study")
             for unit in units:
-                protocols.check_direction(unit)
+                protocols.block_index(unit) if blocks else protocols.check_direction(unit)
 
     @property
     def baseline(self) -> str:
@@ -137,10 +146,13 @@ class Study:
 
     def jobs(self) -> list[tuple[str, int, Any]]:
         """Every ``(variant, seed, unit)``, seed-major: the first seeds of every variant come first; variants
-        that only apply the baseline's networks differently (:meth:`reuses_baseline`) come after all others."""
+        that only apply the baseline's networks differently (:meth:`reuses_baseline`) come after all others,
+        and the baseline's :attr:`headline_seeds` last."""
         trained = [v for v in self.variants if not self.reuses_baseline(v)]
         applied = [v for v in self.variants if self.reuses_baseline(v)]
-        return [(v, s, u) for group in (trained, applied) for s in self.seeds for v in group for u in self.units]
+        jobs = [(v, s, u) for group in (trained, applied) for s in self.seeds for v in group for u in self.units]
+        extra = [s for s in self.headline_seeds if s not in self.seeds]
+        return jobs + [(self.baseline, s, u) for s in extra for u in self.units]
 
     def reuses_baseline(self, variant: str) -> bool:
         """True when ``variant`` trains the very networks of the baseline (it changes only how they are
@@ -152,7 +164,7 @@ class Study:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "recipe": self.recipe.to_dict(), "variants": self.variants,
                 "seeds": list(self.seeds), "units": list(self.units), "folds": self.folds,
-                "question": self.question}
+                "question": self.question, "headline_seeds": list(self.headline_seeds)}
 
 
 @dataclass
@@ -257,7 +269,8 @@ def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=Non
         split = protocols.select_folds(protocols.contiguous_folds(30, study.folds), [unit])[0]
         result = protocols.isbi_fold(recipe, split, folder, root=root, progress=progress)
     else:
-        result = protocols.ctc_direction(recipe, unit, folder, root=root, progress=progress)
+        unit_of = protocols.ctc_block if str(unit).startswith("block") else protocols.ctc_direction
+        result = unit_of(recipe, unit, folder, root=root, progress=progress)
     data = result.to_dict()
     row = {"variant": variant, "seed": seed, "unit": unit, "unit_seed": data["seed"],
            **{k: data.get(k) for k in study.metrics}, "final_loss": data["final_loss"],

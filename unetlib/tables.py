@@ -16,7 +16,7 @@ from unetlib import paper
 from unetlib.atomic import write_text
 from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.results import ExperimentResult
-from unetlib.stats import over_seeds
+from unetlib.stats import over_seeds, prediction_interval, t_interval
 from unetlib.study import MEAN_UNIT, read_study
 
 __all__ = ["table1", "table2", "to_markdown", "show", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
@@ -126,14 +126,24 @@ def seed_table(studies: dict, variant: str | None = None) -> pd.DataFrame:
                 if not values:
                     continue
                 x = over_seeds(values.values())
+                _, low, high = t_interval(list(values.values()))
+                next_low, next_high = prediction_interval(list(values.values()))
+                digits = 6 if metric == "warping_error" else 4
                 where = ("mean of " + ("folds " if dataset == "isbi2012" else "directions ") +
                          ", ".join(str(u) for u in result.units)) if unit == MEAN_UNIT else (
                     f"fold {unit}" if dataset == "isbi2012" else unit)
                 rows.append({"Dataset": dataset, "Metric": label, "Unit": where, "n seeds": x["n"],
-                             "Mean": x["mean"], "SD": x["sd"], "Min": x["min"], "Max": x["max"],
+                             "Mean": x["mean"], "95 % interval of the mean": _range(low, high, digits),
+                             "SD": x["sd"], "Min": x["min"], "Max": x["max"],
+                             "one more seed (95 %)": _range(next_low, next_high, digits),
                              "Paper": _PAPER.get((dataset, metric), np.nan) if unit == MEAN_UNIT or
                              len(result.units) == 1 else np.nan})
     return pd.DataFrame(rows)
+
+
+def _range(low: float, high: float, digits: int) -> str:
+    """``low–high`` with ``digits`` decimals, '–' when undefined (fewer than two seeds)."""
+    return "–" if np.isnan(low) else f"{low:.{digits}f}–{high:.{digits}f}"
 
 
 def _fmt(value, column: str = "") -> str:
@@ -191,9 +201,12 @@ def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> list[Path]:
 
 SEED_NOTE = (
     "Over seeds: the same recipe trained with other seeds (seed 0 trains with the seeds of the run in the "
-    "tables above: on the same kind of CPU and precision it is that run, digit for digit); "
-    "mean, standard deviation (n - 1), min and max over seeds, per unit and for the experiment's "
-    "number (the mean of its units, seed by seed)."
+    "tables above: on a CPU of the same vendor, family, model and instruction set, with the same precision and "
+    "threads, all recorded in every result file, it is that run digit for digit; on another CPU generation it is "
+    "another draw); "
+    "mean with the 95 % Student-t interval of the mean, standard deviation (n - 1), min and max over seeds, and "
+    "where one more seed should land (95 % prediction interval: mean -+ t sd sqrt(1 + 1/n)), per unit and for "
+    "the experiment's number (the mean of its units, seed by seed)."
 )
 
 

@@ -52,24 +52,39 @@ class UnitData:
 
 
 def unit_data(recipe: Recipe, *, sections: Sequence[int] | None = None, sequence: str | None = None,
-              root=None) -> UnitData:
+              frames: dict[str, Sequence[int]] | None = None, root=None) -> UnitData:
     """The training images of ``recipe``'s dataset: ISBI 2012 ``sections`` (indices of the 30 training
-    sections) or the annotated frames of a CTC ``sequence`` ("01", "02"), of which the recipe's
-    ``train_images`` (evenly spaced; 0: all). Tracking markers are read when the recipe needs them."""
-    if recipe.dataset == "isbi2012":
-        if sections is None or sequence is not None:
-            raise UnetlibError("ISBI 2012 trains on sections: give sections=[...], not a sequence")
+    sections); the annotated frames of one CTC ``sequence`` ("01", "02"), of which the recipe's
+    ``train_images`` (evenly spaced; 0: all); or chosen annotated ``frames`` of several sequences
+    (sequence -> frame indices, all of them used). Tracking markers are read when the recipe needs them."""
+    given = [name for name, v in (("sections", sections), ("sequence", sequence), ("frames", frames)) if v is not None]
+    wanted = ("sections",) if recipe.dataset == "isbi2012" else ("sequence", "frames")
+    if len(given) != 1 or given[0] not in wanted:
+        raise UnetlibError(f"{recipe.dataset} trains on one of: {', '.join(wanted)}; got {given or 'none'}")
+    if sections is not None:
         isbi = datasets.load_isbi2012(root)
         ids = training_subset(sections, recipe.train_images)
         masks = [instances_from_binary(isbi.train_labels[i]) for i in ids]
         return UnitData(list(isbi.train_images[ids]), masks, None, {"sections": ids}, f"{len(ids)} sections")
-    if sequence is None or sections is not None:
-        raise UnetlibError(f"{recipe.dataset} trains on a sequence's annotated frames: give sequence='01' or '02'")
-    ctc = datasets.load_ctc(recipe.dataset, sequence, root, tra=recipe.needs_markers)
-    frames = training_subset(sorted(ctc.seg), recipe.train_images)
-    markers = [ctc.tra[t] for t in frames] if recipe.needs_markers else None
-    return UnitData([ctc.frames[t] for t in frames], [ctc.seg[t] for t in frames], markers,
-                    {"sequence": sequence, "frames": frames}, f"{len(frames)} annotated frames of sequence {sequence}")
+    if sequence is not None:
+        ctc = datasets.load_ctc(recipe.dataset, sequence, root, tra=recipe.needs_markers)
+        chosen = training_subset(sorted(ctc.seg), recipe.train_images)
+        markers = [ctc.tra[t] for t in chosen] if recipe.needs_markers else None
+        return UnitData([ctc.frames[t] for t in chosen], [ctc.seg[t] for t in chosen], markers,
+                        {"sequence": sequence, "frames": chosen}, f"{len(chosen)} annotated frames of sequence {sequence}")
+    images, masks, markers = [], [], [] if recipe.needs_markers else None
+    for seq, chosen in sorted(frames.items()):
+        ctc = datasets.load_ctc(recipe.dataset, seq, root, tra=recipe.needs_markers)
+        missing = sorted(set(chosen) - set(ctc.seg))
+        if missing:
+            raise UnetlibError(f"frames {missing} of {recipe.dataset} {seq} have no segmentation annotation")
+        images += [ctc.frames[t] for t in chosen]
+        masks += [ctc.seg[t] for t in chosen]
+        if markers is not None:
+            markers += [ctc.tra[t] for t in chosen]
+    on = {seq: list(chosen) for seq, chosen in sorted(frames.items())}
+    what = " and ".join(f"{len(v)} of sequence {seq}" for seq, v in on.items())
+    return UnitData(images, masks, markers, {"frames": on}, f"annotated frames: {what}")
 
 
 @dataclass
