@@ -46,7 +46,7 @@ def test_comparison_is_paired_by_seed_with_a_t_interval():
     assert row["low"] == pytest.approx(0.133333 - 0.143422, abs=1e-6)
     assert row["high"] == pytest.approx(0.133333 + 0.143422, abs=1e-6)
     assert row["spread"] == pytest.approx(0.152753, abs=1e-6) and not row["beyond_spread"]
-    assert row["verdict"] == "not detectable at this budget"
+    assert row["verdict"] == "undecided"
     # a consistent gain of 0.1 on every seed is supported, a loss contradicts the claim of a gain
     shifted = HAND[:3] + [_row("other", s, "01->02", v + 0.1) for s, v in ((0, 0.5), (1, 0.7), (2, 0.6))]
     rows = [*shifted[:4], _row("other", 1, "01->02", 0.81), _row("other", 2, "01->02", 0.69)]
@@ -58,7 +58,7 @@ def test_only_seeds_present_in_both_arms_are_paired():
     rows = HAND[:3] + [_row("other", 0, "01->02", 0.6), _row("other", 5, "01->02", 0.1)]
     row = stats.compare(_result(rows), "SEG").iloc[0]
     assert row["n"] == 1 and row["difference"] == pytest.approx(0.1)
-    assert math.isnan(row["low"]) and row["verdict"] == "not detectable at this budget"
+    assert math.isnan(row["low"]) and row["verdict"] == "undecided"
 
 
 def test_the_mean_unit_averages_the_units_per_seed():
@@ -68,19 +68,33 @@ def test_the_mean_unit_averages_the_units_per_seed():
     assert result.values("base", MEAN_UNIT, "SEG") == {0: pytest.approx(0.6), 1: pytest.approx(0.6)}  # seed 2 lacks 02->01
 
 
-@pytest.mark.parametrize("low, high, claimed, expected", [
-    (0.01, 0.2, 1, "supported"), (-0.2, -0.01, -1, "supported"),
-    (-0.1, 0.2, 1, "not detectable at this budget"), (0.0, 0.2, 1, "not detectable at this budget"),
-    (math.nan, math.nan, 1, "not detectable at this budget"),
-    (-0.2, -0.01, 1, "contradicted"), (0.01, 0.2, -1, "contradicted"),
+@pytest.mark.parametrize("low, high, claimed, practical, expected", [
+    (0.01, 0.2, 1, None, "supported"), (-0.2, -0.01, -1, 0.05, "supported"),
+    (-0.1, 0.2, 1, None, "undecided"), (0.0, 0.2, 1, None, "undecided"),
+    (math.nan, math.nan, 1, 0.05, "undecided"),
+    (-0.2, -0.01, 1, None, "contradicted"), (0.01, 0.2, -1, 0.05, "contradicted"),
+    (-0.004, 0.003, 1, 0.005, "no effect larger than ±0.005"),  # the data rule out anything that matters
+    (-0.004, 0.006, 1, 0.005, "undecided"),  # straddles 0 and reaches past the practical size
+    (0.0, 0.0, 1, 0.005, "no effect larger than ±0.005"),  # every seed the same: a zero-width interval at 0
+    (0.003, 0.003, -1, 0.005, "contradicted"),  # every seed the same, the other way
 ])
-def test_verdict_from_the_interval(low, high, claimed, expected):
-    assert stats.verdict(low, high, claimed) == expected
+def test_verdict_from_the_interval(low, high, claimed, practical, expected):
+    assert stats.verdict(low, high, claimed, practical) == expected
 
 
-def test_verdict_needs_a_direction():
+def test_verdict_needs_a_direction_and_a_positive_practical_size():
     with pytest.raises(UnetlibError, match="claimed"):
         stats.verdict(0.1, 0.2, 0)
+    with pytest.raises(UnetlibError, match="practical size"):
+        stats.verdict(0.1, 0.2, 1, 0.0)
+
+
+def test_a_zero_variance_difference_has_a_zero_width_interval_and_an_unknown_direction_is_refused():
+    rows = [_row("base", s, "01->02", 0.5) for s in range(3)] + [_row("other", s, "01->02", 0.6) for s in range(3)]
+    row = stats.compare(_result(rows), "SEG").iloc[0]
+    assert row["low"] == row["high"] == pytest.approx(0.1) and row["verdict"] == "supported"
+    with pytest.raises(UnetlibError, match="whether a larger border_error is better is unknown"):
+        stats.compare(_result(rows), "border_error")
 
 
 def test_t_interval_by_hand():

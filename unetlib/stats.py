@@ -23,11 +23,14 @@ from unetlib.study import StudyResult
 
 __all__ = ["t_interval", "prediction_interval", "pooled", "over_seeds",
            "summarize", "compare", "verdict", "VERDICTS", "flag_runs", "FLAG_RATIO",
-           "reading"]
+           "reading", "SUPPORTED", "CONTRADICTED", "NO_EFFECT", "UNDECIDED", "NOT_TESTABLE"]
 
 #: A run is flagged when its final loss exceeds this multiple of the median of its variant and unit.
 FLAG_RATIO = 1.5
-VERDICTS = ("supported", "not detectable at this budget", "contradicted")
+SUPPORTED, CONTRADICTED, NO_EFFECT, UNDECIDED = "supported", "contradicted", "no effect larger than", "undecided"
+NOT_TESTABLE = "not testable at this budget"
+#: the verdict words (``NO_EFFECT`` is followed by its size: "no effect larger than ±0.005")
+VERDICTS = (SUPPORTED, CONTRADICTED, NO_EFFECT, UNDECIDED, NOT_TESTABLE)
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -104,7 +107,9 @@ def compare(result: StudyResult, metric: str, baseline: str | None = None, *, hi
     up, -1 down; default: the better direction for the metric).
     """
     baseline = baseline or result.baseline
-    better = result.metrics.get(metric, False) if higher_is_better is None else higher_is_better
+    better = result.metrics.get(metric) if higher_is_better is None else higher_is_better
+    if claimed is None and better is None:
+        raise UnetlibError(f"whether a larger {metric} is better is unknown: give higher_is_better or claimed")
     claimed = claimed if claimed is not None else (1 if better else -1)
     rows = []
     for variant in result.variants:
@@ -126,20 +131,27 @@ def compare(result: StudyResult, metric: str, baseline: str | None = None, *, hi
     return pd.DataFrame(rows)
 
 
-def verdict(low: float, high: float, claimed: int) -> str:
-    """The verdict on a claimed effect from the 95 % interval ``[low, high]`` of the difference.
+def verdict(low: float, high: float, claimed: int, practical: float | None = None) -> str:
+    """The verdict on a claimed effect from the 95 % interval ``[low, high]`` of the paired difference.
 
-    ``claimed`` is +1 (the claim says the metric goes up) or -1 (down). An
-    interval that excludes 0 in the claimed direction supports the claim; one
-    that includes 0 (or is undefined, n < 2) cannot detect it at this budget;
-    one that excludes 0 the other way contradicts it.
+    ``claimed`` is +1 (the claim says the metric goes up) or -1 (down); ``practical`` is the smallest effect
+    that would matter (in the metric's units). The interval excludes 0 in the claimed direction: supported;
+    the other way: contradicted. It includes 0 but lies within ``[-practical, +practical]``: no effect larger
+    than that (the data rule out anything that would matter). Otherwise, or with an undefined interval (fewer
+    than two seeds): undecided (more seeds, or a budget where the effect shows). A difference that is the same
+    for every seed has a zero-width interval: exactly that difference.
     """
     if claimed not in (1, -1):
         raise UnetlibError(f"claimed must be +1 (the metric goes up) or -1 (down), got {claimed!r}")
-    if math.isnan(low) or math.isnan(high) or low <= 0 <= high:
-        return VERDICTS[1]
-    up = low > 0
-    return VERDICTS[0] if up == (claimed == 1) else VERDICTS[2]
+    if practical is not None and not practical > 0:
+        raise UnetlibError(f"the practical size of an effect must be positive, got {practical!r}")
+    if math.isnan(low) or math.isnan(high):
+        return UNDECIDED
+    if low > 0 or high < 0:
+        return SUPPORTED if (low > 0) == (claimed == 1) else CONTRADICTED
+    if practical is not None and -practical <= low and high <= practical:
+        return f"{NO_EFFECT} ±{practical:g}"
+    return UNDECIDED
 
 
 def flag_runs(result: StudyResult, ratio: float = FLAG_RATIO) -> list[dict]:
@@ -184,7 +196,7 @@ def reading(result: StudyResult) -> list[str]:
         table = compare(result, metric)
         for row in table.itertuples(index=False):
             size = "larger than" if row.beyond_spread else "within"
-            outcome = {VERDICTS[0]: f"{row.variant} is better", VERDICTS[2]: f"{result.baseline} is better"}.get(
+            outcome = {SUPPORTED: f"{row.variant} is better", CONTRADICTED: f"{result.baseline} is better"}.get(
                 row.verdict, "no difference detectable")
             lines.append(f"{row.variant} vs {result.baseline}, {row.unit}: {metric} {row.variant_mean:.4g} vs "
                          f"{row.baseline:.4g}, difference {row.difference:+.4g} (95 % interval {row.low:+.4g} to "
