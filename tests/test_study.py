@@ -169,7 +169,7 @@ def test_a_variant_that_only_applies_the_networks_differently_reuses_them(tmp_pa
                                                            **{"train.iterations": 2})
     spec = Study("reuse", base, {"none": {}, "flips": {"tta": "flips"}, "lr": {"train.lr": 0.002}}, (0,),
                  ("01->02",))
-    assert [spec.reuses_baseline(v) for v in spec.variants] == [False, True, False]
+    assert [spec.trained_by(v) for v in spec.variants] == [spec.baseline, spec.baseline, list(spec.variants)[2]]
     assert [v for v, _, _ in spec.jobs()] == ["none", "lr", "flips"]  # trained networks first
     checkpoint = study.run_folder(tmp_path, "none", 0) / "checkpoints" / "PhC-C2DH-U373_train01" / "last.pt"
     result = study.run_study(spec, tmp_path, progress=False)
@@ -332,14 +332,18 @@ def test_pooled_seg_weighs_each_unit_by_its_cells():
     assert stats.pooled(result, "base") == {0: pytest.approx((0.9 * 10 + 0.6 * 30) / 40)}  # seed 1 lacks block1
 
 
-def test_headline_seeds_run_the_baseline_alone():
+def test_more_seeds_run_their_variant_alone_and_the_network_it_evaluates():
     base = recipe.preset("PhC-C2DH-U373", "smoke")
-    spec = Study("h", base, {"recipe": {}, "other": {"w0": 5.0}}, (0, 1), ("01->02",), headline_seeds=(0, 1, 2, 3))
-    jobs = spec.jobs()
-    assert [(v, s) for v, s, _ in jobs] == [("recipe", 0), ("other", 0), ("recipe", 1), ("other", 1),
-                                           ("recipe", 2), ("recipe", 3)]
-    with pytest.raises(UnetlibError, match="headline_seeds"):
-        Study("h", base, {"recipe": {}}, (0,), ("01->02",), headline_seeds=(1, 1))
+    spec = Study("h", base, {"recipe": {}, "other": {"w0": 5.0}, "other, no tta": {"w0": 5.0, "tta": "none"}},
+                 (0, 1), ("01->02",), more_seeds={"recipe": (2, 3), "other, no tta": (4,)})
+    assert spec.trained_by("other, no tta") == "other" and spec.seeds_of("other") == (0, 1, 4)
+    assert [(v, s) for v, s, _ in spec.jobs()] == [
+        ("recipe", 0), ("other", 0), ("recipe", 1), ("other", 1), ("recipe", 2), ("recipe", 3), ("other", 4),
+        ("other, no tta", 0), ("other, no tta", 1), ("other, no tta", 4)]  # evaluations after every network
+    with pytest.raises(UnetlibError, match="more_seeds"):
+        Study("h", base, {"recipe": {}}, (0,), ("01->02",), more_seeds={"recipe": (1, 1)})
+    with pytest.raises(UnetlibError, match="more_seeds"):
+        Study("h", base, {"recipe": {}}, (0,), ("01->02",), more_seeds={"nobody": (1,)})
     with pytest.raises(UnetlibError, match="mix directions and held-out blocks"):
         Study("h", base, {"recipe": {}}, (0,), ("01->02", "block0"))
     both = decisions.both_sequences_study("PhC-C2DH-U373", "smoke", (0,))

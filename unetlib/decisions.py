@@ -69,7 +69,8 @@ def seed_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1,
         units = (folds or tuple(range(5))) if dataset == "isbi2012" else tuple(DIRECTIONS)
     return Study(name=f"{dataset}-{profile}-seeds", recipe=base, variants=dict(choices), seeds=tuple(seeds),
                  units=tuple(units), question=f"How far apart do seeds of the {profile} recipe land, and does each "
-                 "of its choices beat its alternative by more than that?", headline_seeds=tuple(headline_seeds))
+                 "of its choices beat its alternative by more than that?",
+                 more_seeds={next(iter(choices)): tuple(headline_seeds)} if headline_seeds else {})
 
 
 def both_sequences_study(dataset: str, profile: str = "cpu", seeds: Sequence[int] = (0, 1, 2)) -> Study:

@@ -86,9 +86,9 @@ class Study:
         ISBI 2012: the number of contiguous folds the units index (5).
     question : str
         What the study asks, in a sentence (shown with its tables).
-    headline_seeds : tuple of int
-        More seeds of the baseline alone (its headline numbers, with a tighter interval); the other
-        variants run ``seeds``, and every comparison pairs the seeds both arms have.
+    more_seeds : dict
+        Variant -> more seeds of that variant alone (e.g. the baseline's headline numbers with a tighter
+        interval, or the arms of a claim still undecided); every comparison pairs the seeds both arms have.
     """
 
     name: str
@@ -98,7 +98,7 @@ class Study:
     units: tuple
     folds: int = 5
     question: str = ""
-    headline_seeds: tuple = ()
+    more_seeds: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, Recipe):
@@ -115,11 +115,13 @@ class Study:
         if len(set(folders)) != len(folders):
             raise UnetlibError(f"variant names {list(self.variants)} map to the same folder: make them differ "
                                "in letters or digits")
-        for name, seeds in (("seeds", list(self.seeds)), ("headline_seeds", list(self.headline_seeds) or [0])):
+        if not isinstance(self.more_seeds, dict) or set(self.more_seeds) - set(self.variants):
+            raise UnetlibError(f"Study.more_seeds must map variants of the study to seeds, got {self.more_seeds!r}")
+        for name, seeds in (("seeds", list(self.seeds)), *((f"more_seeds[{v!r}]", list(extra) or [0])
+                                                            for v, extra in self.more_seeds.items())):
             if not seeds or len(set(seeds)) != len(seeds) or not all(
                     isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds):
-                raise UnetlibError(f"Study.{name} must list distinct integers in [0, 2**31), got "
-                                   f"{getattr(self, name)!r}")
+                raise UnetlibError(f"Study.{name} must list distinct integers in [0, 2**31), got {seeds!r}")
         units = list(self.units)
         if not units or len(set(units)) != len(units):
             raise UnetlibError(f"Study.units must list distinct units, got {self.units!r}")
@@ -144,27 +146,32 @@ class Study:
         """The recipe of ``variant`` with base seed ``seed`` (units add their own offset)."""
         return self.recipe.replace(**self.variants[variant]).seeded(seed)
 
+    def seeds_of(self, variant: str) -> tuple[int, ...]:
+        """The seeds ``variant`` runs: the study's, then its :attr:`more_seeds` (and those of the variant whose
+        networks it evaluates, so that every network it needs is trained)."""
+        users = [v for v in self.variants if v == variant or self.trained_by(v) == variant]
+        return tuple(dict.fromkeys([*self.seeds, *(s for v in users for s in self.more_seeds.get(v, ()))]))
+
     def jobs(self) -> list[tuple[str, int, Any]]:
         """Every ``(variant, seed, unit)``, seed-major: the first seeds of every variant come first; variants
-        that only apply the baseline's networks differently (:meth:`reuses_baseline`) come after all others,
-        and the baseline's :attr:`headline_seeds` last."""
-        trained = [v for v in self.variants if not self.reuses_baseline(v)]
-        applied = [v for v in self.variants if self.reuses_baseline(v)]
-        jobs = [(v, s, u) for group in (trained, applied) for s in self.seeds for v in group for u in self.units]
-        extra = [s for s in self.headline_seeds if s not in self.seeds]
-        return jobs + [(self.baseline, s, u) for s in extra for u in self.units]
+        that only apply another variant's networks differently (:meth:`trained_by`) come after all others."""
+        seeds = sorted({s for v in self.variants for s in self.seeds_of(v)}, key=lambda s: (s not in self.seeds, s))
+        trained = [v for v in self.variants if self.trained_by(v) == v]
+        applied = [v for v in self.variants if self.trained_by(v) != v]
+        return [(v, s, u) for group in (trained, applied) for s in seeds for v in group if s in self.seeds_of(v)
+                for u in self.units]
 
-    def reuses_baseline(self, variant: str) -> bool:
-        """True when ``variant`` trains the very networks of the baseline (it changes only how they are
-        applied: test-time averaging, inference tile, post-processing), so it evaluates those."""
-        if variant == self.baseline:
-            return False
-        return not self.variant_recipe(variant, 0).differs_from(self.variant_recipe(self.baseline, 0))
+    def trained_by(self, variant: str) -> str:
+        """The variant whose networks ``variant`` evaluates: the first (in the study's order) whose recipe makes
+        the same network (:meth:`Recipe.differs_from`: it changes only how a network is applied, e.g. test-time
+        averaging or post-processing); ``variant`` itself when it trains its own."""
+        mine = self.variant_recipe(variant, 0)
+        return next(v for v in self.variants if v == variant or not mine.differs_from(self.variant_recipe(v, 0)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "recipe": self.recipe.to_dict(), "variants": self.variants,
                 "seeds": list(self.seeds), "units": list(self.units), "folds": self.folds,
-                "question": self.question, "headline_seeds": list(self.headline_seeds)}
+                "question": self.question, "more_seeds": {v: list(x) for v, x in self.more_seeds.items()}}
 
 
 @dataclass
@@ -240,11 +247,11 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
         runner = runner or serial
         # serially one run at a time; on a local cluster as many at a time as it has workers (so that
         # progress is reported as runs finish); on an existing scheduler each phase at once. The runs that
-        # evaluate the baseline's networks (reuses_baseline) start only once every network is trained.
+        # evaluate another variant's networks (trained_by) start only once every network is trained.
         width = 1 if runner is serial else getattr(runner, "workers", 0)
         for phase in (False, True):
             calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=False)
-                     for v, s, u in todo if study.reuses_baseline(v) == phase]  # a line per run, no progress bars
+                     for v, s, u in todo if (study.trained_by(v) != v) == phase]  # a line per run, no progress bars
             for first in range(0, len(calls), width or max(1, len(calls))):
                 for row in runner(run_job, calls[first:first + (width or len(calls))]):
                     done += 1
@@ -260,11 +267,12 @@ def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=Non
     """One ``(variant, seed, unit)``: train, evaluate, and write its row to ``out_dir/VARIANT/seedS/UNIT.json``."""
     recipe = study.variant_recipe(variant, seed)
     folder = run_folder(out_dir, variant, seed)
-    if study.reuses_baseline(variant):  # evaluate the baseline's network (a copy: tuning rewrites its recipe)
-        if _stored(study, Path(out_dir), study.baseline, seed, unit) is None:
-            raise UnetlibError(f"{variant} seed {seed} {unit} evaluates the network of {study.baseline!r}, which "
-                               "is not trained yet: run the study (it trains the baseline first)")
-        _copy_network(run_folder(out_dir, study.baseline, seed), folder, recipe.dataset, unit)
+    source = study.trained_by(variant)
+    if source != variant:  # evaluate another variant's network (a copy: tuning rewrites its recipe)
+        if _stored(study, Path(out_dir), source, seed, unit) is None:
+            raise UnetlibError(f"{variant} seed {seed} {unit} evaluates the network of {source!r}, which "
+                               "is not trained yet: run the study (it trains every network first)")
+        _copy_network(run_folder(out_dir, source, seed), folder, recipe.dataset, unit)
     if study.recipe.dataset == "isbi2012":
         split = protocols.select_folds(protocols.contiguous_folds(30, study.folds), [unit])[0]
         result = protocols.isbi_fold(recipe, split, folder, root=root, progress=progress)
