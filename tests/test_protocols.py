@@ -33,3 +33,38 @@ def test_bad_blocks_are_refused():
     assert protocols.block_index("block2") == 2
     with pytest.raises(UnetlibError, match="not a held-out block"):
         protocols.block_index("block3")
+
+
+def test_the_held_out_loss_is_the_training_loss_on_other_images():
+    import numpy as np
+    import torch
+
+    from unetlib.recipe import preset
+    from unetlib.train import weighted_cross_entropy
+    from unetlib.weights import instances_from_binary, training_target
+
+    rng = np.random.default_rng(0)
+    labels = np.full((2, 64, 64), 255, np.uint8)
+    labels[:, 20:22, :] = 0  # membranes
+    labels[:, :, 40:43] = 0
+    logits = torch.from_numpy(rng.normal(size=(2, 2, 64, 64)).astype(np.float32))
+    prob = torch.softmax(logits, 1)[:, 1].numpy()
+    recipe = preset("isbi2012", "smoke")
+    expected = []
+    for i in range(2):
+        target, weight = training_target(instances_from_binary(labels[i]), w0=recipe.w0, sigma=recipe.sigma,
+                                         class_weights=recipe.class_weights)
+        expected.append(float(weighted_cross_entropy(logits[i:i + 1], torch.from_numpy(target[None]).long(),
+                                                     torch.from_numpy(weight[None]))))
+    assert protocols.held_out_loss(prob, labels, recipe) == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+def test_border_errors_count_the_band_and_the_interior_apart():
+    import numpy as np
+
+    cells = np.ones((1, 300, 300), bool)
+    prob = np.ones((1, 300, 300))
+    prob[0, :10, :] = 0.0  # wrong only at the top edge
+    errors = protocols.border_errors(prob, cells, width=92)
+    band = 300 * 300 - (300 - 184) ** 2
+    assert errors == {"border_error": pytest.approx(10 * 300 / band), "interior_error": 0.0}

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from unetlib import data as datasets
-from unetlib import profiles
+from unetlib import geometry, profiles
 from unetlib.errors import UnetlibError
 from unetlib.inference import Tiling, predict
 from unetlib.metrics import isbi2012_errors
@@ -239,10 +239,8 @@ def border_rows(result: StudyResult, variant: str, out_dir: str | Path, root=Non
 
 
 def border_band(shape: tuple[int, int], width: int = BORDER) -> np.ndarray:
-    """True within ``width`` pixels of the border of an image of ``shape``."""
-    band = np.ones(shape, bool)
-    band[width:-width, width:-width] = False
-    return band
+    """True within ``width`` pixels of the border (:func:`unetlib.geometry.border_band`)."""
+    return geometry.border_band(shape, width)
 
 
 def _segmenter(run: dict, out_dir: str | Path) -> Segmenter:

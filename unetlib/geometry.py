@@ -24,7 +24,7 @@ import numpy as np
 from unetlib.errors import UnetlibError
 from unetlib.model import BORDER, MIN_INPUT, check_input_size, input_size_for_output
 
-__all__ = ["GRID", "TTA_MODES", "mirror_index", "TileLayout", "plan_tiles", "tta_transforms"]
+__all__ = ["GRID", "TTA_MODES", "mirror_index", "TileLayout", "plan_tiles", "tta_transforms", "border_band"]
 
 GRID = 16  #: period of the pooling grid after four 2x2 max-pools (pixels)
 TTA_MODES = ("none", "flips", "d4")
@@ -278,3 +278,11 @@ def tta_transforms(mode: str | None) -> list[Callable[[np.ndarray], np.ndarray]]
         return [lambda a: a, lr, ud, lambda a: a[..., ::-1, ::-1]]
     rotations = [lambda a, k=k: np.rot90(a, k, axes=(-2, -1)) for k in range(4)]
     return rotations + [lambda a, r=r: r(lr(a)) for r in rotations]
+
+
+def border_band(shape: tuple[int, int], width: int) -> np.ndarray:
+    """True within ``width`` pixels of the border of an image of ``shape``: where an overlap tile's context
+    reaches past the image (``width`` = the network's border, 92 px) and is extrapolated."""
+    band = np.ones(shape, bool)
+    band[width:-width, width:-width] = False
+    return band

@@ -58,7 +58,8 @@ __all__ = ["SCHEMA", "METRICS", "MEAN_UNIT", "Study", "StudyResult", "run_study"
 SCHEMA = "unetlib-study-v1"
 #: Per dataset: the metrics a study reports, and whether larger is better.
 METRICS = {
-    "isbi2012": {"pixel_error": False, "rand_error": False, "warping_error": False},
+    "isbi2012": {"pixel_error": False, "rand_error": False, "warping_error": False, "border_error": False,
+                 "interior_error": False, "held_out_loss": False},
     "PhC-C2DH-U373": {"SEG": True, "foreground_iou": True, "matched_objects": True, "merges": False},
     "DIC-C2DH-HeLa": {"SEG": True, "foreground_iou": True, "matched_objects": True, "merges": False},
 }
