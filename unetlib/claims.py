@@ -1,108 +1,127 @@
-"""The paper's claims about its ingredients, each put to a measured test (notebook 05_claims).
+"""The paper's claims about its ingredients, each tested where its mechanism can act (notebook 05_claims).
 
-Every claim is a comparison of two arms over seeds, judged by
-:func:`unetlib.stats.verdict` from the 95 % interval of the paired
-difference: *supported* (the interval excludes 0 in the claimed direction),
-*not detectable at this budget* (it includes 0), or *contradicted* (it
-excludes 0 the other way).
+A claim is a comparison of two arms of one study (variants of a recipe, paired
+by seed): the arm with the paper's ingredient and the arm without it, in a
+metric named in words a reader knows, with the direction the paper predicts
+and the smallest difference that would matter (its *practical size*). Before
+any "no effect" word, a *control* checks in the same runs that the mechanism
+can act at all: that a few-images regime exists (2 sections measurably worse
+than 24) for elastic deformation and dropout, that the networks learned (better
+than a constant prediction by a stated margin), that the HeLa network finds
+cells. The verdict (:func:`decide`):
 
-- Claims that need training (elastic deformation and the training-set size,
-  the weighted loss, large tiles and momentum, dropout) are studies
-  (:class:`unetlib.study.Study`): recipe variants x seeds on one unit, run
-  resumably by :func:`unetlib.study.run_study`. :func:`claim_studies` gives
-  them per profile, with the reduced budget stated in each study's question.
-- Claims about inference (averaging over rotated versions, mirror
-  extrapolation at the border) reuse trained networks: :func:`tta_rows` and
-  :func:`border_rows` evaluate each network every way and return study rows,
-  so the same statistics apply.
-- The speed claim is a measurement: :func:`inference_seconds`.
+    control failed -> "not testable at this budget" (with the reason)
+    -> the 95 % interval of the paired difference excludes 0: "supported" or "contradicted"
+    -> it lies within +-practical size: "no effect larger than +-X"
+    -> else "undecided": add a seed to the claim's arms (up to MAX_SEEDS) and decide again
+
+The studies (:func:`claim_studies`) take their budget from the profile file's
+``claims`` entry; the budget of elastic deformation and dropout comes from a
+pilot (:func:`pilot_study`) that trains the few-section and all-section arms at
+several step counts, so that the few-images regime is shown, not assumed. The
+speed claim is a measurement (:func:`inference_seconds`); the large-tile claim
+is also one of throughput (:func:`tile_throughput`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
+import multiprocessing
+import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from unetlib import data as datasets
 from unetlib import geometry, profiles
 from unetlib.errors import UnetlibError
 from unetlib.inference import Tiling, predict
 from unetlib.metrics import isbi2012_errors
-from unetlib.model import BORDER, UNet
+from unetlib.model import BORDER, UNet, output_size
 from unetlib.protocols import contiguous_folds
 from unetlib.recipe import preset
-from unetlib.runtime import pick_device
-from unetlib.segment import Segmenter
-from unetlib.stats import compare
-from unetlib.study import Study, StudyResult, run_folder
+from unetlib.runtime import autocast, pick_device, to_channels_last
+from unetlib.stats import NOT_TESTABLE, SUPPORTED, UNDECIDED, t_interval, verdict
+from unetlib.study import Study, StudyResult
+from unetlib.train import weighted_cross_entropy
 
-__all__ = ["Claim", "CLAIMS", "claim_studies", "claim_row", "tta_rows", "border_rows", "inference_seconds",
-           "speed_row", "equal_time_variant", "rows_result", "border_band", "budget"]
+__all__ = ["Claim", "CLAIMS", "METRIC_NAMES", "MAX_SEEDS", "budget", "claim_studies", "pilot_study", "decide",
+           "controls", "constant_prediction", "sentence", "undecided", "tile_throughput", "throughput_row",
+           "inference_seconds", "speed_row", "border_band"]
+
+#: A claim still undecided after this many seeds per arm is reported as undecided.
+MAX_SEEDS = 6
+ISBI_UNIT = 1  # the ISBI fold of the claims: not one the cpu profile reports
+#: The metrics of the claims, in words a reader knows.
+METRIC_NAMES = {
+    "pixel_error": "pixel error (ISBI: 1 - the best F-score over thresholds)",
+    "border_error": "border misclassification rate (P(cell) > 0.5, within 92 px of the image border)",
+    "SEG": "SEG (Cell Tracking Challenge)",
+    "merges": "merged cells (one predicted object the match of two or more annotated cells)",
+    "output_pixels_per_second": "output pixels per second of training",
+    "seconds": "seconds for one 512x512 image",
+}
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper and the comparison that tests it."""
+    """One claim of the paper and the comparison that tests it.
+
+    ``claimed`` is the sign the paper predicts for (variant - baseline) of ``metric``; ``practical`` the
+    smallest difference that would matter; ``control`` the key of the condition (:func:`controls`) under
+    which the mechanism can act."""
 
     key: str
     title: str
     quote: str
     section: str
-    metric: str  # the metric the verdict is about
-    baseline: str  # arm the claim compares against (the ingredient present, or the paper's choice)
-    variant: str  # the other arm
-    claimed: int  # the sign the claim predicts for (variant - baseline) of the metric
-    unit: Any = None  # the unit whose comparison is the verdict (None: the study's only unit)
+    study: str
+    metric: str
+    baseline: str
+    variant: str
+    claimed: int
+    practical: float
+    control: str
+    unit: Any = None
 
 
-CLAIMS = {
-    "elastic": Claim(
-        "elastic", "Elastic deformation is the key to learning from few images",
-        "random elastic deformations of the training samples seem to be the key concept to train a "
-        "segmentation network with very few annotated images", "3.1", "pixel_error",
-        "2 sections", "2 sections, no elastic", +1),
-    "weighted_loss": Claim(
-        "weighted_loss", "The weighted loss separates touching cells",
-        "the separating background labels between touching cells obtain a large weight in the loss function",
-        "3, Fig. 3", "merges", "w0 = 10", "w0 = 0", +1),
-    "large_tiles": Claim(
-        "large_tiles", "Large tiles over a large batch (equal output pixels, equal steps)",
-        "we favor large input tiles over a large batch size and hence reduce the batch to a single image",
-        "3", "pixel_error", "1 large tile", "batch of 4 small tiles", +1),
-    "large_tiles_time": Claim(
-        "large_tiles_time", "Large tiles over a large batch (equal wall time)",
-        "we favor large input tiles over a large batch size and hence reduce the batch to a single image",
-        "3", "pixel_error", "1 large tile", "batch of 4 small tiles, equal time", +1),
-    "momentum": Claim(
-        "momentum", "High momentum (0.99) for SGD",
-        "we use a high momentum (0.99) such that a large number of the previously seen training samples "
-        "determine the update in the current optimization step", "3", "pixel_error",
-        "SGD momentum 0.99", "SGD momentum 0.9", +1),
-    "dropout": Claim(
-        "dropout", "Dropout as implicit augmentation",
-        "drop-out layers at the end of the contracting path perform further implicit data augmentation",
-        "3.1", "pixel_error", "24 sections", "dropout 0", +1),
-    "tta": Claim(
-        "tta", "Averaging over rotated versions of the input",
-        "averaged over 7 rotated versions of the input data", "4", "pixel_error", "d4 (8 symmetries)", "none", +1),
-    "speed": Claim(
-        "speed", "Segmentation of a 512x512 image takes less than a second on a recent GPU",
-        "segmentation of a 512x512 image takes less than a second on a recent GPU", "abstract", "seconds",
-        "", "", -1),
-    "mirror": Claim(
-        "mirror", "Mirror extrapolation at the image border",
-        "to predict the pixels in the border region of the image, the missing context is extrapolated by "
-        "mirroring the input image", "2, Fig. 2", "border_pixel_error", "mirror", "zero padding", +1),
-}
-
-ISBI_UNIT = 1  # the ISBI fold of the claims: not one the cpu profile reports
+CLAIMS = {c.key: c for c in (
+    Claim("elastic", "Elastic deformation is the key to learning from few images",
+          "random elastic deformations of the training samples seem to be the key concept to train a segmentation "
+          "network with very few annotated images", "3.1", "regime", "pixel_error", "few", "few, no elastic", +1,
+          0.005, "regime"),
+    Claim("dropout", "Dropout as implicit data augmentation",
+          "drop-out layers at the end of the contracting path perform further implicit data augmentation", "3.1",
+          "regime", "pixel_error", "few", "few, no dropout", +1, 0.005, "regime"),
+    Claim("tta", "Averaging over rotated versions of the input", "averaged over 7 rotated versions of the input data",
+          "4", "regime", "pixel_error", "all, d4", "all", +1, 0.002, "learned"),
+    Claim("mirror", "Mirror extrapolation at the image border",
+          "to predict the pixels in the border region of the image, the missing context is extrapolated by "
+          "mirroring the input image", "2, Fig. 2", "regime", "border_error", "all", "all, zero padding", +1, 0.01,
+          "learned"),
+    Claim("momentum", "High momentum (0.99) for SGD",
+          "we use a high momentum (0.99) such that a large number of the previously seen training samples "
+          "determine the update in the current optimization step", "3", "optimiser", "pixel_error",
+          "SGD momentum 0.99", "SGD momentum 0.9", +1, 0.005, "learned"),
+    Claim("large_tiles", "Large tiles over a large batch (equal wall time)",
+          "we favor large input tiles over a large batch size and hence reduce the batch to a single image", "3",
+          "tiles", "pixel_error", "1 large tile", "batch of 4 small tiles, equal time", +1, 0.005, "learned"),
+    Claim("weighted_loss", "The weighted loss separates touching cells",
+          "the separating background labels between touching cells obtain a large weight in the loss function",
+          "3, Fig. 3", "weighted_loss", "merges", "w0 = 10, components", "w0 = 0, components", +1, 2.0, "finds_cells"),
+    Claim("weighted_loss_seg", "The weighted loss separates touching cells (SEG)",
+          "the separating background labels between touching cells obtain a large weight in the loss function",
+          "3, Fig. 3", "weighted_loss", "SEG", "w0 = 10, components", "w0 = 0, components", -1, 0.02, "finds_cells"),
+)}
+#: How much better than a constant prediction (in pixel error) a network must be to have learned.
+LEARNED_MARGIN = 0.02
+#: The SEG a HeLa network must reach with every seed to count as finding cells.
+FINDS_CELLS = 0.3
 
 
 def budget(profile: str) -> dict:
@@ -114,137 +133,204 @@ def budget(profile: str) -> dict:
     return found
 
 
-def claim_studies(profile: str, seeds: Sequence[int] = (0, 1, 2)) -> dict[str, Study]:
-    """The trained claims as studies: ``elastic`` (with ``dropout`` as a variant of its full-data arm),
-    ``large_tiles`` (with the SGD momentum arms) and ``weighted_loss``."""
-    b, seeds = budget(profile), tuple(seeds)
-    train = {"train.width": b["width"], "train.iterations": b["iterations"], "train.tile": b["small"]}
-    isbi = preset("isbi2012", profile).replace(tta="none", **train)
-    sizes = b["sizes"]
-    elastic = {}
-    for n in sizes:
-        elastic[f"{n} sections"] = {"train_images": n}
-        elastic[f"{n} sections, no elastic"] = {"train_images": n, "train.augment.elastic_sigma": 0.0}
-    elastic["dropout 0"] = {"train_images": sizes[-1], "train.dropout": 0.0}
-    steps = f"{b['iterations']} steps at width {b['width']}, {b['small']}² tiles, no test-time averaging"
-    studies = {"elastic": Study(
-        "claim-elastic", isbi, elastic, seeds, (ISBI_UNIT,),
-        question=f"Does elastic deformation matter more the fewer training sections there are? ISBI 2012 fold "
-                 f"{ISBI_UNIT}, {', '.join(map(str, sizes))} of its 24 training sections; {steps}. The last arm "
-                 f"(dropout 0) tests dropout on all sections.")}
-    large = isbi.replace(**{"train.tile": b["large"]})
-    small_batch = {"train.tile": b["small"], "train.batch": 4}
-    studies["large_tiles"] = Study(
-        "claim-large-tiles", large,
-        {"1 large tile": {}, "batch of 4 small tiles": small_batch,
-         "SGD momentum 0.99": {"train.optimizer": "sgd", "train.momentum": 0.99, "train.schedule": "constant",
-                               "train.warmup": 0},
-         "SGD momentum 0.9": {"train.optimizer": "sgd", "train.momentum": 0.9, "train.schedule": "constant",
-                              "train.warmup": 0}},
-        seeds, (ISBI_UNIT,),
-        question=f"One {b['large']}² tile per step ({(b['large'] - 184) ** 2:,} output pixels) against a batch of "
-                 f"4 {b['small']}² tiles ({4 * (b['small'] - 184) ** 2:,}), {b['iterations']} steps each; and the "
-                 "paper's SGD with momentum 0.99 against 0.9 (lr 0.001, one large tile).")
-    # the release's 4 flips at test time, as the claim was measured (before the cpu recipe adopted d4)
-    hela = preset("DIC-C2DH-HeLa", profile).replace(tta="flips", **{"train.iterations": b["hela_iterations"]})
+def claim_studies(profile: str, seeds: Sequence[int] = (0, 1, 2), more_seeds: dict | None = None) -> dict[str, Study]:
+    """The claims' studies under ``profile``'s budget: ``regime`` (few and all ISBI sections: elastic deformation,
+    dropout, test-time averaging, mirror extrapolation), ``optimiser`` (SGD momentum at equal effective step
+    size), ``tiles`` (one large tile against a batch of small ones at equal wall time; the steps of the batch arm
+    from the measured throughput, :func:`tile_throughput`) and ``weighted_loss`` (HeLa, Eq. 2's border term, with
+    and without splitting touching cells). ``more_seeds``: study -> {arm: seeds} (claims still undecided)."""
+    b, seeds, more = budget(profile), tuple(seeds), more_seeds or {}
+    common = {"train.width": b["width"], "train.tile": b["tile"], "tta": "none"}
+    isbi = preset("isbi2012", profile).replace(**common)
+    few, steps = b["few"], b["steps"]
+    regime = {
+        "all": {"train.iterations": steps},
+        "few": {"train_images": few, "train.iterations": steps},
+        "few, no elastic": {"train_images": few, "train.iterations": steps, "train.augment.elastic_sigma": 0.0},
+        "few, no dropout": {"train_images": few, "train.iterations": steps, "train.dropout": 0.0},
+        "all, d4": {"train.iterations": steps, "tta": "d4"},
+        "all, zero padding": {"train.iterations": steps, "train.augment.padding": "zero"},
+    }
+    studies = {"regime": Study(
+        "claim-regime", isbi, regime, seeds, (ISBI_UNIT,), more_seeds=more.get("regime", {}),
+        question=f"ISBI 2012 fold {ISBI_UNIT}: {few} of the 24 training sections (evenly spaced) against all, "
+                 f"{steps} steps at width {b['width']}, {b['tile']}² tiles: with and without elastic deformation and "
+                 f"dropout (on {few}); all sections with and without averaging over the 8 symmetries, and trained and "
+                 "applied with mirror extrapolation or zero padding.")}
+    sgd = {"train.optimizer": "sgd", "train.schedule": "constant", "train.warmup": 0,
+           "train.iterations": b["sgd_steps"], "train.tile": b["large_tile"]}
+    studies["optimiser"] = Study(
+        "claim-optimiser", isbi, {"SGD momentum 0.99": {**sgd, "train.momentum": 0.99, "train.lr": 0.001},
+                                  "SGD momentum 0.9": {**sgd, "train.momentum": 0.9, "train.lr": 0.01}},
+        seeds, (ISBI_UNIT,), more_seeds=more.get("optimiser", {}),
+        question=f"The paper's SGD with momentum 0.99 (lr 0.001) against momentum 0.9 at the same effective step "
+                 f"size lr / (1 - momentum) = 0.1 (lr 0.01), {b['sgd_steps']} steps, one {b['large_tile']}² tile per "
+                 "step, all sections.")
+    large, small = b["large_tile"], b["tile"]
+    studies["tiles"] = Study(
+        "claim-tiles", isbi, {"1 large tile": {"train.tile": large, "train.iterations": b["tile_steps"]},
+                              "batch of 4 small tiles, equal time": {
+                                  "train.tile": small, "train.batch": 4, "train.iterations": b["batch_steps"]}},
+        seeds, (ISBI_UNIT,), more_seeds=more.get("tiles", {}),
+        question=f"One {large}² tile per step ({output_size(large) ** 2:,} output pixels) for {b['tile_steps']} steps "
+                 f"against a batch of four {small}² tiles ({4 * output_size(small) ** 2:,}) for {b['batch_steps']} "
+                 "steps, the same training time on a 2-core CPU (the steps from the measured throughput).")
+    hela = preset("DIC-C2DH-HeLa", profile).replace(**{"train.iterations": b["hela_steps"]})
     studies["weighted_loss"] = Study(
-        "claim-weighted-loss", hela, {"w0 = 10": {}, "w0 = 0": {"w0": 0.0}}, seeds, ("01->02",),
-        question=f"Does Eq. 2's border term separate touching HeLa cells? The {profile} recipe (with the 4 flips) at "
-                 f"{b['hela_iterations']} steps with w0 = 10 (paper) and w0 = 0 (class balance only), 01->02.")
+        "claim-weighted-loss", hela,
+        {"w0 = 10": {}, "w0 = 0": {"w0": 0.0}, "w0 = 10, components": {"tune_split": False},
+         "w0 = 0, components": {"w0": 0.0, "tune_split": False}},
+        seeds, ("01->02",), more_seeds=more.get("weighted_loss", {}),
+        question=f"DIC-HeLa 01->02, the {profile} recipe at {b['hela_steps']} steps with Eq. 2's border term (w0 = 10, "
+                 "the paper's) and without (w0 = 0), each cut into instances by connected components alone and with "
+                 "touching cells split at the cores of P(cell) (the recipe's post-processing, which can do part of "
+                 "what the border term does).")
     return studies
 
 
-def equal_time_variant(result: StudyResult, budget_iterations: int) -> dict:
-    """The batch arm with as many steps as fit in the large-tile arm's median training time."""
-    def median_seconds(variant):
-        times = [r["train_seconds"] for r in result.runs if r["variant"] == variant and r.get("train_seconds")]
-        if not times:
-            raise UnetlibError(f"no finished run of {variant!r} to time")
-        return float(np.median(times))
-
-    ratio = median_seconds("1 large tile") / median_seconds("batch of 4 small tiles")
-    steps = max(1, int(round(budget_iterations * ratio)))
-    return {"train.tile": result.study["variants"]["batch of 4 small tiles"]["train.tile"], "train.batch": 4,
-            "train.iterations": steps}
-
-
-def claim_row(claim: Claim, result: StudyResult, metric: str | None = None,
-              higher_is_better: bool | None = None) -> dict:
-    """The verdict row of ``claim`` from ``result``: effect (variant - baseline), 95 % interval, n, verdict.
-
-    On ``claim.metric`` the claimed direction is ``claim.claimed``; on another ``metric`` the claim is that
-    the variant (the arm without the paper's ingredient) does worse in it.
-    """
-    if metric is None or metric == claim.metric:
-        metric, claimed = claim.metric, claim.claimed
-    else:
-        better = result.metrics.get(metric, False) if higher_is_better is None else higher_is_better
-        claimed = -1 if better else 1
-    table = compare(result, metric, claim.baseline, claimed=claimed, higher_is_better=higher_is_better,
-                    with_mean=False)
-    unit = claim.unit if claim.unit is not None else result.units[0]
-    rows = table[(table.variant == claim.variant) & (table.unit == unit)] if len(table) else table
-    if not len(rows):
-        raise UnetlibError(f"claim {claim.key}: no paired runs of {claim.variant!r} and {claim.baseline!r}")
-    row = rows.iloc[0]
-    return {"claim": claim.title, "section": claim.section, "metric": metric,
-            "comparison": f"{claim.variant} - {claim.baseline}", "baseline": row["baseline"],
-            "variant": row["variant_mean"], "effect": row["difference"], "low": row["low"], "high": row["high"],
-            "n": int(row["n"]), "verdict": row["verdict"]}
+def pilot_study(profile: str, steps: Sequence[int], seed: int = 0) -> Study:
+    """The pilot that decides the steps of the few-images regime: the few-section and all-section arms of the
+    ``regime`` study at each of ``steps``, one seed; each run records its training loss and its held-out loss."""
+    b = budget(profile)
+    isbi = preset("isbi2012", profile).replace(**{"train.width": b["width"], "train.tile": b["tile"], "tta": "none"})
+    variants = {f"{arm}, {n} steps": {"train.iterations": int(n), **({"train_images": b["few"]} if arm == "few" else {})}
+                for n in steps for arm in ("all", "few")}
+    return Study("claim-pilot", isbi, variants, (seed,), (ISBI_UNIT,),
+                 question=f"At how many steps does a network trained on {b['few']} sections fall measurably behind one "
+                          "trained on all 24 (the few-images regime), while its held-out loss stops falling?")
 
 
 # --------------------------------------------------------------------------- #
-# Inference-only claims on trained networks
+# Controls and verdicts
 # --------------------------------------------------------------------------- #
-def _isbi_test(split_unit: int, folds: int = 5, root=None):
+def constant_prediction(root=None, fold: int = ISBI_UNIT) -> float:
+    """The ISBI pixel error of a network that predicts one constant value everywhere (it has learned nothing)."""
     isbi = datasets.load_isbi2012(root)
-    split = contiguous_folds(len(isbi.train_images), folds)[split_unit]
-    return isbi.train_images[list(split.test)], isbi.train_labels[list(split.test)]
+    test = list(contiguous_folds(len(isbi.train_images), 5)[fold].test)
+    return float(isbi2012_errors(np.full(isbi.train_labels[test].shape, 0.5, np.float32),
+                                 isbi.train_labels[test]).pixel_error)
 
 
-def tta_rows(result: StudyResult, variant: str, out_dir: str | Path, root=None,
-             modes: Sequence[str] = ("none", "flips", "d4")) -> list[dict]:
-    """Each trained ISBI network of ``variant`` evaluated with every test-time averaging: study rows."""
-    rows = []
-    for run in (r for r in result.runs if r["variant"] == variant):
-        images, labels = _isbi_test(run["unit"], result.study.get("folds", 5), root)
-        segmenter = _segmenter(run, out_dir)
-        for mode in modes:
-            scores = isbi2012_errors(segmenter.p_cell(images, tta=mode), labels)
-            rows.append({"variant": _TTA_NAMES.get(mode, mode), "seed": run["seed"], "unit": run["unit"],
-                         "pixel_error": float(scores.pixel_error), "rand_error": float(scores.rand_error),
-                         "warping_error": float(scores.warping_error), "final_loss": run["final_loss"]})
-    return rows
+def controls(results: dict[str, StudyResult], constant: float) -> dict[str, tuple[bool, str]]:
+    """Each control (key -> passed, what was found), from the claims' studies and the constant prediction's
+    pixel error: ``regime`` (the few-section arm worse than all sections: its interval above 0), ``learned`` (every
+    ISBI run at least :data:`LEARNED_MARGIN` below the constant prediction; runs that did not are named),
+    ``finds_cells`` (every HeLa run of the paper's arm reaches SEG :data:`FINDS_CELLS`)."""
+    found = {}
+    regime = results.get("regime")
+    if regime is not None:
+        d = _paired(regime, "pixel_error", "all", "few")
+        _, low, high = t_interval(d)
+        ok = len(d) >= 2 and low > 0
+        found["regime"] = (ok, f"{len(d)} seeds: {regime.study['variants']['few'].get('train_images')} sections "
+                               f"{'worse' if ok else 'not measurably worse'} than all 24 by "
+                               f"{np.mean(d) if d else math.nan:+.4f} (95 % interval {low:+.4f} to {high:+.4f})")
+    bad = [f"{k}/{r['variant']} seed {r['seed']} ({r['pixel_error']:.3f})" for k in ("regime", "optimiser", "tiles")
+           if k in results for r in results[k].runs if r.get("pixel_error") is not None
+           and r["pixel_error"] > constant - LEARNED_MARGIN]
+    found["learned"] = (not bad, f"constant prediction {constant:.4f}; margin {LEARNED_MARGIN}; " + (
+        "every network below it" if not bad else "not learned: " + ", ".join(bad)))
+    hela = results.get("weighted_loss")
+    if hela is not None:
+        low = [r for r in hela.runs if r["variant"] == "w0 = 10" and r["SEG"] < FINDS_CELLS]
+        found["finds_cells"] = (not low, f"SEG of w0 = 10 at least {FINDS_CELLS} with every seed" if not low else
+                                "w0 = 10 below SEG " + f"{FINDS_CELLS}: " + ", ".join(f"seed {r['seed']}" for r in low))
+    return found
 
 
-_TTA_NAMES = {"d4": "d4 (8 symmetries)", "flips": "flips (4)", "none": "none"}
+def _paired(result: StudyResult, metric: str, baseline: str, variant: str) -> list[float]:
+    unit = result.units[0]
+    a, b = result.values(baseline, unit, metric), result.values(variant, unit, metric)
+    return [b[s] - a[s] for s in sorted(set(a) & set(b))]
 
 
-def border_rows(result: StudyResult, variant: str, out_dir: str | Path, root=None) -> list[dict]:
-    """Each trained ISBI network of ``variant``, with mirror extrapolation and with zero padding: the pixel
-    error within :data:`~unetlib.model.BORDER` pixels of the image border and in the interior (study rows)."""
-    rows = []
-    for run in (r for r in result.runs if r["variant"] == variant):
-        images, labels = _isbi_test(run["unit"], result.study.get("folds", 5), root)
-        segmenter = _segmenter(run, out_dir)
-        band = border_band(images.shape[-2:])
-        truth = labels > 0
-        for padding, name in (("mirror", "mirror"), ("zero", "zero padding")):
-            tiling = dataclasses.replace(segmenter.default_tiling(), padding=padding)
-            wrong = (segmenter.p_cell(images, tiling=tiling) > 0.5) != truth
-            rows.append({"variant": name, "seed": run["seed"], "unit": run["unit"],
-                         "border_pixel_error": float(wrong[:, band].mean()),
-                         "interior_pixel_error": float(wrong[:, ~band].mean()), "final_loss": run["final_loss"]})
-    return rows
+def decide(claim: Claim, result: StudyResult, passed: tuple[bool, str]) -> dict:
+    """The claim's row: both arms' means, the effect (variant - baseline, mean over paired seeds) with its 95 %
+    interval, n, the control's outcome and the verdict (:func:`unetlib.stats.verdict`; "not testable at this
+    budget" when the control failed)."""
+    d = _paired(result, claim.metric, claim.baseline, claim.variant)
+    if not d:
+        raise UnetlibError(f"claim {claim.key}: no paired runs of {claim.variant!r} and {claim.baseline!r}")
+    unit = result.units[0]
+    a, b = result.values(claim.baseline, unit, claim.metric), result.values(claim.variant, unit, claim.metric)
+    effect, low, high = t_interval(d)
+    ok, why = passed
+    word = verdict(low, high, claim.claimed, claim.practical) if ok else f"{NOT_TESTABLE}: {why}"
+    return {"claim": claim.title, "section": claim.section, "metric": METRIC_NAMES.get(claim.metric, claim.metric),
+            "comparison": f"{claim.variant} - {claim.baseline}", "paper's arm": float(np.mean(list(a.values()))),
+            "other arm": float(np.mean(list(b.values()))), "effect": effect, "low": low, "high": high, "n": len(d),
+            "practical size": claim.practical, "control": why if ok else "failed", "verdict": word}
 
 
-def border_band(shape: tuple[int, int], width: int = BORDER) -> np.ndarray:
-    """True within ``width`` pixels of the border (:func:`unetlib.geometry.border_band`)."""
-    return geometry.border_band(shape, width)
+def sentence(row: dict) -> str:
+    """A verdict row as the sentence that ends its claim's section."""
+    word = row["verdict"]
+    if word.startswith(NOT_TESTABLE):
+        return f"**{row['claim']}: {word}.**"
+    interval = "" if math.isnan(row["low"]) else f" (95 % interval {row['low']:+.4g} to {row['high']:+.4g})"
+    return (f"**{row['claim']}: {word}.** {row['comparison']}: {row['metric']} {row['effect']:+.4g}{interval}, "
+            f"{row['n']} seeds; the smallest difference that would matter: {row['practical size']:g}.")
 
 
-def _segmenter(run: dict, out_dir: str | Path) -> Segmenter:
-    return Segmenter.load(run_folder(out_dir, run["variant"], run["seed"]) / run["result"]["checkpoint"])
+def throughput_row(large: dict, batch: dict) -> dict:
+    """The large-tile claim as throughput: output pixels per second of training with one large tile per step
+    against a batch of small tiles (each step's rate a sample; Welch's 95 % interval of the difference)."""
+    def rates(m):
+        return np.array([m["batch"] * output_size(m["tile"]) ** 2 / t for t in m["step_times"]])
+
+    a, b = rates(large), rates(batch)
+    diff = float(b.mean() - a.mean())
+    var_a, var_b = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    dof = (var_a + var_b) ** 2 / (var_a**2 / (a.size - 1) + var_b**2 / (b.size - 1)) if var_a + var_b > 0 else 1.0
+    half = float(stats.t.ppf(0.975, dof) * math.sqrt(var_a + var_b))
+    return {"claim": "Large tiles over a large batch (throughput)", "section": "3",
+            "metric": METRIC_NAMES["output_pixels_per_second"],
+            "comparison": f"batch of {batch['batch']} x {batch['tile']}² - 1 x {large['tile']}²",
+            "paper's arm": float(a.mean()), "other arm": float(b.mean()), "effect": diff, "low": diff - half,
+            "high": diff + half, "n": int(min(a.size, b.size)), "practical size": 0.05 * float(a.mean()),
+            "control": f"peak memory {large['peak_memory_mib']:,.0f} MiB against {batch['peak_memory_mib']:,.0f} MiB",
+            "verdict": verdict(diff - half, diff + half, -1, 0.05 * float(a.mean()))}
+
+
+def undecided(rows: Sequence[dict]) -> bool:
+    """Whether any verdict row still wants more seeds."""
+    return any(r["verdict"] == UNDECIDED for r in rows)
+
+
+# --------------------------------------------------------------------------- #
+# Measurements: tile throughput, speed
+# --------------------------------------------------------------------------- #
+def tile_throughput(width: int, tile: int, batch: int, steps: int = 6, warmup: int = 2) -> dict:
+    """One training configuration measured in a fresh process: seconds per step (median after ``warmup``),
+    output pixels per second and the process's peak memory (MiB), with this machine's precision and threads."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_throughput, (width, tile, batch, steps, warmup, torch.get_num_threads()))
+
+
+def _throughput(width: int, tile: int, batch: int, steps: int, warmup: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    device = pick_device("cpu")
+    torch.manual_seed(0)
+    model = to_channels_last(UNet(width=width), device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    out = output_size(tile)
+    x = torch.rand(batch, 1, tile, tile).contiguous(memory_format=torch.channels_last)
+    y, w = torch.randint(0, 2, (batch, out, out)), torch.ones(batch, out, out)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device):
+            loss = weighted_cross_entropy(model(x), y, w)
+        loss.backward()
+        optimizer.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    return {"width": width, "tile": tile, "batch": batch, "seconds_per_step": seconds,
+            "output_pixels_per_second": batch * out * out / seconds, "step_times": times,
+            "peak_memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def inference_seconds(width: int, size: int = 512, repeats: int = 3, device: str | None = None,
@@ -267,27 +353,23 @@ def inference_seconds(width: int, size: int = 512, repeats: int = 3, device: str
         if i:
             times.append(time.perf_counter() - start)
     return {"width": width, "size": size, "device": dev.type, "tta": tta, "seconds": float(np.median(times)),
-            "repeats": repeats}
+            "times": times, "repeats": repeats}
 
 
 def speed_row(measured: dict) -> dict:
-    """The speed claim's row: supported or contradicted on a GPU (under 1 s or not); on a CPU only the time."""
-    claim = CLAIMS["speed"]
+    """The speed claim's row: supported or contradicted on a GPU (under 1 s or not); on a CPU not testable."""
     seconds = measured["seconds"]
     if measured["device"] == "cuda":
-        verdict = "supported" if seconds < 1.0 else "contradicted"
+        word = SUPPORTED if seconds < 1.0 else "contradicted"
     else:
-        verdict = "not testable here: no GPU (the claim is about one)"
-    return {"claim": claim.title, "section": claim.section, "metric": "seconds",
+        word = f"{NOT_TESTABLE}: no GPU here (the claim is about one)"
+    return {"claim": "Segmentation of a 512x512 image takes less than a second on a recent GPU",
+            "section": "abstract", "metric": METRIC_NAMES["seconds"],
             "comparison": f"width {measured['width']}, {measured['size']}² image, {measured['device']}",
-            "baseline": 1.0, "variant": seconds, "effect": seconds - 1.0, "low": float("nan"),
-            "high": float("nan"), "n": measured["repeats"], "verdict": verdict}
+            "paper's arm": 1.0, "other arm": seconds, "effect": seconds - 1.0, "low": math.nan, "high": math.nan,
+            "n": measured["repeats"], "practical size": math.nan, "control": "–", "verdict": word}
 
 
-def rows_result(rows: list[dict], baseline: str, dataset: str, units: Sequence) -> StudyResult:
-    """Rows of an inference-only comparison as a :class:`StudyResult` (``baseline`` first)."""
-    variants = [baseline] + sorted({r["variant"] for r in rows} - {baseline})
-    spec = {"name": "inference", "recipe": {"dataset": dataset}, "variants": {v: {} for v in variants},
-            "seeds": sorted({r["seed"] for r in rows}), "units": list(units)}
-    return StudyResult(study=spec, runs=rows)
-
+def border_band(shape: tuple[int, int], width: int = BORDER) -> np.ndarray:
+    """True within ``width`` pixels of the border (:func:`unetlib.geometry.border_band`)."""
+    return geometry.border_band(shape, width)
