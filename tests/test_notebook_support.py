@@ -237,7 +237,7 @@ def test_without_history_uppercase_globals_are_the_parameters():
 
 
 def test_interpretation_names_the_test_cells_larger_than_any_training_cell():
-    from unetlib.figures import interpret
+    from unetlib.text import interpret
 
     run = {"direction": "01->02", "SEG": 0.5, "objects": 10, "matched_objects": 7, "foreground_iou": 0.6,
            "threshold": 0.5, "min_size": 0, "postprocessing": "tuned on the training sequence",
