@@ -39,7 +39,7 @@ from unetlib.model import BORDER, MIN_INPUT
 from unetlib.preprocess import check_mode, normalizer, row_blocks
 from unetlib.runtime import autocast, pick_device, reuse_freed_memory, to_channels_last
 
-__all__ = ["predict", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
+__all__ = ["predict", "check_image", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
 
 OUTPUTS = ("probabilities", "logits", "labels")
 PADDINGS = ("mirror", "zero")
@@ -203,7 +203,17 @@ def _validate(model, image, output: str, normalize: str) -> tuple[np.ndarray, bo
     check_mode(normalize)
     if not callable(model):
         raise UnetlibError(f"{type(model).__name__} is not callable; pass a network that maps tiles to logits")
-    stack, is_stack = _as_stack(image, int(getattr(model, "in_channels", 1)))
+    return check_image(image, int(getattr(model, "in_channels", 1)))
+
+
+def check_image(image, in_channels: int) -> tuple[np.ndarray, bool]:
+    """The image as ``(S, C, H, W)`` (a view where possible) and whether it was a stack.
+
+    Refuses, in one line, an image a network of ``in_channels`` cannot take:
+    pixels that are not numbers, axes that do not fit (see :func:`predict`),
+    no pixels, NaN or infinite values.
+    """
+    stack, is_stack = _as_stack(image, in_channels)
     _check_values(stack)
     return stack, is_stack
 
