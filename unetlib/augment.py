@@ -97,7 +97,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from unetlib.errors import UnetlibError
-from unetlib.geometry import mirror_index
+from unetlib.geometry import check_image_shape, mirror_index
 from unetlib.values import check_bool, check_integer, check_real
 from unetlib.weights import check_mask
 
@@ -243,7 +243,7 @@ def displacement_field(grid, shape):
     ndarray (2, H, W) float64 for a numpy grid; for a tensor, a tensor of its
     floating dtype on its device.
     """
-    height, width = _check_shape(shape)
+    height, width = check_image_shape(shape)
     if isinstance(grid, torch.Tensor):
         grid = grid if grid.is_floating_point() else grid.double()
     else:
@@ -577,12 +577,6 @@ def _check_rng(rng):
         raise TypeError(
             f"rng must be a numpy.random.Generator, got {type(rng).__name__}; use np.random.default_rng(seed)"
         )
-
-
-def _check_shape(shape) -> tuple[int, int]:
-    if len(shape) != 2 or any(int(n) != n or n < 1 for n in shape):
-        raise UnetlibError(f"shape must be (height, width) in pixels, both >= 1, got {tuple(shape)}")
-    return int(shape[0]), int(shape[1])
 
 
 def _check_grid(grid):

@@ -321,7 +321,9 @@ def touching_pairs(masks, gap: int = 3) -> int:
     between them or fewer), summed over the instance masks ``masks``: the near-touching neighbours whose
     gap Eq. 2's border term weighs most. A sequence without any cannot show a network how touching
     cells are separated."""
-    from scipy import ndimage  # here: the rest of the module reads files only
+    from scipy import ndimage  # here, as the weights: the rest of the module reads files only
+
+    from unetlib.weights import grown_box
 
     gap = check_integer("gap", gap, 1)
     total = 0
@@ -331,8 +333,7 @@ def touching_pairs(masks, gap: int = 3) -> int:
         for label, box in enumerate(ndimage.find_objects(mask), start=1):
             if box is None:
                 continue
-            grown = tuple(slice(max(s.start - gap, 0), min(s.stop + gap, n)) for s, n in zip(box, mask.shape))
-            window = mask[grown]
+            window = mask[grown_box(box, gap, mask.shape)]
             near = ndimage.binary_dilation(window == label, iterations=gap)
             pairs.update(frozenset((label, int(o))) for o in np.unique(window[near]) if o not in (0, label))
         total += len(pairs)

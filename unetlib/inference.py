@@ -49,7 +49,6 @@ _MAX_AUTO_BATCH = 16
 #: 450 bytes per input pixel at width 16, against 0.46 us of fp32 compute per input pixel there;
 #: the bytes grow with the width, the compute with its square). See docs/performance.md.
 _FIRST_TOUCH_WIDTH = 10.0
-_CHUNK_ROWS = 256  # rows per block for the finishing passes
 
 
 @dataclass(frozen=True)
@@ -353,14 +352,8 @@ def _predict_slice(image: np.ndarray, out: np.ndarray, plan: _Plan) -> None:
     summed[...] = 0.0
     for transform in plan.transforms:
         _stitch(transform(image), transform(summed), scaling, plan, finish="logits", accumulate=True)
-    for rows in _row_slices(image.shape[1]):
-        mean = summed[:, rows] / len(plan.transforms)
-        out[..., rows, :] = _finish(mean, plan.output, out.dtype)
-
-
-def _row_slices(height: int) -> Iterator[slice]:
-    for start in range(0, height, _CHUNK_ROWS):
-        yield slice(start, min(start + _CHUNK_ROWS, height))
+    for summed_rows, out_rows in zip(row_blocks(summed), row_blocks(out)):  # views: out is written in place
+        out_rows[...] = _finish(summed_rows / len(plan.transforms), plan.output, out.dtype)
 
 
 def _stitch(image: np.ndarray, target: np.ndarray, scaling, plan: _Plan, *, finish: str, accumulate: bool) -> None:

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from unetlib.augment import AugmentParams, augmented_tile
 from unetlib.checkpoint import load_checkpoint, save_checkpoint
-from unetlib.errors import UnetlibError
+from unetlib.errors import UnetlibError, short_repr
 from unetlib.model import VARIANTS, UNet, check_input_size, output_size
 from unetlib.preprocess import normalize_image
 from unetlib.progress import Progress
@@ -563,7 +563,8 @@ class _Run:
             saved = {**saved, **{f"metadata.identity.{k}": saved_identity.get(k) for k in keys}}
             now = {**now, **{f"metadata.identity.{k}": identity.get(k) for k in keys}}
         if differ or "optimizer" not in payload:
-            what = ", ".join(f"{f}: {_short(saved[f])} -> {_short(now[f])}" for f in differ) or "no optimizer state"
+            changes = (f"{f}: {short_repr(saved[f], 60)} -> {short_repr(now[f], 60)}" for f in differ)
+            what = ", ".join(changes) or "no optimizer state"
             raise UnetlibError(
                 f"checkpoint {self.path} cannot be resumed by this run ({what}): use the same settings, "
                 "another output folder, or start afresh (resume=False / --no-resume)"
@@ -601,11 +602,6 @@ class _Run:
             f"the loss is {loss} at iteration {iteration + 1}: training stopped and {kept}; "
             "check the images and weight maps, or lower the learning rate (TrainConfig.lr / --lr)"
         )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _DeferSignals:

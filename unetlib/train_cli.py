@@ -12,24 +12,29 @@ import argparse
 import os
 from pathlib import Path
 
+from unetlib import data as datasets
+from unetlib.atomic import folder_lock
+from unetlib.checkpoint import load_checkpoint
 from unetlib.errors import UnetlibError
+from unetlib.recipe import PROFILES, Recipe, preset
+from unetlib.train import CHECKPOINT_NAME
+from unetlib.userfiles import check_output_folder
+from unetlib.weights import instances_from_binary
 
 __all__ = ["register_cli", "parse_slices"]
 
 
 def register_cli(subparsers) -> None:
     """Add ``unetlib train DATASET ...``."""
-    from unetlib.data import DATASETS, SEQUENCES
-    from unetlib.recipe import PROFILES
-
     p = subparsers.add_parser(
         "train", help="train a U-Net on one of the paper's datasets",
         description="Train a U-Net with a profile's recipe (paper Section 3) and write OUT/last.pt; "
         "an existing OUT/last.pt is resumed unless --no-resume. Ctrl-C or SIGTERM save and stop.",
     )
-    p.add_argument("dataset", choices=DATASETS, metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("dataset", choices=datasets.DATASETS, metavar="DATASET",
+                   help=f"one of {', '.join(datasets.DATASETS)}")
     p.add_argument("--profile", choices=PROFILES, default="cpu", help="recipe preset (cpu)")
-    p.add_argument("--sequence", default=None, choices=SEQUENCES, help="CTC sequence to train on (01)")
+    p.add_argument("--sequence", default=None, choices=datasets.SEQUENCES, help="CTC sequence to train on (01)")
     p.add_argument("--slices", default=None, help="ISBI 2012 slices, e.g. 0-19 or 0-9,20-29 (all 30)")
     p.add_argument("--iterations", type=int, help="optimiser steps (the profile's)")
     p.add_argument("--width", type=int, help="first-level channels (the profile's)")
@@ -62,8 +67,6 @@ _OPTIONS = ("iterations", "width", "tile", "lr", "seed", "checkpoint_every")  # 
 
 
 def _recipe(args):
-    from unetlib.recipe import preset
-
     recipe = preset(args.dataset, args.profile)
     if args.iterations is not None and args.iterations < 1:  # TrainConfig allows 0; a run of 0 steps is a mistake
         raise UnetlibError(f"--iterations must be at least 1, got {args.iterations} (0 would only write an "
@@ -99,15 +102,12 @@ def _check_width_fits(width: int) -> None:
 
 def _select(args, recipe):
     """The training images of the chosen dataset and the items trained on (read and checked, nothing written)."""
-    from unetlib import data as datasets
-    from unetlib.weights import instances_from_binary
-
     if args.dataset == "isbi2012":
         if args.sequence is not None:
             raise UnetlibError("--sequence applies to the Cell Tracking Challenge datasets; isbi2012 takes --slices")
+        count = datasets.ISBI_SHAPE[0]  # the sections load_isbi2012 accepts: --slices is checked before reading
+        keep = parse_slices(args.slices, count) if args.slices is not None else list(range(count))
         isbi = datasets.load_isbi2012(args.data)
-        keep = (parse_slices(args.slices, len(isbi.train_images)) if args.slices is not None
-                else list(range(len(isbi.train_images))))
         masks = [instances_from_binary(isbi.train_labels[i]) for i in keep]
         return (isbi.train_images[keep], masks, None), f"{len(keep)} sections", {"sections": keep}
     if args.slices is not None:
@@ -122,10 +122,9 @@ def _select(args, recipe):
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from unetlib.atomic import folder_lock
+    # here, not at the top: the protocols bring numba and the metrics (about 1 s), which `unetlib train --help`
+    # and a refused option do not need
     from unetlib.protocols import train_network, training_data
-    from unetlib.train import CHECKPOINT_NAME
-    from unetlib.userfiles import check_output_folder
 
     out = Path(args.out or f"runs/train-{args.dataset}")
     recipe = _recipe(args)  # every option is checked before anything is read or written
@@ -153,9 +152,6 @@ def _cli(args: argparse.Namespace) -> int:
 def _check_resumable(path: Path, recipe) -> None:
     """The checkpoint to resume from is readable, of the same network and not past the iterations asked
     for: refused (kept as it is) before any work, naming --no-resume."""
-    from unetlib.checkpoint import load_checkpoint
-    from unetlib.recipe import Recipe
-
     iterations = recipe.train.iterations
     try:
         payload = load_checkpoint(path)
@@ -177,8 +173,6 @@ def _check_resumable(path: Path, recipe) -> None:
 
 def _saved_note(path: Path) -> str:
     """What an interrupted run left: the checkpoint and its iteration, and how to resume."""
-    from unetlib.checkpoint import load_checkpoint
-
     if not path.is_file():
         return "no iteration was complete, so no checkpoint was written"
     try:
