@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from unetlib.augment import AugmentParams, deform, displacement_field, elastic_grid, random_tile
+from unetlib.augment import AugmentParams, augmented_tile, deform, displacement_field, elastic_grid, random_tile
 from unetlib.errors import UnetlibError
 
 OFF = AugmentParams(enabled=False)
@@ -255,6 +255,18 @@ def test_tile_accepts_tensors(planes):
     b = random_tile(*planes, in_size=124, out_size=60, rng=np.random.default_rng(12))
     for u, v in zip(a, b):
         assert torch.equal(u, v)
+
+
+def test_tile_of_checked_planes_is_the_checked_tile(planes):
+    image, target, weights = planes  # training's planes: float32 image and weights, uint8 target
+    checked = (torch.from_numpy(image.astype(np.float32)), torch.from_numpy(target.astype(np.uint8)),
+               torch.from_numpy(weights.astype(np.float32)))
+    for params in (AugmentParams(), AugmentParams(scale=0.3, image_order=1), AugmentParams(enabled=False)):
+        a = augmented_tile(*checked, in_size=124, out_size=60, rng=np.random.default_rng(14), params=params)
+        b = random_tile(*planes, in_size=124, out_size=60, rng=np.random.default_rng(14), params=params)
+        assert a[1].dtype == torch.int64
+        for u, v in zip(a, b):
+            assert torch.equal(u, v)
 
 
 def test_tile_refuses_bad_input(planes):

@@ -480,15 +480,17 @@ def _train_argv(data_root, out, *options, dataset="isbi2012"):
 
 
 @pytest.mark.parametrize("case", TRAIN_VALUES)
-def test_bad_train_value_is_refused_before_anything_is_written(tmp_path, capsys, data_root, case):
+def test_bad_train_value_is_refused_before_anything_is_written(tmp_path, capsys, case):
     options, names = TRAIN_VALUES[case]
-    argv = ["train", "isbi2012", "--profile", "smoke", "--data", data_root, "--out", tmp_path / "run", *options]
+    absent = tmp_path / "no-datasets"  # refused before any dataset is read
+    argv = ["train", "isbi2012", "--profile", "smoke", "--data", absent, "--out", tmp_path / "run", *options]
     refused(capsys, tmp_path, argv, names=names)
     assert not (tmp_path / "run").exists()
 
 
-def test_slices_for_a_cell_tracking_dataset_is_refused(tmp_path, capsys, data_root):
-    refused(capsys, tmp_path, _train_argv(data_root, tmp_path / "run", dataset="PhC-C2DH-U373"),
+def test_slices_for_a_cell_tracking_dataset_is_refused(tmp_path, capsys):
+    absent = tmp_path / "no-datasets"  # refused before any dataset is read
+    refused(capsys, tmp_path, _train_argv(absent, tmp_path / "run", dataset="PhC-C2DH-U373"),
             names=["--slices", "isbi2012 only"])
 
 

@@ -253,9 +253,10 @@ def test_an_empty_fold_list_is_refused():
         protocols.select_folds(protocols.contiguous_folds(30, 5), [])
 
 
-def test_a_seed_past_int64_is_refused_before_any_work(tmp_path, capsys, data_root):
+def test_a_seed_past_int64_is_refused_before_any_work(tmp_path, capsys):
+    absent = tmp_path / "no-datasets"  # refused before any dataset is read
     refused(capsys, tmp_path, ["train", "isbi2012", "--profile", "smoke", "--seed", str(2**64), "--slices", "0-1",
-                               "--data", data_root, "--out", tmp_path / "run"], names=["--seed", str(2**64)])
+                               "--data", absent, "--out", tmp_path / "run"], names=["--seed", str(2**64)])
     assert not (tmp_path / "run").exists()
 
 
@@ -282,9 +283,10 @@ def test_an_output_dir_that_is_a_file_is_one_line(tmp_path, capsys):
         output_dir(str(tmp_path / "file"), "smoke")  # the notebooks' (03_paper_tables and the others)
 
 
-def test_a_huge_width_names_the_option_train_has(tmp_path, capsys, data_root):
+def test_a_huge_width_names_the_option_train_has(tmp_path, capsys):
+    absent = tmp_path / "no-datasets"  # refused before any dataset is read
     line = refused(capsys, tmp_path, ["train", "isbi2012", "--profile", "smoke", "--width", "100000",
-                                      "--slices", "0-1", "--data", data_root, "--out", tmp_path / "run"],
+                                      "--slices", "0-1", "--data", absent, "--out", tmp_path / "run"],
                    names=["--width 100000", "GiB"])
     assert "--batch-size" not in line
 

@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from unetlib.metrics import isbi2012 as m
+from unetlib.metrics import warping
 from unetlib.metrics.isbi2012 import (
     isbi2012_errors,
     pixel_error_curve,
@@ -301,22 +302,22 @@ def test_java6_merge_sort_matches_the_transcription():
         keys = (np.round(rng.uniform(0, 1, n) * 300) / 300 + rng.uniform(0, 3e-4, n)).astype(np.float32)
         for jan in (True, False):
             items = np.arange(n, dtype=np.int64)
-            m._java6_merge_sort(items, keys[items].copy(), jan)
+            warping._java6_merge_sort(items, keys[items].copy(), jan)
             cmp = jan2015_cmp if jan else float_cmp
             assert items.tolist() == java6_sort(range(n), lambda a, b, c=cmp, k=keys: c(k[a], k[b]))
     # with an exact comparator it is a stable descending sort
     items = np.arange(200, dtype=np.int64)
     keys = np.round(rng.uniform(0, 1, 200) * 20).astype(np.float32)
-    m._java6_merge_sort(items, keys.copy(), False)
+    warping._java6_merge_sort(items, keys.copy(), False)
     assert items.tolist() == np.argsort(-keys, kind="stable").tolist()
 
 
 def test_simple_point_table_matches_scipy_components():
     for code in range(256):
         L = np.zeros((3, 3), np.uint8)
-        for b, (dy, dx) in enumerate(m._NEIGHBOURS):
+        for b, (dy, dx) in enumerate(warping._NEIGHBOURS):
             L[1 + dy, 1 + dx] = code >> b & 1
-        assert bool(m.SIMPLE_POINT_TABLE[code]) == ref_is_simple(L, 1, 1), code
+        assert bool(warping.SIMPLE_POINT_TABLE[code]) == ref_is_simple(L, 1, 1), code
 
 
 @pytest.mark.parametrize("sort_mode", ["jan2015", "float"])

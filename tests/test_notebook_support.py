@@ -8,10 +8,11 @@ import pytest
 from unetlib import data, paper, postprocess, protocols, results, tables
 from unetlib import manifest as manifests
 from unetlib.errors import UnetlibError
-from unetlib.notebook import check_range, validate_parameters
+from unetlib.notebook import validate_parameters
 from unetlib.protocols import Split
 from unetlib.recipe import PROFILES
 from unetlib.results import ExperimentResult
+from unetlib.values import check_integer, check_real
 
 PARAMS_CELL = 'PROFILE = "smoke"  # profile\nWIDTH = 4  # channels\nLR = 0.01  # rate\nRUN_FOLDS = None  # folds\n'
 
@@ -60,16 +61,17 @@ def test_every_profile_is_accepted():
         assert validate_parameters(_history(PARAMS_CELL, injected), ns)["PROFILE"] == profile
 
 
-def test_check_range():
-    check_range("LR", 0.5, 0, 1)
-    check_range("ITERATIONS", 10, low=1)  # open above
-    check_range("SEED", 0, 0, None)
-    for value in (-1, 2, 1.5):
-        with pytest.raises(UnetlibError, match=r"LR=.*outside its range 0\.\.1"):
-            check_range("LR", value, 0, 1)
-    for value in ("1", None, True, [1]):
-        with pytest.raises(UnetlibError, match="must be a number"):
-            check_range("LR", value, 0, 1)
+def test_a_numeric_parameter_outside_its_range_is_refused():
+    # the notebooks check their numeric parameters with the kit's value checks
+    check_integer("ITERATIONS", 10, 1)  # open above
+    check_integer("SEED", 0, 0, None)
+    check_real("LR", 0.5, 0, 1)
+    for value in (-1, 31, 1.5, "1", None, True, [1]):
+        with pytest.raises(UnetlibError, match=r"SUBMISSION_SLICES must be an integer in \[0, 30\], got"):
+            check_integer("SUBMISSION_SLICES", value, 0, 30)
+    for value in (-1, 2, float("nan"), "1", None, True, [1]):
+        with pytest.raises(UnetlibError, match=r"LR must be a finite number in \[0, 1\], got"):
+            check_real("LR", value, 0, 1)
 
 
 def test_contiguous_folds_partition_the_slices():
@@ -237,7 +239,7 @@ def test_without_history_uppercase_globals_are_the_parameters():
 
 
 def test_interpretation_names_the_test_cells_larger_than_any_training_cell():
-    from unetlib.figures import interpret
+    from unetlib.text import interpret
 
     run = {"direction": "01->02", "SEG": 0.5, "objects": 10, "matched_objects": 7, "foreground_iou": 0.6,
            "threshold": 0.5, "min_size": 0, "postprocessing": "tuned on the training sequence",

@@ -203,7 +203,7 @@ def test_no_resume_starts_afresh(data, tmp_path):
 
 def test_keyboard_interrupt_saves_last_completed_iteration(data, tmp_path, monkeypatch):
     straight = train(*data, tiny_config(iterations=6), progress=False)
-    real, calls = train_module.random_tile, []
+    real, calls = train_module.augmented_tile, []
 
     def interrupted_at_tile_4(*args, **kwargs):
         calls.append(1)
@@ -211,12 +211,12 @@ def test_keyboard_interrupt_saves_last_completed_iteration(data, tmp_path, monke
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "random_tile", interrupted_at_tile_4)
+    monkeypatch.setattr(train_module, "augmented_tile", interrupted_at_tile_4)
     with pytest.raises(Interrupted) as stop:
         train(*data, tiny_config(iterations=6, checkpoint_every=100), checkpoint_dir=tmp_path, progress=False)
     assert isinstance(stop.value, KeyboardInterrupt) and stop.value.signum == signal.SIGINT
     assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 4
-    monkeypatch.setattr(train_module, "random_tile", real)
+    monkeypatch.setattr(train_module, "augmented_tile", real)
     resumed = train(*data, tiny_config(iterations=6, checkpoint_every=100), checkpoint_dir=tmp_path, progress=False)
     assert_same_weights(state_of(straight.model), state_of(resumed.model))
 
@@ -286,20 +286,20 @@ def test_float_images_are_used_as_given_integer_images_scaled(data):
 # Failures
 # --------------------------------------------------------------------------- #
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, monkeypatch):
-    real, calls = train_module.random_tile, []
+    real, calls = train_module.augmented_tile, []
 
     def nan_weights_from_tile_5(*args, **kwargs):
         x, y, w = real(*args, **kwargs)
         calls.append(1)
         return (x, y, torch.full_like(w, float("nan"))) if len(calls) >= 5 else (x, y, w)
 
-    monkeypatch.setattr(train_module, "random_tile", nan_weights_from_tile_5)
+    monkeypatch.setattr(train_module, "augmented_tile", nan_weights_from_tile_5)
     with pytest.raises(UnetlibError, match="iteration 5"):
         train(*data, tiny_config(iterations=8, checkpoint_every=2), checkpoint_dir=tmp_path, progress=False)
     kept = load_checkpoint(tmp_path / "last.pt")
     assert kept["iteration"] == 4
     assert all(torch.isfinite(v).all() for v in kept["model_state"].values())
-    monkeypatch.setattr(train_module, "random_tile", real)
+    monkeypatch.setattr(train_module, "augmented_tile", real)
     good = train(*data, tiny_config(iterations=4), progress=False)
     assert_same_weights(state_of(good.model), kept["model_state"])
 

@@ -97,11 +97,12 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from unetlib.errors import UnetlibError
-from unetlib.geometry import mirror_index
+from unetlib.geometry import check_image_shape, mirror_index
 from unetlib.values import check_bool, check_integer, check_real
 from unetlib.weights import check_mask
 
-__all__ = ["elastic_grid", "displacement_field", "deform", "AugmentParams", "random_tile", "paste_touching"]
+__all__ = ["elastic_grid", "displacement_field", "deform", "AugmentParams", "random_tile", "augmented_tile",
+           "paste_touching"]
 
 _CUBIC_A = -0.75  # PyTorch's bicubic constant
 _PAD = 2  # mirrored pixels around the image, for the 4x4 cubic footprint
@@ -220,7 +221,7 @@ def elastic_grid(rng: np.random.Generator, points: int = 3, sigma: float = 10.0)
         ``[0]`` = dy, ``[1]`` = dx, in pixels.
     """
     _check_rng(rng)
-    points, sigma = _check_elastic(points, sigma)
+    points, sigma = check_integer("points", points, 2), check_real("sigma", sigma, 0)
     return rng.normal(0.0, sigma, size=(2, points, points))
 
 
@@ -242,15 +243,22 @@ def displacement_field(grid, shape):
     ndarray (2, H, W) float64 for a numpy grid; for a tensor, a tensor of its
     floating dtype on its device.
     """
-    height, width = _check_shape(shape)
+    height, width = check_image_shape(shape)
     if isinstance(grid, torch.Tensor):
         grid = grid if grid.is_floating_point() else grid.double()
+    else:
+        grid = np.asarray(grid, dtype=np.float64)
+    _check_grid(grid)
+    return _dense_field(grid, height, width)
+
+
+def _dense_field(grid, height: int, width: int):
+    """``M_H @ grid @ M_W.T`` for a checked floating ``grid`` (2, p, q), tensor or float64 array."""
+    if isinstance(grid, torch.Tensor):
         rows = torch.tensor(_bicubic_matrix(height, grid.shape[-2]), dtype=grid.dtype, device=grid.device)
         cols = torch.tensor(_bicubic_matrix(width, grid.shape[-1]), dtype=grid.dtype, device=grid.device)
     else:
-        grid = np.asarray(grid, dtype=np.float64)
         rows, cols = _bicubic_matrix(height, grid.shape[-2]), _bicubic_matrix(width, grid.shape[-1])
-    _check_grid(grid)
     return rows @ grid @ cols.T
 
 
@@ -333,7 +341,16 @@ class AugmentParams:
     scale: float = 0.0
 
     def __post_init__(self):
-        _check_params(self)
+        for name in ("enabled", "rotation", "flip"):
+            check_bool(f"AugmentParams.{name}", getattr(self, name))
+        check_integer("AugmentParams.elastic_points", self.elastic_points, 2)
+        check_real("AugmentParams.elastic_sigma", self.elastic_sigma, 0)
+        for name in ("max_shift", "brightness", "scale"):
+            check_real(f"AugmentParams.{name}", getattr(self, name), 0)
+        for name in ("contrast", "gamma"):  # a range 1 +- value
+            check_real(f"AugmentParams.{name}", getattr(self, name), 0, 1, high_open=True)
+        if self.image_order not in _GRID_SAMPLE_MODES or isinstance(self.image_order, bool):
+            raise UnetlibError(f"AugmentParams.image_order must be 3 (bicubic) or 1 (bilinear), got {self.image_order!r}")
 
 
 @dataclass(frozen=True)
@@ -382,25 +399,38 @@ def random_tile(image, target, weights, *, in_size, out_size, rng, params=None, 
     y : torch.Tensor (out_size, out_size), int64
     w : torch.Tensor (out_size, out_size), float32
     """
-    params = AugmentParams() if params is None else params
-    device = torch.device(device)
-    image, target, weights = _check_planes(image, target, weights, device)
+    image, target, weights = _check_planes(image, target, weights, torch.device(device))
     in_size, out_size = _check_tile_sizes(in_size, out_size)
+    _check_rng(rng)
+    if center is not None:
+        center = _check_center(center, image.shape)
+    return augmented_tile(image, target, weights, in_size=in_size, out_size=out_size, rng=rng,
+                          params=AugmentParams() if params is None else params, center=center)
+
+
+def augmented_tile(image: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, *, in_size: int, out_size: int,
+                   rng: np.random.Generator, params: AugmentParams, center: tuple[int, int] | None = None):
+    """:func:`random_tile` of planes already checked, as training draws one tile per iteration.
+
+    ``image`` and ``weights`` are float32 tensors and ``target`` an integer
+    tensor, all of one (H, W) shape on one device (where the sampling runs);
+    the sizes, ``rng`` and ``center`` are valid as :func:`random_tile` checks
+    them. Returns the same ``(x, y, w)``; ``y`` is int64 whatever the
+    target's integer dtype.
+    """
     draw = _draw(rng, params, image.shape, center)
-    ys, xs = _mirror(*_tile_coordinates(draw, params, in_size, device), image.shape)
+    ys, xs = _mirror(*_tile_coordinates(draw, params, in_size, image.device), image.shape)
     x = _interpolate(image[None], ys, xs, params.image_order)
     x = _vary_gray_values(x, draw, params)
     inner = slice((in_size - out_size) // 2, (in_size + out_size) // 2)
     nearest = _nearest_index(ys[inner, inner], xs[inner, inner], image.shape)
-    return x, target.reshape(-1)[nearest], weights.reshape(-1)[nearest]
+    return x, target.reshape(-1)[nearest].long(), weights.reshape(-1)[nearest]
 
 
 def _draw(rng, params: AugmentParams, shape, center) -> _Draw:
     """Draw every random number of a tile, always the same ones in the same order."""
-    _check_rng(rng)
     if center is None:
         center = int(rng.integers(shape[0])), int(rng.integers(shape[1]))
-    center = _check_center(center, shape)
     return _Draw(
         center=center,
         grid=rng.normal(0.0, params.elastic_sigma, size=(2, params.elastic_points, params.elastic_points)),
@@ -424,7 +454,7 @@ def _tile_coordinates(draw: _Draw, params: AugmentParams, in_size: int, device):
     if not params.enabled:
         return ys.add_(origin_y), xs.add_(origin_x)
     if params.elastic_sigma > 0:
-        field = displacement_field(torch.as_tensor(draw.grid, dtype=torch.float32, device=device), (in_size, in_size))
+        field = _dense_field(torch.as_tensor(draw.grid, dtype=torch.float32, device=device), in_size, in_size)
         ys.add_(field[0])
         xs.add_(field[1])
     if params.flip and draw.flip:
@@ -549,20 +579,6 @@ def _check_rng(rng):
         )
 
 
-def _check_elastic(points, sigma) -> tuple[int, float]:
-    if int(points) != points or points < 2:
-        raise UnetlibError(f"the elastic grid needs at least 2 points per axis (paper: 3), got {points}")
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise UnetlibError(f"elastic sigma must be a finite number of pixels >= 0 (paper: 10), got {sigma}")
-    return int(points), float(sigma)
-
-
-def _check_shape(shape) -> tuple[int, int]:
-    if len(shape) != 2 or any(int(n) != n or n < 1 for n in shape):
-        raise UnetlibError(f"shape must be (height, width) in pixels, both >= 1, got {tuple(shape)}")
-    return int(shape[0]), int(shape[1])
-
-
 def _check_grid(grid):
     if grid.ndim != 3 or grid.shape[0] != 2 or min(grid.shape[1:]) < 2:
         raise UnetlibError(
@@ -601,28 +617,14 @@ def _as_planes(image, displacement, order):
     return image_t.reshape(-1, *image_t.shape[-2:]), field.to(work)
 
 
-def _check_params(params: AugmentParams):
-    for name in ("enabled", "rotation", "flip"):
-        check_bool(f"AugmentParams.{name}", getattr(params, name))
-    check_integer("AugmentParams.elastic_points", params.elastic_points, 2)
-    check_real("AugmentParams.elastic_sigma", params.elastic_sigma, 0)
-    _check_elastic(params.elastic_points, params.elastic_sigma)
-    for name in ("max_shift", "brightness", "scale"):
-        check_real(f"AugmentParams.{name}", getattr(params, name), 0)
-    for name in ("contrast", "gamma"):  # a range 1 +- value
-        check_real(f"AugmentParams.{name}", getattr(params, name), 0, 1, high_open=True)
-    if params.image_order not in _GRID_SAMPLE_MODES or isinstance(params.image_order, bool):
-        raise UnetlibError(f"AugmentParams.image_order must be 3 (bicubic) or 1 (bilinear), got {params.image_order!r}")
-
-
 def _check_tile_sizes(in_size, out_size) -> tuple[int, int]:
-    if int(in_size) != in_size or int(out_size) != out_size or not 1 <= out_size <= in_size:
-        raise UnetlibError(f"need integer tile sizes 1 <= out_size <= in_size, got in {in_size}, out {out_size}")
+    in_size = check_integer("in_size", in_size, 1)
+    out_size = check_integer("out_size", out_size, 1, in_size)
     if (in_size - out_size) % 2:
         raise UnetlibError(
             f"in_size - out_size must be even (the output is the centre of the input), got {in_size} and {out_size}"
         )
-    return int(in_size), int(out_size)
+    return in_size, out_size
 
 
 def _check_center(center, shape) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from unetlib.atomic import atomic_open
-from unetlib.errors import UnetlibError
+from unetlib.errors import UnetlibError, short_repr
 from unetlib.model import UNet
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_model", "update_metadata", "weights_digest"]
@@ -105,7 +105,7 @@ def _check_payload(path: Path, payload: Any) -> None:
     config, state = payload.get("model_config"), payload.get("model_state")
     if not isinstance(config, dict) or set(config) != _MODEL_KEYS:
         known = ", ".join(sorted(_MODEL_KEYS))
-        raise UnetlibError(f"checkpoint {path} has a malformed model_config {_short(config)} (expected the keys "
+        raise UnetlibError(f"checkpoint {path} has a malformed model_config {short_repr(config)} (expected the keys "
                            f"{known}): it is not from this version of unetlib or was altered; train again")
     bad = [k for k in ("in_channels", "num_classes", "width")
            if isinstance(config[k], bool) or not isinstance(config[k], int) or not 1 <= config[k] <= 1 << 16]
@@ -115,7 +115,7 @@ def _check_payload(path: Path, payload: Any) -> None:
         bad.append("variant")
     if bad:
         raise UnetlibError(f"checkpoint {path} has a malformed model_config ({', '.join(bad)} "
-                           f"{_short({k: config[k] for k in bad})}): train again")
+                           f"{short_repr({k: config[k] for k in bad})}): train again")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UnetlibError(f"checkpoint {path} has no valid model_state (a dict of tensors): train again")
     if payload.get("weights_sha256") != weights_digest(state):
@@ -123,11 +123,6 @@ def _check_payload(path: Path, payload: Any) -> None:
             f"checkpoint {path} is corrupt: its weights do not match their stored sha256 digest; "
             "restore it from a backup or train again"
         )
-
-
-def _short(value: Any, limit: int = 160) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", payload: dict | None = None) -> UNet:

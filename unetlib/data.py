@@ -1,15 +1,9 @@
-"""The paper's three datasets on disk: where they live, how they are laid out and
-how to load them (checked against the shipped checksum manifest,
-:mod:`unetlib.manifest`, as they are read).
+"""The paper's three datasets loaded: ISBI 2012's stacks and the Cell Tracking
+Challenge's sequences, checked against the shipped checksum manifest
+(:mod:`unetlib.manifest`) as they are read.
 
-Layout below the data root (the official names; see ``data/README.md``)::
-
-    isbi2012/train-volume.tif, train-labels.tif, test-volume.tif
-    PhC-C2DH-U373/01/tNNN.tif                 raw frames of sequence 01 (and 02)
-    PhC-C2DH-U373/01_GT/SEG/man_segNNN.tif    instance masks of the annotated frames
-    PhC-C2DH-U373/01_GT/TRA/man_trackNNN.tif  tracking markers of every frame
-    PhC-C2DH-U373/01_GT/TRA/man_track.txt     the tracks: label, first, last frame, parent
-    DIC-C2DH-HeLa/...                         same as PhC-C2DH-U373
+Where the datasets live, their layout below the data root and the reader of one
+file are in :mod:`unetlib.dataset_files` (re-exported here).
 
 Loading checks shapes, dtypes and that no TIFF is truncated, and every file read
 against the manifest (a file already checked is remembered, not hashed again). Neither loading nor verifying ever deletes or
@@ -25,77 +19,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from unetlib import manifest
-from unetlib.environment import project_root
+from unetlib.dataset_files import (
+    CTC_DATASETS,
+    DATASETS,
+    DIRECTIONS,
+    ENV_ROOT,
+    ISBI,
+    ISBI_FILES,
+    ISBI_SHAPE,
+    LAYOUT,
+    REFETCH,
+    SEQUENCES,
+    check_dataset_name,
+    data_root,
+    layout_hints,
+    read_dataset_tiff,
+)
 from unetlib.errors import UnetlibError
 from unetlib.values import check_integer
 
 __all__ = [
+    # the names and folders of unetlib.dataset_files, re-exported for the loaders' users
     "ENV_ROOT", "DATASETS", "CTC_DATASETS", "SEQUENCES", "DIRECTIONS", "ISBI_FILES", "ISBI_SHAPE",
     "data_root", "ISBI2012", "CTCSequence", "load_isbi2012", "load_ctc", "cell_areas", "touching_pairs",
-    "layout_hints", "indexed_files", "read_tiff", "read_man_track",
+    "layout_hints", "indexed_files", "read_man_track",
     "check_dataset_name", "REFETCH",
 ]
 
-ENV_ROOT = "UNETLIB_DATA"
-ISBI = "isbi2012"
-CTC_DATASETS = ("PhC-C2DH-U373", "DIC-C2DH-HeLa")
-DATASETS = (ISBI,) + CTC_DATASETS
-SEQUENCES = ("01", "02")
-#: train -> test sequence of a CTC experiment: train on one sequence's annotated frames, test on the other's
-DIRECTIONS = ("01->02", "02->01")
-ISBI_FILES = ("train-volume.tif", "train-labels.tif", "test-volume.tif")
-ISBI_SHAPE = (30, 512, 512)
-
-_FRAME = re.compile(r"^t(\d+)\.tif$")
-
-LAYOUT = {
-    ISBI: "isbi2012/train-volume.tif, isbi2012/train-labels.tif, isbi2012/test-volume.tif",
-    **{
-        name: (
-            f"{name}/01/tNNN.tif, {name}/01_GT/SEG/man_segNNN.tif, "
-            f"{name}/01_GT/TRA/man_trackNNN.tif and {name}/01_GT/TRA/man_track.txt "
-            f"(the same for 02)"
-        )
-        for name in CTC_DATASETS
-    },
-}
-
-
-# --------------------------------------------------------------------------- root
-
-
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder that holds the datasets.
-
-    Parameters
-    ----------
-    root : path, optional
-        Used as given when not None. Otherwise the environment variable
-        ``UNETLIB_DATA`` (``~`` expanded) when set and non-empty. Otherwise
-        ``data/`` of the project checkout when unetlib runs from one (an
-        editable install: the package's parent folder holds ``pyproject.toml``),
-        else ``./data`` in the current working directory.
-
-    Returns
-    -------
-    Path
-        The root; it is not required to exist.
-    """
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get(ENV_ROOT, "").strip()
-    if env:
-        return Path(env).expanduser()
-    return project_root() / "data"
-
-
-def check_dataset_name(name: str, allowed: tuple[str, ...] = DATASETS) -> str:
-    if name not in allowed:
-        raise UnetlibError(f"unknown dataset {name!r}; choose one of {', '.join(allowed)}")
-    return name
+# --------------------------------------------------------------------------- names and folders
 
 
 def _check_sequence(sequence: str | int) -> str:
@@ -103,31 +56,6 @@ def _check_sequence(sequence: str | int) -> str:
     if seq not in SEQUENCES:
         raise UnetlibError(f"unknown sequence {sequence!r}; choose one of {', '.join(SEQUENCES)}")
     return seq
-
-
-def layout_hints(root: Path, name: str) -> list[str]:
-    """Likely reasons why ``root/name`` is not where it should be (empty when none is seen)."""
-    if not root.exists():
-        return [f"the data root {root} does not exist"]
-    if not root.is_dir():
-        return [f"the data root {root} is a file, not a folder"]
-    hints = []
-    if root.name in DATASETS or (root / "01").is_dir() or (root / "train-volume.tif").exists():
-        hints.append(f"{root} looks like a dataset folder itself: the root must be the folder "
-                     f"that CONTAINS {name}/")
-    for zipped in (root / f"{name}.zip", root.parent / f"{name}.zip"):
-        if zipped.is_file() and not (root / name).exists():
-            hints.append(f"{zipped} is not unpacked: run `unetlib data fetch {name}`, or unzip it "
-                         f"into {root} so that {root / name} exists")
-    target = root / name
-    others = [p.name for p in root.iterdir() if p.name.lower() == name.lower() and p.name != name]
-    if others:
-        hints.append(f"found {root / others[0]}: rename it to {target} (names are case-sensitive)")
-    if (target / name).is_dir():
-        hints.append(f"{target / name} is one level too deep: move its contents up into {target}")
-    if name in CTC_DATASETS and target.is_dir() and any(_FRAME.match(p.name) for p in target.iterdir()):
-        hints.append(f"frames lie directly in {target}: they belong in {target}/01/ or 02/")
-    return hints
 
 
 def _missing_dataset_error(root: Path, name: str, what: Path | None = None) -> UnetlibError:
@@ -145,56 +73,11 @@ def _missing_dataset_error(root: Path, name: str, what: Path | None = None) -> U
 # --------------------------------------------------------------------------- reading files
 
 
-#: appended to messages that already name the bad dataset file
-REFETCH = ("re-fetch the dataset (move its folder away, then `unetlib data fetch NAME`) and "
-            "check it with `unetlib data verify`")
-
-
-def _check_not_truncated(tif: tifffile.TiffFile, path: Path) -> None:
-    size = path.stat().st_size
-    if len(tif.pages) == 0:
-        raise UnetlibError(f"{path} holds no image (truncated or not a TIFF); {REFETCH}")
-    for page in tif.pages:
-        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
-        if not ends or max(ends) > size:
-            raise UnetlibError(
-                f"{path} is truncated ({size} bytes, image data reaches {max(ends, default=0)}); "
-                f"{REFETCH}"
-            )
-
-
-def read_tiff(path: str | os.PathLike) -> np.ndarray:
-    """Decode a whole TIFF file (one page: (H, W); several: (pages, H, W)).
-
-    Raises
-    ------
-    UnetlibError
-        When the file is missing, truncated or cannot be decoded; the message
-        names the file and the fix.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UnetlibError(f"{path} does not exist; {REFETCH}")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            _check_not_truncated(tif, path)
-            pages = [page.asarray() for page in tif.pages]
-    except UnetlibError:
-        raise
-    except Exception as exc:  # tifffile / imagecodecs raise many kinds
-        raise UnetlibError(
-            f"{path} cannot be decoded ({type(exc).__name__}: {exc}); {REFETCH}"
-        ) from exc
-    if len({(p.shape, p.dtype) for p in pages}) != 1:
-        raise UnetlibError(f"{path} has pages of different shapes or dtypes; {REFETCH}")
-    return pages[0] if len(pages) == 1 else np.stack(pages)
-
-
 def _read_many(paths: list[Path]) -> list[np.ndarray]:
     """Decode many TIFFs, a few at a time (the codecs release the GIL)."""
     workers = max(1, min(4, os.cpu_count() or 1, len(paths)))
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(read_tiff, paths))
+        return list(pool.map(read_dataset_tiff, paths))
 
 
 def read_man_track(path: str | os.PathLike) -> np.ndarray:
@@ -309,7 +192,7 @@ def load_isbi2012(root: str | os.PathLike | None = None, *, verify: bool = True)
     for name in ISBI_FILES:
         if not (folder / name).is_file():
             raise _missing_dataset_error(root, ISBI, folder / name)
-        stacks.append(_check_stack(read_tiff(folder / name), folder / name, ISBI_SHAPE, np.uint8))
+        stacks.append(_check_stack(read_dataset_tiff(folder / name), folder / name, ISBI_SHAPE, np.uint8))
     if verify:
         manifest.check_files(root, [(folder / name, stack) for name, stack in zip(ISBI_FILES, stacks)])
     _check_binary_labels(stacks[1], folder / ISBI_FILES[1])
@@ -438,7 +321,9 @@ def touching_pairs(masks, gap: int = 3) -> int:
     between them or fewer), summed over the instance masks ``masks``: the near-touching neighbours whose
     gap Eq. 2's border term weighs most. A sequence without any cannot show a network how touching
     cells are separated."""
-    from scipy import ndimage  # here: the rest of the module reads files only
+    from scipy import ndimage  # here, as the weights: the rest of the module reads files only
+
+    from unetlib.weights import grown_box
 
     gap = check_integer("gap", gap, 1)
     total = 0
@@ -448,8 +333,7 @@ def touching_pairs(masks, gap: int = 3) -> int:
         for label, box in enumerate(ndimage.find_objects(mask), start=1):
             if box is None:
                 continue
-            grown = tuple(slice(max(s.start - gap, 0), min(s.stop + gap, n)) for s, n in zip(box, mask.shape))
-            window = mask[grown]
+            window = mask[grown_box(box, gap, mask.shape)]
             near = ndimage.binary_dilation(window == label, iterations=gap)
             pairs.update(frozenset((label, int(o))) for o in np.unique(window[near]) if o not in (0, label))
         total += len(pairs)

@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from unetlib.atomic import owner_line, process_gone
-from unetlib.data import ISBI, ISBI_FILES, check_dataset_name, data_root
+from unetlib.dataset_files import ISBI, ISBI_FILES, check_dataset_name, data_root
 from unetlib.errors import UnetlibError
 from unetlib.manifest import Manifest, ManifestEntry, as_manifest, verify_dataset_dir
 
@@ -97,7 +97,7 @@ def source_urls(name: str, url: str | None = None) -> list[str]:
     Parameters
     ----------
     name : str
-        One of :data:`unetlib.data.DATASETS`.
+        One of :data:`unetlib.dataset_files.DATASETS`.
     url : str, optional
         A base URL (the files are ``BASE/NAME.zip`` or ``BASE/train-volume.tif`` ...),
         or, for a CTC dataset, the full URL of a ``.zip``. Default: the
@@ -512,7 +512,7 @@ def fetch(
     name : str
         ``"isbi2012"``, ``"PhC-C2DH-U373"`` or ``"DIC-C2DH-HeLa"``.
     root : path, optional
-        The data root (created if needed); see :func:`unetlib.data.data_root`.
+        The data root (created if needed); see :func:`unetlib.dataset_files.data_root`.
     url : str, optional
         Source override (a mirror; https, or plain http); see :func:`source_urls`.
         Without it, only the official https sources are used.

@@ -1,8 +1,9 @@
-"""Figures and small tables the notebooks show: loss curves, segmentations, the recipe's choices.
+"""Figures the notebooks show: weight maps, loss curves, segmentations, every seed's value, the paper's figures.
 
 Each function takes results or arrays, draws one figure and returns it
 (``save=`` writes a PNG atomically); none reads data on its own, so the
-notebooks stay a narrative around library calls.
+notebooks stay a narrative around library calls. The sentences and tables of
+text beside them are :mod:`unetlib.text`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
 
-from unetlib import paper
 from unetlib.atomic import write_bytes
 from unetlib.data import CTC_DATASETS
 from unetlib.results import ExperimentResult
@@ -25,8 +25,8 @@ from unetlib.stats import flag_runs, over_seeds
 from unetlib.study import MEAN_UNIT
 
 __all__ = [
-    "recipe_summary", "choices_table", "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
-    "instance_overlay", "training_sample", "save_figure", "interpret", "study_values",
+    "weight_map_panel", "loss_curves", "isbi_examples", "ctc_examples",
+    "instance_overlay", "training_sample", "save_figure", "study_values",
     "architecture", "overlap_tiles", "border_profile", "elastic_deformation",
     "segmentation_examples", "budget_curve",
 ]
@@ -39,30 +39,6 @@ def save_figure(fig, path: str | Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
     return write_bytes(path, buffer.getvalue())
-
-
-def recipe_summary(recipe) -> str:
-    """One line: the network, tiles, schedule and post-processing of a recipe."""
-    t = recipe.train
-    post = ""
-    if recipe.dataset != "isbi2012":
-        post = ("; instances: components of P(cell) > threshold, threshold and minimum size tuned on the "
-                "training sequence" if recipe.tune_postprocessing else
-                f"; instances: components of P(cell) > {recipe.threshold}, at least {recipe.min_size} px")
-    return (f"{recipe.dataset}, profile {recipe.profile}: width {t.width}, {t.tile}² training tiles, {t.batch} per "
-            f"step, {t.iterations} iterations of {t.optimizer} (peak lr {t.lr:g}, {t.schedule}, warm-up {t.warmup}); "
-            f"inputs {recipe.normalize!r}, test-time averaging {recipe.tta!r}{post}")
-
-
-def choices_table(recipe, only: Sequence[str] | None = None):
-    """The recipe's choices where the paper is silent, with their reasons (a pandas DataFrame).
-
-    ``only`` keeps the choices whose name starts with one of the given prefixes
-    (e.g. ``["train."]``), to show them beside the cell that uses them.
-    """
-    rows = [r for r in recipe.choices() if only is None or r[0].startswith(tuple(only))]
-    table = pd.DataFrame(rows, columns=["choice", "value", "why"]).set_index("choice")
-    return table.style.set_properties(subset=["why"], **{"text-align": "left", "white-space": "normal"})
 
 
 def weight_map_panel(image: np.ndarray, target: np.ndarray, weights: np.ndarray, title: str, *,
@@ -178,47 +154,6 @@ def training_sample(image, target, weights, x, y, w, title: str = "", save: str 
         save_figure(fig, save)
     return fig
 
-
-def interpret(result: ExperimentResult) -> list[str]:
-    """What the numbers say: each against the paper's, the worst run, and where the errors come from."""
-    lines = []
-    if result.dataset == "isbi2012":
-        for key in ("pixel_error", "rand_error", "warping_error"):
-            ours, theirs = result.mean[key], paper.UNET_TABLE1[key]
-            worst = max(result.runs, key=lambda r: r[key])
-            lines.append(f"{key.replace('_', ' ')}: {ours:.6g} here vs {theirs:.6g} in the paper "
-                         f"({100 * (ours - theirs) / theirs:+.0f} %); worst fold {worst['fold']} "
-                         f"({worst[key]:.6g}, sections {worst['test_slices'][0]}-{worst['test_slices'][-1]})")
-        lines.append("The warping error counts split and merge pixels of the whole stack: "
-                     f"{result.mean['warping_error'] * 512 * 512:.0f} per 512x512 section here.")
-        return lines
-    ours, theirs = result.mean["SEG"], paper.UNET_TABLE2[result.dataset]
-    lines.append(f"SEG: {ours:.4f} here vs {theirs:.4f} in the paper ({ours - theirs:+.4f})")
-    for run in result.runs:
-        found, total = run["matched_objects"], run["objects"]
-        mean_jaccard = run["SEG"] * total / found if found else 0.0
-        lines.append(
-            f"{run['direction']}: SEG {run['SEG']:.4f}; {found} of {total} annotated cells found "
-            f"({total - found} not covered by more than half), the found ones with a mean Jaccard index of {mean_jaccard:.3f}; "
-            f"foreground IoU {run['foreground_iou']:.3f}; instances: P(cell) > {run['threshold']}, "
-            f">= {run['min_size']} px"
-            + (f", split between cores > {run['split_threshold']}" if run.get("split_threshold") is not None else "")
-            + f" ({run['postprocessing']})")
-        larger = run.get("by_size", {}).get("larger")
-        if larger and larger["cells"]:
-            within = run["by_size"]["within"]
-            rest = (f", against {within['matched']} of {within['cells']} (mean {within['jaccard']:.3f}) within the "
-                    "training sizes" if within["cells"] else "")
-            lines.append(
-                f"  {larger['cells']} of its {total} test cells are larger than any annotated training cell: "
-                f"{larger['matched']} of them found (mean Jaccard {larger['jaccard']:.3f}, unfound cells counting 0)"
-                + rest)
-    missed = sum(r["objects"] - r["matched_objects"] for r in result.runs) / max(1, sum(r["objects"] for r in result.runs))
-    lines.append("Most of the gap is cells not found: missed, or broken into pieces none of which covers half of "
-                 "the cell" if missed > 0.2 else
-                 "Most cells are found; the gap is in their outlines: cells predicted too small or too large, or "
-                 "merged with a neighbour (a merged pair scores about 0.5 each)")
-    return lines
 
 def study_values(result, metric: str, *, title: str | None = None, save: str | Path | None = None):
     """Every seed's value of ``metric`` per variant, one panel per unit (and the mean over units).

@@ -24,7 +24,8 @@ import numpy as np
 from unetlib.errors import UnetlibError
 from unetlib.model import BORDER, MIN_INPUT, check_input_size, input_size_for_output
 
-__all__ = ["GRID", "TTA_MODES", "mirror_index", "TileLayout", "plan_tiles", "tta_transforms", "border_band"]
+__all__ = ["GRID", "TTA_MODES", "mirror_index", "TileLayout", "plan_tiles", "tta_transforms", "check_image_shape",
+           "border_band"]
 
 GRID = 16  #: period of the pooling grid after four 2x2 max-pools (pixels)
 TTA_MODES = ("none", "flips", "d4")
@@ -196,7 +197,7 @@ def plan_tiles(
     -------
     TileLayout
     """
-    height, width = _check_shape(shape)
+    height, width = check_image_shape(shape)
     if tile is None and first_touch > 0:
         tile = _auto_tile_first_touch(height, width, bytes_per_pixel, memory_budget, first_touch)
     elif tile is None:
@@ -244,9 +245,10 @@ def _first_touch_cost(tiles: int, area: int, bytes_per_pixel: float, first_touch
     return (tiles + fresh) * area
 
 
-def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
-    if len(shape) != 2 or min(shape) < 1:
-        raise UnetlibError(f"image shape {tuple(shape)} is empty or not 2-D; give a (height, width) of at least 1 pixel")
+def check_image_shape(shape: Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` as ints if ``shape`` is two whole numbers of pixels, both at least 1."""
+    if len(shape) != 2 or any(int(n) != n or n < 1 for n in shape):
+        raise UnetlibError(f"image shape {tuple(shape)} is not a (height, width) of whole pixels, both at least 1")
     return int(shape[0]), int(shape[1])
 
 

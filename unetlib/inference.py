@@ -39,7 +39,7 @@ from unetlib.model import BORDER, MIN_INPUT
 from unetlib.preprocess import check_mode, normalizer, row_blocks
 from unetlib.runtime import autocast, pick_device, reuse_freed_memory, to_channels_last
 
-__all__ = ["predict", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
+__all__ = ["predict", "check_image", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
 
 OUTPUTS = ("probabilities", "logits", "labels")
 PADDINGS = ("mirror", "zero")
@@ -49,7 +49,6 @@ _MAX_AUTO_BATCH = 16
 #: 450 bytes per input pixel at width 16, against 0.46 us of fp32 compute per input pixel there;
 #: the bytes grow with the width, the compute with its square). See docs/performance.md.
 _FIRST_TOUCH_WIDTH = 10.0
-_CHUNK_ROWS = 256  # rows per block for the finishing passes
 
 
 @dataclass(frozen=True)
@@ -203,7 +202,17 @@ def _validate(model, image, output: str, normalize: str) -> tuple[np.ndarray, bo
     check_mode(normalize)
     if not callable(model):
         raise UnetlibError(f"{type(model).__name__} is not callable; pass a network that maps tiles to logits")
-    stack, is_stack = _as_stack(image, int(getattr(model, "in_channels", 1)))
+    return check_image(image, int(getattr(model, "in_channels", 1)))
+
+
+def check_image(image, in_channels: int) -> tuple[np.ndarray, bool]:
+    """The image as ``(S, C, H, W)`` (a view where possible) and whether it was a stack.
+
+    Refuses, in one line, an image a network of ``in_channels`` cannot take:
+    pixels that are not numbers, axes that do not fit (see :func:`predict`),
+    no pixels, NaN or infinite values.
+    """
+    stack, is_stack = _as_stack(image, in_channels)
     _check_values(stack)
     return stack, is_stack
 
@@ -343,14 +352,8 @@ def _predict_slice(image: np.ndarray, out: np.ndarray, plan: _Plan) -> None:
     summed[...] = 0.0
     for transform in plan.transforms:
         _stitch(transform(image), transform(summed), scaling, plan, finish="logits", accumulate=True)
-    for rows in _row_slices(image.shape[1]):
-        mean = summed[:, rows] / len(plan.transforms)
-        out[..., rows, :] = _finish(mean, plan.output, out.dtype)
-
-
-def _row_slices(height: int) -> Iterator[slice]:
-    for start in range(0, height, _CHUNK_ROWS):
-        yield slice(start, min(start + _CHUNK_ROWS, height))
+    for summed_rows, out_rows in zip(row_blocks(summed), row_blocks(out)):  # views: out is written in place
+        out_rows[...] = _finish(summed_rows / len(plan.transforms), plan.output, out.dtype)
 
 
 def _stitch(image: np.ndarray, target: np.ndarray, scaling, plan: _Plan, *, finish: str, accumulate: bool) -> None:

@@ -3,7 +3,8 @@ digests it records, and checking dataset files and folders against it.
 
 A manifest line is ``SHA256  METHOD  SIZE  PATH`` (see the file's own header).
 :func:`check_files` is what the loaders of :mod:`unetlib.data` call on every file
-they read; :func:`verify` is ``unetlib data verify``; :func:`make_manifest` and
+they read (the files themselves are read with :mod:`unetlib.dataset_files`, not
+through the loaders, so this module does not import them); :func:`verify` is ``unetlib data verify``; :func:`make_manifest` and
 :func:`format_manifest` write a manifest. Checking never deletes or writes a
 dataset file.
 """
@@ -22,8 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlib import data  # a module reference: unetlib.data's loaders call check_files in turn
 from unetlib.atomic import write_text
+from unetlib.dataset_files import (
+    DATASETS,
+    ENV_ROOT,
+    ISBI,
+    LAYOUT,
+    REFETCH,
+    check_dataset_name,
+    data_root,
+    layout_hints,
+    read_dataset_tiff,
+)
 from unetlib.errors import UnetlibError
 
 __all__ = [
@@ -76,14 +87,14 @@ Manifest = Mapping[str, ManifestEntry]
 
 _MANIFEST_HEADER = """\
 # unetlib dataset manifest: one line per file, "SHA256  METHOD  SIZE  PATH", PATH
-# relative to the data root (see unetlib.data.data_root), SIZE the file's size in
-# bytes (unetlib data fetch installs only these paths and no byte more). Lines of
-# the older "SHA256  METHOD  PATH" format are still read (without a size).
+# relative to the data root (see unetlib.dataset_files.data_root), SIZE the file's
+# size in bytes (unetlib data fetch installs only these paths and no byte more).
+# Lines of the older "SHA256  METHOD  PATH" format are still read (without a size).
 # METHOD "bytes": sha256 of the file's bytes (as `sha256sum`). The Cell Tracking
 #   Challenge hashes come from a byte-for-byte mirror copy of the official training
 #   zips; identity with the current official zips is likely but was not proven.
 # METHOD "pixels:DTYPE:SHAPE": sha256 of the DECODED image, not of the file. The
-#   data.ISBI 2012 stacks here were re-assembled from a mirror's PNG slices, so only
+#   ISBI 2012 stacks here were re-assembled from a mirror's PNG slices, so only
 #   their pixels, not their TIFF bytes, are meaningful. The hash input is the
 #   ASCII line "DTYPE SHAPE\\n" (e.g. "uint8 30x512x512\\n") followed by the
 #   C-contiguous array bytes (unetlib.manifest.pixel_digest). Their SIZE is that of
@@ -109,6 +120,26 @@ def file_digest(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+def _entry_problem(path: Path, entry: ManifestEntry, array: np.ndarray | None = None) -> str | None:
+    """Why ``path`` (decoded already: ``array``) does not match ``entry`` (None when it does).
+
+    A pixel entry's file is decoded when ``array`` is None; a file that cannot
+    be decoded raises the reader's error.
+    """
+    if entry.method == "bytes":
+        digest = file_digest(path)
+        return None if digest == entry.digest else _mismatch("sha256", digest, entry)
+    array = read_dataset_tiff(path) if array is None else array
+    if _pixel_method(array) != entry.method:
+        return f"decodes to {_pixel_method(array)}, expected {entry.method}"
+    digest = pixel_digest(array)
+    return None if digest == entry.digest else _mismatch("pixel sha256", digest, entry)
+
+
+def _mismatch(kind: str, digest: str, entry: ManifestEntry) -> str:
+    return f"{kind} {digest[:12]}..., expected {entry.digest[:12]}..."
 
 
 _MANIFEST_LINE = re.compile(
@@ -172,8 +203,8 @@ def make_manifest(
             if not path.is_file() or any(part.startswith(".") for part in rel.split("/")):
                 continue
             size = path.stat().st_size
-            if name == data.ISBI:
-                array = data.read_tiff(path)
+            if name == ISBI:
+                array = read_dataset_tiff(path)
                 entries[rel] = ManifestEntry(rel, pixel_digest(array), _pixel_method(array), size)
             else:
                 entries[rel] = ManifestEntry(rel, file_digest(path), "bytes", size)
@@ -224,16 +255,10 @@ def check_files(root: Path, files: list) -> None:
         key, signature = str(Path(path).resolve()), [info.st_size, info.st_mtime_ns, info.st_ino, entry.digest]
         if cache.get(key) == signature:
             continue
-        if entry.method == "bytes":
-            problem = None if file_digest(path) == entry.digest else "its sha256 differs"
-        else:
-            array = data.read_tiff(path) if array is None else array
-            problem = (f"decodes to {_pixel_method(array)}, expected {entry.method}"
-                       if _pixel_method(array) != entry.method
-                       else None if pixel_digest(array) == entry.digest else "its pixel sha256 differs")
+        problem = _entry_problem(path, entry, array)
         if problem:
             raise UnetlibError(f"{path} does not match the checksum manifest ({problem}: damaged, or another "
-                               f"dataset's file); {data.REFETCH}")
+                               f"dataset's file); {REFETCH}")
         cache[key], added = signature, True
     if added:
         try:
@@ -300,8 +325,8 @@ class VerifyReport:
         out += [f"EXTRA    {self.root / p}  (not in the manifest, not checked)" for p in self.extra]
         out += [f"HINT     {h}" for h in dict.fromkeys(self.hints)]
         if self.absent:
-            layout = "; ".join(data.LAYOUT[n] for n in self.absent if n in data.LAYOUT)
-            out.append(f"HINT     if the datasets are elsewhere, set {data.ENV_ROOT} (or pass --root) to "
+            layout = "; ".join(LAYOUT[n] for n in self.absent if n in LAYOUT)
+            out.append(f"HINT     if the datasets are elsewhere, set {ENV_ROOT} (or pass --root) to "
                        f"the folder that contains them; expected layout: {layout}")
         status = "OK" if self.ok else "FAILED"
         out.append(
@@ -314,25 +339,6 @@ class VerifyReport:
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
-
-
-def _entry_problem(path: Path, entry: ManifestEntry) -> str | None:
-    """Why ``path`` does not match ``entry`` (None when it does)."""
-    if entry.method == "bytes":
-        digest = file_digest(path)
-        return None if digest == entry.digest else _mismatch("sha256", digest, entry)
-    try:
-        array = data.read_tiff(path)
-    except UnetlibError as exc:
-        return str(exc).split(";")[0]
-    if _pixel_method(array) != entry.method:
-        return f"decodes to {_pixel_method(array)}, expected {entry.method}"
-    digest = pixel_digest(array)
-    return None if digest == entry.digest else _mismatch("pixel sha256", digest, entry)
-
-
-def _mismatch(kind: str, digest: str, entry: ManifestEntry) -> str:
-    return f"{kind} {digest[:12]}..., expected {entry.digest[:12]}..."
 
 
 def verify_dataset_dir(
@@ -352,10 +358,15 @@ def verify_dataset_dir(
         path = folder / rel.split("/", 1)[1]
         if not path.is_file():
             missing.append(rel)
-        elif (problem := _entry_problem(path, entry)) is not None:
-            corrupt.append((rel, problem))
-        else:
+            continue
+        try:
+            problem = _entry_problem(path, entry)
+        except UnetlibError as exc:  # a file that cannot be decoded: its problem is the reader's first clause
+            problem = str(exc).split(";")[0]
+        if problem is None:
             checked += 1
+        else:
+            corrupt.append((rel, problem))
     return checked, missing, corrupt
 
 
@@ -371,7 +382,7 @@ def extra_files(folder: Path, name: str, manifest: Manifest) -> list[str]:
 
 def _datasets_in(manifest: Manifest) -> tuple[str, ...]:
     seen = {e.dataset for e in manifest.values()}
-    return tuple(n for n in data.DATASETS if n in seen) + tuple(sorted(seen - set(data.DATASETS)))
+    return tuple(n for n in DATASETS if n in seen) + tuple(sorted(seen - set(DATASETS)))
 
 
 def verify(
@@ -397,24 +408,24 @@ def verify(
         or corrupt; every such file is listed. Files the manifest does not list
         are listed in ``report.extra`` as warnings. Nothing is written or deleted.
     """
-    root = data.data_root(root)
+    root = data_root(root)
     manifest = as_manifest(manifest)
     known = _datasets_in(manifest)
     names = tuple(datasets) if datasets else known
     for name in names:
-        data.check_dataset_name(name, known)
+        check_dataset_name(name, known)
     report = VerifyReport(root, names)
     for name in names:
         folder = root / name
         if not folder.is_dir():
             report.absent.append(name)
-            report.hints += data.layout_hints(root, name) if name in data.DATASETS else []
+            report.hints += layout_hints(root, name) if name in DATASETS else []
             continue
         checked, missing, corrupt = verify_dataset_dir(folder, name, manifest)
         report.checked += checked
         report.missing += missing
         report.corrupt += corrupt
         report.extra += extra_files(folder, name, manifest)
-        if missing and name in data.DATASETS:
-            report.hints += data.layout_hints(root, name)
+        if missing and name in DATASETS:
+            report.hints += layout_hints(root, name)
     return report

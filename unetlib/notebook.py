@@ -1,5 +1,8 @@
 """Helpers for the experiment notebooks: parameter validation and output folders.
 
+A numeric parameter's range is checked with :mod:`unetlib.values` (e.g.
+``check_integer("SEED", SEED, 0)``), as every configuration value is.
+
 papermill silently accepts parameter names that a notebook does not declare
 (a typo such as ``ITERATION = 10`` would be ignored). Every notebook therefore
 starts with its ``parameters`` cell (plain assignments only) and, right after
@@ -19,7 +22,7 @@ from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
 from unetlib.recipe import PROFILES
 
-__all__ = ["validate_parameters", "check_range", "output_dir"]
+__all__ = ["validate_parameters", "output_dir"]
 _INJECTED_MARKER = "# Parameters"  # first line of the cell papermill injects
 
 
@@ -91,14 +94,6 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
     if "PROFILE" in params and params["PROFILE"] not in PROFILES:
         raise UnetlibError(f"PROFILE must be one of {PROFILES}, got {params['PROFILE']!r}")
     return params
-
-
-def check_range(name: str, value, low=None, high=None) -> None:
-    """Refuse a numeric parameter outside ``[low, high]`` with a one-line error naming the range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise UnetlibError(f"parameter {name}={value!r} must be a number")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise UnetlibError(f"parameter {name}={value!r} is outside its range {low}..{high}")
 
 
 def output_dir(output: str | os.PathLike, profile: str) -> Path:

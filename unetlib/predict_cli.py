@@ -49,7 +49,7 @@ def register_cli(subparsers) -> None:
 
 def _cli_predict(args) -> int:
     from unetlib.atomic import write_tiff
-    from unetlib.inference import Tiling, label_dtype, softmax
+    from unetlib.inference import Tiling, check_image, label_dtype, softmax
     from unetlib.segment import Segmenter
     from unetlib.userfiles import check_output_paths, read_image
 
@@ -72,7 +72,11 @@ def _cli_predict(args) -> int:
     tile = tile if tile is not None else settings["predict_tile"]
     _check_class(args.class_index, model.num_classes, args.checkpoint)
     image = read_image(args.image, model.in_channels)
-    _check_image(image, args.image, model.in_channels, normalize)
+    try:
+        check_image(image, model.in_channels)  # the prediction's own check, here before any work
+    except UnetlibError as exc:
+        raise UnetlibError(f"{args.image}: {exc}") from None
+    _check_scaling_range(image, args.image, normalize)
     resampled = f", resampled by {settings['resample']:g}" if settings["resample"] != 1 else ""
     print(f"{args.image}: {image.shape} {image.dtype}, read as {'a stack' if image.ndim == 3 else 'one image'}; "
           f"input scaling {normalize!r}{resampled}, test-time averaging {tta!r}")
@@ -110,18 +114,11 @@ MAX_SCALED_INPUT = 1e6
 UNIT_FLOAT_LIMIT = 2.0
 
 
-def _check_image(image: np.ndarray, path: str, in_channels: int, normalize: str) -> None:
-    """Refuse, naming the file, an image the network cannot take: wrong axes, no pixels, NaN/inf, huge values."""
+def _check_scaling_range(image: np.ndarray, path: str, normalize: str) -> None:
+    """Refuse, naming the file, values the input scaling would pass on ruined: huge, or far outside [0, 1]
+    for 'unit' (the image's axes and pixels are checked already)."""
     from unetlib.preprocess import row_blocks
 
-    if in_channels == 1 and image.ndim not in (2, 3):
-        raise UnetlibError(f"image {path} has shape {image.shape}, but the model takes 1 channel: "
-                           "save a 2-D image (H, W) or a stack (S, H, W) without further axes")
-    if in_channels > 1 and (image.ndim not in (3, 4) or image.shape[-3] != in_channels):
-        raise UnetlibError(f"image {path} has shape {image.shape}, but the model takes {in_channels} channels: "
-                           f"save ({in_channels}, H, W) or a stack (S, {in_channels}, H, W)")
-    if image.size == 0:
-        raise UnetlibError(f"image {path} is empty (shape {image.shape}); give an image with at least one pixel")
     if normalize == "unit" and image.dtype.kind in "iu" and image.dtype.itemsize > 2:
         peak = int(image.max()) if image.size else 0
         raise UnetlibError(
@@ -130,15 +127,9 @@ def _check_image(image: np.ndarray, path: str, in_channels: int, normalize: str)
             "zscore or minmax")
     if image.dtype.kind != "f" and not (normalize == "none" and image.dtype.kind in "iu"):
         return  # integers are scaled by their dtype's maximum (or per image): always in range
-    bad, peak = 0, 0.0
+    peak = 0.0
     for block in row_blocks(image):
-        finite = np.isfinite(block) if image.dtype.kind == "f" else np.ones(block.shape, bool)
-        bad += int(block.size - np.count_nonzero(finite))
-        if finite.any():
-            peak = max(peak, float(np.abs(block[finite].astype(np.float64)).max()))
-    if bad:
-        raise UnetlibError(f"image {path} holds {bad} NaN or infinite values; replace them "
-                           "(e.g. numpy.nan_to_num) and save the image again")
+        peak = max(peak, float(np.abs(block.astype(np.float64)).max()))
     if normalize == "unit" and image.dtype.kind == "f" and peak > UNIT_FLOAT_LIMIT:
         raise UnetlibError(
             f"image {path} holds float values up to {peak:.4g}, but the scaling 'unit' passes floats unchanged "

@@ -44,7 +44,7 @@ __all__ = ["NORMALIZATIONS", "normalizer", "normalize_image", "check_mode", "row
            "resample"]
 
 NORMALIZATIONS = ("unit", "zscore", "minmax", "none")
-_CHUNK_ROWS = 256  # rows per block for whole-image statistics
+_CHUNK_ROWS = 256  # rows per block for whole-image passes (statistics, checks, inference's finishing)
 
 
 def check_mode(mode: str) -> str:

@@ -48,9 +48,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unetlib.augment import AugmentParams, random_tile
+from unetlib.augment import AugmentParams, augmented_tile
 from unetlib.checkpoint import load_checkpoint, save_checkpoint
-from unetlib.errors import UnetlibError
+from unetlib.errors import UnetlibError, short_repr
 from unetlib.model import VARIANTS, UNet, check_input_size, output_size
 from unetlib.preprocess import normalize_image
 from unetlib.progress import Progress
@@ -145,7 +145,6 @@ class TrainConfig:
     augment: AugmentParams = field(default_factory=AugmentParams)
 
     def __post_init__(self) -> None:
-        check_integer("TrainConfig.tile", self.tile)
         check_input_size(self.tile, "TrainConfig.tile")
         for name in ("width", "batch", "checkpoint_every"):
             check_integer(f"TrainConfig.{name}", getattr(self, name), 1)
@@ -385,8 +384,9 @@ def train(
 # --------------------------------------------------------------------------- #
 # Training data and tiles
 # --------------------------------------------------------------------------- #
-def _check_training_data(images, targets, weights) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Validate the three lists; return (input float32, target uint8, weight float32) triples."""
+def _check_training_data(images, targets, weights) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Validate the three lists; return (input float32, target uint8, weight float32) triples of CPU tensors,
+    the planes every iteration's tiles are cut from (:func:`unetlib.augment.augmented_tile`)."""
     lists = {"images": images, "targets": targets, "weights": weights}
     for name, value in lists.items():
         if isinstance(value, np.ndarray) and value.ndim == 2:
@@ -401,7 +401,7 @@ def _check_training_data(images, targets, weights) -> list[tuple[np.ndarray, np.
     return [_check_one(i, im, t, w) for i, (im, t, w) in enumerate(zip(images, targets, weights))]
 
 
-def _check_one(i: int, image, target, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_one(i: int, image, target, weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     image, target, weight = np.asarray(image), np.asarray(target), np.asarray(weight)
     if image.ndim != 2:
         raise UnetlibError(f"images[{i}] must be a 2-D grey-value image, got shape {image.shape}")
@@ -427,7 +427,8 @@ def _check_one(i: int, image, target, weight) -> tuple[np.ndarray, np.ndarray, n
     inputs = image.astype(np.float32) if image.dtype.kind == "f" else normalize_image(image, "unit")
     if not np.isfinite(inputs).all():
         raise UnetlibError(f"images[{i}] contains NaN or infinite values")
-    return inputs, target.astype(np.uint8), weight.astype(np.float32)
+    return (torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)),
+            torch.from_numpy(target.astype(np.uint8)), torch.from_numpy(weight.astype(np.float32)))
 
 
 def _sample_tiles(data, config: TrainConfig, iteration: int):
@@ -436,8 +437,8 @@ def _sample_tiles(data, config: TrainConfig, iteration: int):
     xs, ys, ws = [], [], []
     for _ in range(config.batch):
         image, target, weight = data[int(rng.integers(len(data)))]
-        x, y, w = random_tile(image, target, weight, in_size=config.tile, out_size=output_size(config.tile),
-                              rng=rng, params=config.augment)
+        x, y, w = augmented_tile(image, target, weight, in_size=config.tile, out_size=output_size(config.tile),
+                                 rng=rng, params=config.augment)
         xs.append(x)
         ys.append(y)
         ws.append(w)
@@ -571,7 +572,8 @@ class _Run:
                                "(resume=False / --no-resume) or use another output folder") from None
         differ = self.config.differs_from(saved, ignore=("iterations",) if self.config.schedule == "constant" else ())
         if differ or "optimizer" not in payload:
-            what = ", ".join(f"{f}: {_short(a)} -> {_short(b)}" for f, (a, b) in differ.items()) or "no optimizer state"
+            changes = (f"{f}: {short_repr(a, 60)} -> {short_repr(b, 60)}" for f, (a, b) in differ.items())
+            what = ", ".join(changes) or "no optimizer state"
             raise UnetlibError(
                 f"checkpoint {self.path} cannot be resumed by this run ({what}): use the same settings, "
                 "another output folder, or start afresh (resume=False / --no-resume)"
@@ -609,11 +611,6 @@ class _Run:
             f"the loss is {loss} at iteration {iteration + 1}: training stopped and {kept}; "
             "check the images and weight maps, or lower the learning rate (TrainConfig.lr / --lr)"
         )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _DeferSignals:

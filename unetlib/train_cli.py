@@ -12,24 +12,28 @@ import argparse
 import os
 from pathlib import Path
 
+from unetlib import data as datasets
+from unetlib.atomic import folder_lock
+from unetlib.checkpoint import load_checkpoint
 from unetlib.errors import UnetlibError
+from unetlib.recipe import PROFILES, preset
+from unetlib.train import CHECKPOINT_NAME
+from unetlib.userfiles import check_output_folder
 
 __all__ = ["register_cli", "parse_slices"]
 
 
 def register_cli(subparsers) -> None:
     """Add ``unetlib train DATASET ...``."""
-    from unetlib.data import DATASETS, SEQUENCES
-    from unetlib.recipe import PROFILES
-
     p = subparsers.add_parser(
         "train", help="train a U-Net on one of the paper's datasets",
         description="Train a U-Net with a profile's recipe (paper Section 3) and write OUT/last.pt; "
         "an existing OUT/last.pt is resumed unless --no-resume. Ctrl-C or SIGTERM save and stop.",
     )
-    p.add_argument("dataset", choices=DATASETS, metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("dataset", choices=datasets.DATASETS, metavar="DATASET",
+                   help=f"one of {', '.join(datasets.DATASETS)}")
     p.add_argument("--profile", choices=PROFILES, default="cpu", help="recipe preset (cpu)")
-    p.add_argument("--sequence", default=None, choices=SEQUENCES, help="CTC sequence to train on (01)")
+    p.add_argument("--sequence", default=None, choices=datasets.SEQUENCES, help="CTC sequence to train on (01)")
     p.add_argument("--slices", default=None, help="ISBI 2012 slices, e.g. 0-19 or 0-9,20-29 (all 30)")
     p.add_argument("--iterations", type=int, help="optimiser steps (the profile's)")
     p.add_argument("--width", type=int, help="first-level channels (the profile's)")
@@ -62,8 +66,6 @@ _OPTIONS = ("iterations", "width", "tile", "lr", "seed", "checkpoint_every")  # 
 
 
 def _recipe(args):
-    from unetlib.recipe import preset
-
     recipe = preset(args.dataset, args.profile)
     if args.iterations is not None and args.iterations < 1:  # TrainConfig allows 0; a run of 0 steps is a mistake
         raise UnetlibError(f"--iterations must be at least 1, got {args.iterations} (0 would only write an "
@@ -99,13 +101,12 @@ def _check_width_fits(width: int) -> None:
 
 def _select(args, recipe):
     """The training images of the chosen dataset (read and checked, nothing written)."""
-    from unetlib import data as datasets
-    from unetlib.trainset import unit_data
+    from unetlib.trainset import unit_data  # here: see _cli
 
     if args.dataset == "isbi2012":
         if args.sequence is not None:
             raise UnetlibError("--sequence applies to the Cell Tracking Challenge datasets; isbi2012 takes --slices")
-        count = len(datasets.load_isbi2012(args.data).train_images)
+        count = datasets.ISBI_SHAPE[0]  # the sections load_isbi2012 accepts: --slices is checked before reading
         sections = parse_slices(args.slices, count) if args.slices is not None else list(range(count))
         return unit_data(recipe, sections=sections, root=args.data)
     if args.slices is not None:
@@ -114,10 +115,9 @@ def _select(args, recipe):
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from unetlib.atomic import folder_lock
-    from unetlib.train import CHECKPOINT_NAME
+    # here, not at the top: the training set brings numba and the weight maps (about 1 s), which
+    # `unetlib train --help` and a refused option do not need
     from unetlib.trainset import check_resumable, train_network, training_data
-    from unetlib.userfiles import check_output_folder
 
     out = Path(args.out or f"runs/train-{args.dataset}")
     recipe = _recipe(args)  # every option is checked before anything is read or written
@@ -144,8 +144,6 @@ def _cli(args: argparse.Namespace) -> int:
 
 def _saved_note(path: Path) -> str:
     """What an interrupted run left: the checkpoint and its iteration, and how to resume."""
-    from unetlib.checkpoint import load_checkpoint
-
     if not path.is_file():
         return "no iteration was complete, so no checkpoint was written"
     try:

@@ -18,7 +18,7 @@ import tifffile
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["read_image", "read_tiff", "check_file", "check_output_paths", "check_output_folder"]
+__all__ = ["read_image", "read_user_tiff", "check_file", "check_output_paths", "check_output_folder"]
 
 _COLOUR_AXES = ("S",)  # tifffile's axis code for colour samples
 
@@ -39,7 +39,7 @@ def read_image(path: str | os.PathLike, in_channels: int = 1, what: str = "image
     """
     path = check_file(path, what, "give a 2-D TIFF/PNG or a TIFF stack")
     if path.suffix.lower() in (".tif", ".tiff"):
-        image, axes = read_tiff(path, what)
+        image, axes = read_user_tiff(path, what)
         colour = axes.endswith(_COLOUR_AXES)
     else:
         colour, image = _read_other(path, what)
@@ -81,7 +81,7 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def read_tiff(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, str]:
+def read_user_tiff(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, str]:
     """The pixels and axes (tifffile's codes, e.g. ``"YX"``, ``"QYX"``, ``"YXS"``) of a TIFF's only series.
 
     A TIFF holding several series (images of different shapes, or written

@@ -57,6 +57,7 @@ __all__ = [
     "W0",
     "SIGMA",
     "BORDER_TOLERANCE",
+    "grown_box",
 ]
 
 W0 = 10.0  #: paper's w0
@@ -206,7 +207,7 @@ def _two_nearest_cell_distances(cells: np.ndarray, margin: int):
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        window = _grown_box(box, margin, cells.shape)
+        window = grown_box(box, margin, cells.shape)
         distance = ndimage.distance_transform_edt(labels[window] != label)
         near1, near2 = d1[window], d2[window]  # views: updated in place
         np.minimum(near2, np.maximum(near1, distance), out=near2)
@@ -228,7 +229,8 @@ def _margin(sigma: float) -> int:
     return int(math.ceil(sigma * math.sqrt(2.0 * math.log(1.0 / BORDER_TOLERANCE))))
 
 
-def _grown_box(box, margin: int, shape) -> tuple[slice, slice]:
+def grown_box(box, margin: int, shape) -> tuple[slice, ...]:
+    """The slices of ``box`` (as ``ndimage.find_objects`` gives) grown by ``margin`` pixels, clipped to ``shape``."""
     return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, shape))
 
 

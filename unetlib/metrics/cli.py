@@ -52,9 +52,9 @@ _GREY_FIX = {
 
 def _read_stack(path: Path, what: str) -> np.ndarray:
     """Decode the TIFF's only series; refuse a missing, unreadable or colour (RGB, axes ``...S``) file."""
-    from unetlib.userfiles import read_tiff
+    from unetlib.userfiles import read_user_tiff
 
-    array, axes = read_tiff(path, f"{what} file")
+    array, axes = read_user_tiff(path, f"{what} file")
     if axes.endswith("S"):
         raise UnetlibError(f"{what} file {path} is a colour TIFF (shape {array.shape}, axes {axes}); "
                            f"{_GREY_FIX[what]}")

@@ -30,7 +30,7 @@ import pandas as pd
 
 from unetlib.atomic import write_tiff
 from unetlib.errors import UnetlibError
-from unetlib.userfiles import read_tiff
+from unetlib.userfiles import read_user_tiff
 
 __all__ = [
     "SEGResult",
@@ -262,10 +262,10 @@ def _foreground_iou(gt: dict, pred: dict) -> float:
 # ---------------------------------------------------------------------------
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_label_image(path: Path) -> np.ndarray:
     """A label image, checked (2-D, integer, no negative labels); errors name the file and the fix."""
     try:
-        image, _ = read_tiff(path, "label image")
+        image, _ = read_user_tiff(path, "label image")
         return _check_label_image(image, str(path))
     except UnetlibError as exc:
         raise UnetlibError(f"{exc}; re-export {path.name} as a 2-D uint16 label TIFF") from None
@@ -300,7 +300,7 @@ def read_ctc_gt(gt_dir: str | Path) -> dict[int, np.ndarray]:
     files = _numbered_files(seg_dir, _MAN_SEG)
     if not files:
         raise UnetlibError(f"no man_segTTT.tif files in {seg_dir}; pass the <seq>_GT folder of the dataset")
-    return {t: _read_tiff(path) for t, path in files.items()}
+    return {t: _read_label_image(path) for t, path in files.items()}
 
 
 def read_ctc_results(res_dir: str | Path, frames=None) -> dict[int, np.ndarray]:
@@ -329,7 +329,7 @@ def read_ctc_results(res_dir: str | Path, frames=None) -> dict[int, np.ndarray]:
                 f"({len(missing)} missing: {missing[:10]}); write one label image per frame"
             )
         files = {t: files[t] for t in frames}
-    return {t: _read_tiff(path) for t, path in files.items()}
+    return {t: _read_label_image(path) for t, path in files.items()}
 
 
 def _digits(files: dict[int, Path]) -> int:
