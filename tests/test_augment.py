@@ -483,3 +483,35 @@ def test_paste_touching_refuses_bad_settings(kwargs, match):
     mask = kwargs.pop("mask", mask)
     with pytest.raises(UnetlibError, match=match):
         paste_touching(image, mask, np.random.default_rng(0), **kwargs)
+
+
+def test_zero_padding_fills_the_tile_beyond_the_image_with_zeros_and_learns_nothing_there():
+    from unetlib.augment import AugmentParams, random_tile
+
+    rng_image = np.random.default_rng(3)
+    image = rng_image.random((120, 140)).astype(np.float32) + 0.5  # no zero inside the image
+    target, weights = np.ones((120, 140), np.int64), np.ones((120, 140), np.float32)
+    plain = AugmentParams(enabled=False)
+    zero = AugmentParams(enabled=False, padding="zero")
+    kwargs = dict(in_size=188, out_size=100, center=(10, 70))
+    x_m, _, w_m = random_tile(image, target, weights, rng=np.random.default_rng(0), params=plain, **kwargs)
+    x_z, _, w_z = random_tile(image, target, weights, rng=np.random.default_rng(0), params=zero, **kwargs)
+    # the unaugmented tile: tile pixel (r, c) is image pixel (10 - 94 + r, 70 - 94 + c)
+    rows, cols = np.arange(188) + 10 - 94, np.arange(188) + 70 - 94
+    inside = torch.from_numpy(((rows >= 0) & (rows < 120))[:, None] & ((cols >= 0) & (cols < 140))[None, :])
+    assert (x_z[0][~inside] == 0).all() and (x_z[0][inside] == x_m[0][inside]).all()
+    assert (x_m[0] > 0).all()  # mirror padding: the image's own values
+    out = inside[44:144, 44:144]
+    assert (w_z[~out] == 0).all() and (w_z[out] == 1).all() and (w_m == 1).all()
+    with pytest.raises(UnetlibError, match="padding"):
+        AugmentParams(padding="reflect")
+
+
+def test_inference_pads_as_the_network_was_trained():
+    from unetlib.recipe import preset
+    from unetlib.segment import Segmenter
+
+    recipe = preset("isbi2012", "smoke")
+    assert Segmenter(None, recipe).default_tiling().padding == "mirror"
+    zero = recipe.replace(**{"train.augment.padding": "zero"})
+    assert Segmenter(None, zero).default_tiling().padding == "zero"

@@ -97,8 +97,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from unetlib.errors import UnetlibError
-from unetlib.geometry import check_image_shape, mirror_index
-from unetlib.values import check_bool, check_integer, check_real
+from unetlib.geometry import PADDINGS, check_image_shape, mirror_index
+from unetlib.values import check_bool, check_choice, check_integer, check_real
 from unetlib.weights import check_mask
 
 __all__ = ["elastic_grid", "displacement_field", "deform", "AugmentParams", "random_tile", "augmented_tile",
@@ -326,6 +326,9 @@ class AugmentParams:
     scale : float, default 0
         Zoom range: factor log-uniform in ``[1 / (1 + scale), 1 + scale]``;
         0 switches the zoom off.
+    padding : {"mirror", "zero"}, default "mirror"
+        Beyond the image a tile holds its mirror image (the paper's), or zeros
+        with loss weight 0 (the alternative the claims compare against).
     """
 
     enabled: bool = True
@@ -339,6 +342,7 @@ class AugmentParams:
     gamma: float = 0.2
     image_order: int = 3
     scale: float = 0.0
+    padding: str = "mirror"
 
     def __post_init__(self):
         for name in ("enabled", "rotation", "flip"):
@@ -351,6 +355,7 @@ class AugmentParams:
             check_real(f"AugmentParams.{name}", getattr(self, name), 0, 1, high_open=True)
         if self.image_order not in _GRID_SAMPLE_MODES or isinstance(self.image_order, bool):
             raise UnetlibError(f"AugmentParams.image_order must be 3 (bicubic) or 1 (bilinear), got {self.image_order!r}")
+        check_choice("AugmentParams.padding", self.padding, PADDINGS)
 
 
 @dataclass(frozen=True)
@@ -419,12 +424,18 @@ def augmented_tile(image: torch.Tensor, target: torch.Tensor, weights: torch.Ten
     target's integer dtype.
     """
     draw = _draw(rng, params, image.shape, center)
-    ys, xs = _mirror(*_tile_coordinates(draw, params, in_size, image.device), image.shape)
+    raw_ys, raw_xs = _tile_coordinates(draw, params, in_size, image.device)
+    outside = _outside(raw_ys, raw_xs, image.shape) if params.padding == "zero" else None
+    ys, xs = _mirror(raw_ys, raw_xs, image.shape)
     x = _interpolate(image[None], ys, xs, params.image_order)
     x = _vary_gray_values(x, draw, params)
     inner = slice((in_size - out_size) // 2, (in_size + out_size) // 2)
     nearest = _nearest_index(ys[inner, inner], xs[inner, inner], image.shape)
-    return x, target.reshape(-1)[nearest].long(), weights.reshape(-1)[nearest]
+    y, w = target.reshape(-1)[nearest].long(), weights.reshape(-1)[nearest]
+    if outside is not None:  # zero padding: nothing beyond the image, and no labels there to learn from
+        x = x.masked_fill(outside[None], 0.0)
+        w = w.masked_fill(outside[inner, inner], 0.0)
+    return x, y, w
 
 
 def _draw(rng, params: AugmentParams, shape, center) -> _Draw:
@@ -495,6 +506,11 @@ def _sample(planes: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, order: int
 def _mirror(ys: torch.Tensor, xs: torch.Tensor, shape):
     """Positions mirrored into the image (numpy 'reflect')."""
     return _reflect(ys, shape[-2]), _reflect(xs, shape[-1])
+
+
+def _outside(ys: torch.Tensor, xs: torch.Tensor, shape) -> torch.Tensor:
+    """Positions (before mirroring) whose nearest pixel lies beyond the image."""
+    return (ys < -0.5) | (ys >= shape[-2] - 0.5) | (xs < -0.5) | (xs >= shape[-1] - 0.5)
 
 
 def _nearest_index(ys: torch.Tensor, xs: torch.Tensor, shape) -> torch.Tensor:

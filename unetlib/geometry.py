@@ -24,11 +24,13 @@ import numpy as np
 from unetlib.errors import UnetlibError
 from unetlib.model import BORDER, MIN_INPUT, check_input_size, input_size_for_output
 
-__all__ = ["GRID", "TTA_MODES", "mirror_index", "TileLayout", "plan_tiles", "tta_transforms", "check_image_shape",
+__all__ = ["GRID", "TTA_MODES", "PADDINGS", "mirror_index", "TileLayout", "plan_tiles", "tta_transforms", "check_image_shape",
            "border_band"]
 
 GRID = 16  #: period of the pooling grid after four 2x2 max-pools (pixels)
 TTA_MODES = ("none", "flips", "d4")
+#: What fills a tile beyond the image, in training and inference: its mirror image (the paper's, Fig. 2), or zeros.
+PADDINGS = ("mirror", "zero")
 _BYTES_PER_PIXEL_PER_WIDTH = 4 * 8  # fp32 activations alive at the peak, about 8 * width maps
 
 

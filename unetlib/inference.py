@@ -34,7 +34,14 @@ import torch
 from tqdm import tqdm
 
 from unetlib.errors import UnetlibError
-from unetlib.geometry import _BYTES_PER_PIXEL_PER_WIDTH, TileLayout, mirror_index, plan_tiles, tta_transforms
+from unetlib.geometry import (
+    _BYTES_PER_PIXEL_PER_WIDTH,
+    PADDINGS,
+    TileLayout,
+    mirror_index,
+    plan_tiles,
+    tta_transforms,
+)
 from unetlib.model import BORDER, MIN_INPUT
 from unetlib.preprocess import check_mode, normalizer, row_blocks
 from unetlib.runtime import autocast, pick_device, reuse_freed_memory, to_channels_last
@@ -42,7 +49,6 @@ from unetlib.runtime import autocast, pick_device, reuse_freed_memory, to_channe
 __all__ = ["predict", "check_image", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
 
 OUTPUTS = ("probabilities", "logits", "labels")
-PADDINGS = ("mirror", "zero")
 _MAX_AUTO_BATCH = 16
 #: On the CPU, the first touch of a forward's fresh memory costs about as much as computing
 #: ``_FIRST_TOUCH_WIDTH / width`` of its input pixels once (page faults: about 2.5 us per 4 KiB page,

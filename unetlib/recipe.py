@@ -346,6 +346,8 @@ WHY: dict[str, Any] = {
                          "keep none (not measured there).",
         "*": "no zoom (the paper names none).",
     },
+    "train.augment.padding": "mirror: beyond the image a tile holds its mirror image, in training and in overlap-tile "
+                             "inference (Fig. 2); zero padding only in the claims' comparison (appendix 05).",
     "class_weights": {
         "isbi2012": "w_c of Eq. 2: 'balanced' = inverse class frequency with mean 1 (membranes are 22 % of the "
                     "pixels and weigh 2.3, cells 0.64).",

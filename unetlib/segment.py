@@ -57,10 +57,12 @@ class Segmenter:
                 "threshold": r.threshold, "min_size": r.min_size, "split_threshold": r.split_threshold}
 
     def default_tiling(self) -> Tiling:
-        """The recipe's inference tile, device and precision, without a progress bar."""
+        """The recipe's inference tile, device, precision and padding beyond the image (as the network was
+        trained: ``train.augment.padding``), without a progress bar."""
         train = self.recipe.train if self.recipe is not None else None
         return Tiling(tile=self.settings()["predict_tile"], device=train.device if train else None,
-                      amp=train.amp if train else True, progress=False)
+                      amp=train.amp if train else True, progress=False,
+                      padding=train.augment.padding if train else "mirror")
 
     def logits(self, image, *, tta: str | None = None, normalize: str | None = None,
                tiling: Tiling | None = None) -> np.ndarray:
