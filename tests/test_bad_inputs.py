@@ -353,6 +353,69 @@ def test_huge_values_are_fine_when_the_scaling_bounds_them(kit, capsys):
     assert np.isfinite(tifffile.imread(kit.out)).all()
 
 
+def _twelve_bit(kit: Kit) -> tuple[np.ndarray, Path]:
+    """A 12-bit camera's frame stored as uint16: the values of the kit's 8-bit image times 16 (up to 4,095)."""
+    image8 = tifffile.imread(kit.image)
+    image12 = (image8.astype(np.uint16) * 16 + image8 // 16).astype(np.uint16)  # 255 -> 4095
+    assert image12.max() == 4095
+    return image12, kit.tiff("twelve.tif", image12)
+
+
+def test_a_twelve_bit_image_under_unit_scaling_is_refused_naming_the_bit_depth(kit, capsys):
+    """uint16 values up to 4,095 would be divided by 65,535 (the network would see a nearly black image)."""
+    _, path = _twelve_bit(kit)
+    line = refused(capsys, kit.root, kit.predict(None, path, "--probabilities", kit.root / "p.tif"),
+                   names=[path, "4,095", "12 bits", "--bit-depth 12", "--bit-depth 16", "0.062"])
+    assert "65,535" in line
+
+
+def test_bit_depth_scales_a_twelve_bit_image_as_its_eight_bit_original(kit, capsys):
+    """With --bit-depth 12 the network sees the same inputs (to 8-bit rounding) as the 8-bit original, and the
+    summary line says how the image was scaled."""
+    _, path = _twelve_bit(kit)
+    code, out, err = cli(capsys, kit.predict(None, path, "--bit-depth", "12", "--probabilities", kit.root / "p12.tif"))
+    assert code == 0, err
+    assert "input scaling 'unit' of 12-bit values (/ 4,095)" in out
+    code, out, err = cli(capsys, kit.predict(None, kit.image, "--probabilities", kit.root / "p8.tif"))
+    assert code == 0, err and "-bit values" not in out
+    p12, p8 = tifffile.imread(kit.root / "p12.tif"), tifffile.imread(kit.root / "p8.tif")
+    assert np.abs(p12 - p8).max() < 1e-3  # 4095 * k/255 vs k: equal scaled inputs up to 1/(16 * 255)
+    code, _, err = cli(capsys, kit.predict(None, path, "--bit-depth", "16", "--probabilities", kit.root / "p16.tif"))
+    assert code == 0, err  # a dark 16-bit image: the user says so
+
+
+BIT_DEPTHS = {
+    # case: (image dtype and peak, options, words the message must contain)
+    "values beyond the depth": (np.uint16, 5000, ["--bit-depth", "12"], ["--bit-depth 12", "5,000", "4,095", "14"]),
+    "a depth above the dtype's bits": (np.uint8, 200, ["--bit-depth", "12"], ["--bit-depth 12", "uint8", "1 to 8"]),
+    "a float image": (np.float32, 1, ["--bit-depth", "12"], ["--bit-depth 12", "float32", "drop it"]),
+    "another scaling": (np.uint16, 4095, ["--bit-depth", "12", "--normalize", "zscore"], ["'zscore'", "drop --bit-depth"]),
+    "zero bits": (np.uint16, 0, ["--bit-depth", "0"], ["--bit-depth 0", "1 to 16"]),
+}
+
+
+@pytest.mark.parametrize("case", BIT_DEPTHS)
+def test_a_bit_depth_that_does_not_fit_the_image_is_refused(kit, capsys, case):
+    dtype, peak, options, names = BIT_DEPTHS[case]
+    image = np.zeros((20, 20), dtype)
+    image[3, 4] = peak
+    path = kit.tiff("image.tif", image)
+    about_the_image = "--normalize" not in options  # a scaling that takes no bit depth is about the options
+    refused(capsys, kit.root, kit.predict(None, path, *options, "--probabilities", kit.root / "p.tif"),
+            names=[path] * about_the_image + names)
+
+
+def test_unit_scaling_of_the_kits_own_data_is_unchanged_by_the_bit_depth_option():
+    """Training on the kit's (8-bit) datasets calls normalize_image without a bit depth: uint8 / 255 exactly."""
+    from unetlib.preprocess import bits_held, normalize_image
+
+    image = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(normalize_image(image, "unit"), image.astype(np.float32) * np.float32(1 / 255))
+    np.testing.assert_array_equal(normalize_image(image, "unit", 8), normalize_image(image, "unit"))
+    assert [bits_held(v) for v in (0, 255, 256, 1023, 4095, 4096, 16383, 16384, 65535)] == [8, 8, 10, 10, 12, 14, 14,
+                                                                                            16, 16]
+
+
 # --------------------------------------------------------------------------- #
 # 3. Outputs: never over an input, never two outputs in one file, folders refused before any work
 # --------------------------------------------------------------------------- #
