@@ -235,6 +235,17 @@ CHECKPOINTS = {
 }
 
 
+@pytest.mark.parametrize("image", ["in.tif", "in.png"])
+def test_swapped_arguments_are_recognised_not_called_a_corrupt_checkpoint(kit, capsys, image):
+    """`unetlib predict IMAGE CHECKPOINT`: the image is named as an image, never as a checkpoint to delete."""
+    path = kit.image if image == "in.tif" else _png(kit, "in.png", np.zeros((20, 20), np.uint8))
+    line = refused(capsys, kit.root, kit.predict(path, kit.checkpoint),
+                   names=[f"{path} is an image, not a checkpoint: the checkpoint comes first"])
+    assert "delete" not in line and "corrupt" not in line
+    renamed = kit.file("weights.pt", path.read_bytes())  # named like a checkpoint: the content decides
+    refused(capsys, kit.root, kit.predict(renamed, kit.checkpoint), names=[f"{renamed} is an image"])
+
+
 def test_the_code_probe_really_runs_code_when_unpickled(tmp_path):
     """Control: plain pickle runs RunsCode's payload, so an absent marker below means the loader refused it."""
     pickle.loads(pickle.dumps(RunsCode(tmp_path)))
@@ -730,6 +741,21 @@ def test_train_with_a_missing_data_folder(tmp_path, capsys):
     refused(capsys, tmp_path, argv, names=[tmp_path / "nowhere", "unetlib data fetch isbi2012"])
 
 
+@pytest.mark.parametrize("spelling", ["--data-root", "--data"])
+def test_train_names_the_data_root_as_data_does(tmp_path, capsys, spelling):
+    """One name for one thing: `unetlib train --data-root` as `unetlib data ... --data-root`; the older
+    spellings (train --data, data --root) still work and are not listed."""
+    argv = ["train", "isbi2012", "--profile", "smoke", spelling, tmp_path / "nowhere", "--out", tmp_path / "run"]
+    refused(capsys, tmp_path, argv, names=[tmp_path / "nowhere", "`unetlib data fetch isbi2012` (add --data-root DIR"])
+    line = refused(capsys, tmp_path, ["data", "verify", "--data-root", tmp_path / "absent"], names=[tmp_path / "absent"])
+    assert line == refused(capsys, tmp_path, ["data", "verify", "--root", tmp_path / "absent"])
+    assert "(--data-root)" in line
+    for command in (["train"], ["data", "verify"], ["data", "fetch"], ["data", "info"]):
+        code, out, _ = cli(capsys, [*command, "--help"])
+        assert code == 0 and "--data-root DIR" in out and "deprecated" in out
+        assert "--root DIR" not in out and "--data DIR" not in out and "--data DATA" not in out
+
+
 def test_fetch_into_a_data_root_that_is_a_file(tmp_path, capsys):
     (tmp_path / "root.txt").write_text("not a folder\n")
     argv = ["data", "fetch", "isbi2012", "--root", tmp_path / "root.txt", "--url", "http://127.0.0.1:9/",
@@ -894,6 +920,22 @@ ENTRY_POINT = {
     "train --tile abc": lambda k: (["train", "isbi2012", "--tile", "abc", "--out", k.root / "run"], "abc"),
     "data verify --root missing": lambda k: (["data", "verify", "--root", k.root / "absent"], "absent"),
 }
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`unetlib evaluate ... --json | head`: the reader leaves early; no "Broken pipe" error, no traceback."""
+    gt = np.full((3, 64, 64), 255, np.uint8)
+    gt[:, ::8] = 0
+    tifffile.imwrite(tmp_path / "gt.tif", gt, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "p.tif", (gt > 0).astype(np.float32), photometric="minisblack")
+    argv = [sys.executable, "-m", "unetlib", "evaluate", "isbi2012", tmp_path / "p.tif", tmp_path / "gt.tif", "--json"]
+    done = subprocess.run(f"{' '.join(map(str, argv))} | head -c 10", shell=True, cwd=tmp_path, text=True,
+                          capture_output=True, timeout=300, executable="/bin/bash")
+    assert done.stdout == '{"warping_' and done.stderr == ""
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # gone before the command writes (it needs seconds to start)
+    _, err = process.communicate(timeout=300)
+    assert err == b"" and process.returncode == 141
 
 
 @pytest.mark.parametrize("case", ENTRY_POINT)

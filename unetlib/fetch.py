@@ -472,8 +472,8 @@ def _temporary_folder(root: Path, name: str) -> Path:
         (folder / OWNER).write_text(owner_line() + "\n")
         return folder
     except OSError as exc:
-        raise UnetlibError(f"cannot write into the data root {root} ({exc}); pass a writable --root "
-                           f"or set UNETLIB_DATA") from exc
+        raise UnetlibError(f"cannot write into the data root {root} ({exc}); set {ENV_ROOT} to a writable "
+                           f"folder (or pass `unetlib data fetch` a writable --data-root)") from exc
 
 
 OWNER = ".owner"

@@ -54,7 +54,7 @@ def _cli_predict(args) -> int:
     from unetlib.atomic import write_tiff
     from unetlib.inference import Tiling, label_dtype, softmax
     from unetlib.segment import Segmenter
-    from unetlib.userfiles import check_output_paths, read_image
+    from unetlib.userfiles import check_output_paths, is_image_file, read_image
 
     # every option and path is checked before the checkpoint and the image are read
     _check_outputs(args)
@@ -66,6 +66,9 @@ def _cli_predict(args) -> int:
         raise UnetlibError(f"--batch-size must be at least 1, got {args.batch_size}")
     tile = _parse_tile(args.tile)
     _check_device(args.device)
+    if is_image_file(args.checkpoint):  # `unetlib predict IMAGE.tif CHECKPOINT`: not a corrupt checkpoint to delete
+        raise UnetlibError(f"{args.checkpoint} is an image, not a checkpoint: the checkpoint comes first "
+                           f"(unetlib predict CHECKPOINT IMAGE ...)")
     segmenter = Segmenter.load(args.checkpoint)
     model, settings = segmenter.model, segmenter.settings()
     if segmenter.recipe is None and args.normalize is None:

@@ -20,6 +20,7 @@ __all__ = ["register_cli", "parse_slices"]
 def register_cli(subparsers) -> None:
     """Add ``unetlib train DATASET ...``."""
     from unetlib.data import DATASETS, SEQUENCES
+    from unetlib.data_cli import add_data_root
     from unetlib.recipe import PROFILES
 
     p = subparsers.add_parser(
@@ -39,7 +40,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--out", default=None, help="output folder for last.pt (runs/train-DATASET)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (the profile's)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
-    p.add_argument("--data", default=None, help="dataset root (default: $UNETLIB_DATA or data/)")
+    add_data_root(p, "--data")
     p.set_defaults(func=_cli)
 
 
@@ -105,7 +106,7 @@ def _select(args, recipe):
     if args.dataset == "isbi2012":
         if args.sequence is not None:
             raise UnetlibError("--sequence applies to the Cell Tracking Challenge datasets; isbi2012 takes --slices")
-        isbi = datasets.load_isbi2012(args.data)
+        isbi = datasets.load_isbi2012(args.data_root)
         keep = (parse_slices(args.slices, len(isbi.train_images)) if args.slices is not None
                 else list(range(len(isbi.train_images))))
         masks = [instances_from_binary(isbi.train_labels[i]) for i in keep]
@@ -114,7 +115,7 @@ def _select(args, recipe):
         raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
     sequence = args.sequence or "01"
     need_markers = recipe.needs_markers
-    ctc = datasets.load_ctc(args.dataset, sequence, args.data, tra=need_markers)
+    ctc = datasets.load_ctc(args.dataset, sequence, args.data_root, tra=need_markers)
     frames = sorted(ctc.seg)
     markers = [ctc.tra[t] for t in frames] if need_markers else None
     images = ([ctc.frames[t] for t in frames], [ctc.seg[t] for t in frames], markers)
