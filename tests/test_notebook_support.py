@@ -445,3 +445,43 @@ def test_a_notebook_parameter_error_under_papermill_is_one_line(tmp_path):
     outputs = [o for c in json.loads((tmp_path / "out.ipynb").read_text())["cells"] for o in c.get("outputs", [])
                if o["output_type"] == "error"]
     assert len(outputs) == 1 and len(outputs[0]["traceback"]) == 1 and outputs[0]["traceback"][0].startswith(expected)
+
+
+@pytest.mark.slow
+def test_reproduces_kernels_start_without_the_unencrypted_transport_warning(tmp_path):
+    """ipykernel warns for every kernel over plain TCP; the kernels reproduce starts use CurveZMQ instead."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    script = ("import sys, papermill\nfrom unetlib.reproduce import kernel_options\n"
+              "options = kernel_options() if sys.argv[1] == 'ours' else {}\n"
+              "papermill.execute_notebook('nb.ipynb', sys.argv[1] + '.ipynb', progress_bar=False, "
+              "kernel_name='python3', **options)\n")
+    runs = {how: subprocess.run([sys.executable, "-c", script, how], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=300) for how in ("plain", "ours")}
+    assert all(run.returncode == 0 for run in runs.values()), runs
+    assert '"42\\n"' in (tmp_path / "ours.ipynb").read_text()
+    if "without encryption" not in runs["plain"].stderr:
+        pytest.skip("this ipykernel does not warn about unencrypted transport")
+    assert "without encryption" not in runs["ours"].stderr and "Message signing" not in runs["ours"].stderr
+
+
+def test_counts_in_the_tables_read_as_english():
+    from unetlib.values import counted
+
+    def isbi(folds):
+        runs = [{"fold": f, "test_slices": [6 * f, 6 * f + 5], "warping_error": 0.001, "rand_error": 0.05,
+                 "pixel_error": 0.07} for f in folds]
+        return ExperimentResult(experiment="isbi2012_em", dataset="isbi2012", profile="smoke", recipe=None,
+                                protocol="p", runs=runs, mean={"warping_error": 0.001, "rand_error": 0.05,
+                                                                "pixel_error": 0.07})
+
+    assert "held-out training sections (1 fold)" in set(tables.table1(isbi([0]))["Source"])  # the smoke profile's
+    assert "held-out training sections (2 folds)" in set(tables.table1(isbi([0, 1]))["Source"])
+    assert [counted(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
