@@ -2,9 +2,18 @@
 #   make reproduce   # fetch missing data, run every notebook with PROFILE (default: gpu on a CUDA GPU, else cpu)
 #   make test        # the linter, then the test suite, including every report notebook under the smoke profile
 # Both create the virtual environment in $(VENV) first, and only install what is missing.
+#
+# TORCH picks the PyTorch build (python -m unetlib.torch_build prints the pip arguments):
+#   TORCH=cpu   (default) the CPU build: on Linux from PyTorch's CPU wheel index, download.pytorch.org/whl/cpu,
+#               when it answers within 5 s (the public index's Linux torch is the multi-GB CUDA build), else
+#               from pip's own index, with a note; on macOS and Windows the public index's build is the CPU one
+#   TORCH=cuda  the public index's build: CUDA on Linux x86-64
+#   TORCH=URL   a wheel index of your choice, e.g. TORCH=https://download.pytorch.org/whl/cu126
+# It applies when the environment is set up; to switch builds: make clean setup TORCH=cuda
 
 PYTHON ?= python3
 VENV ?= .venv
+TORCH ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
@@ -18,6 +27,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	torch=$$($(PY) -m unetlib.torch_build $(TORCH)) && $(PY) -m pip install --quiet $$torch
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@rm -f $(VENV)/.installed-*

@@ -235,6 +235,17 @@ CHECKPOINTS = {
 }
 
 
+@pytest.mark.parametrize("image", ["in.tif", "in.png"])
+def test_swapped_arguments_are_recognised_not_called_a_corrupt_checkpoint(kit, capsys, image):
+    """`unetlib predict IMAGE CHECKPOINT`: the image is named as an image, never as a checkpoint to delete."""
+    path = kit.image if image == "in.tif" else _png(kit, "in.png", np.zeros((20, 20), np.uint8))
+    line = refused(capsys, kit.root, kit.predict(path, kit.checkpoint),
+                   names=[f"{path} is an image, not a checkpoint: the checkpoint comes first"])
+    assert "delete" not in line and "corrupt" not in line
+    renamed = kit.file("weights.pt", path.read_bytes())  # named like a checkpoint: the content decides
+    refused(capsys, kit.root, kit.predict(renamed, kit.checkpoint), names=[f"{renamed} is an image"])
+
+
 def test_the_code_probe_really_runs_code_when_unpickled(tmp_path):
     """Control: plain pickle runs RunsCode's payload, so an absent marker below means the loader refused it."""
     pickle.loads(pickle.dumps(RunsCode(tmp_path)))
@@ -351,6 +362,69 @@ def test_huge_values_are_fine_when_the_scaling_bounds_them(kit, capsys):
     code, _, err = cli(capsys, kit.predict(None, path, "--normalize", "zscore", "--probabilities", kit.out))
     assert code == 0, err
     assert np.isfinite(tifffile.imread(kit.out)).all()
+
+
+def _twelve_bit(kit: Kit) -> tuple[np.ndarray, Path]:
+    """A 12-bit camera's frame stored as uint16: the values of the kit's 8-bit image times 16 (up to 4,095)."""
+    image8 = tifffile.imread(kit.image)
+    image12 = (image8.astype(np.uint16) * 16 + image8 // 16).astype(np.uint16)  # 255 -> 4095
+    assert image12.max() == 4095
+    return image12, kit.tiff("twelve.tif", image12)
+
+
+def test_a_twelve_bit_image_under_unit_scaling_is_refused_naming_the_bit_depth(kit, capsys):
+    """uint16 values up to 4,095 would be divided by 65,535 (the network would see a nearly black image)."""
+    _, path = _twelve_bit(kit)
+    line = refused(capsys, kit.root, kit.predict(None, path, "--probabilities", kit.root / "p.tif"),
+                   names=[path, "4,095", "12 bits", "--bit-depth 12", "--bit-depth 16", "0.062"])
+    assert "65,535" in line
+
+
+def test_bit_depth_scales_a_twelve_bit_image_as_its_eight_bit_original(kit, capsys):
+    """With --bit-depth 12 the network sees the same inputs (to 8-bit rounding) as the 8-bit original, and the
+    summary line says how the image was scaled."""
+    _, path = _twelve_bit(kit)
+    code, out, err = cli(capsys, kit.predict(None, path, "--bit-depth", "12", "--probabilities", kit.root / "p12.tif"))
+    assert code == 0, err
+    assert "input scaling 'unit' of 12-bit values (/ 4,095)" in out
+    code, out, err = cli(capsys, kit.predict(None, kit.image, "--probabilities", kit.root / "p8.tif"))
+    assert code == 0, err and "-bit values" not in out
+    p12, p8 = tifffile.imread(kit.root / "p12.tif"), tifffile.imread(kit.root / "p8.tif")
+    assert np.abs(p12 - p8).max() < 1e-3  # 4095 * k/255 vs k: equal scaled inputs up to 1/(16 * 255)
+    code, _, err = cli(capsys, kit.predict(None, path, "--bit-depth", "16", "--probabilities", kit.root / "p16.tif"))
+    assert code == 0, err  # a dark 16-bit image: the user says so
+
+
+BIT_DEPTHS = {
+    # case: (image dtype and peak, options, words the message must contain)
+    "values beyond the depth": (np.uint16, 5000, ["--bit-depth", "12"], ["--bit-depth 12", "5,000", "4,095", "14"]),
+    "a depth above the dtype's bits": (np.uint8, 200, ["--bit-depth", "12"], ["--bit-depth 12", "uint8", "1 to 8"]),
+    "a float image": (np.float32, 1, ["--bit-depth", "12"], ["--bit-depth 12", "float32", "drop it"]),
+    "another scaling": (np.uint16, 4095, ["--bit-depth", "12", "--normalize", "zscore"], ["'zscore'", "drop --bit-depth"]),
+    "zero bits": (np.uint16, 0, ["--bit-depth", "0"], ["--bit-depth 0", "1 to 16"]),
+}
+
+
+@pytest.mark.parametrize("case", BIT_DEPTHS)
+def test_a_bit_depth_that_does_not_fit_the_image_is_refused(kit, capsys, case):
+    dtype, peak, options, names = BIT_DEPTHS[case]
+    image = np.zeros((20, 20), dtype)
+    image[3, 4] = peak
+    path = kit.tiff("image.tif", image)
+    about_the_image = "--normalize" not in options  # a scaling that takes no bit depth is about the options
+    refused(capsys, kit.root, kit.predict(None, path, *options, "--probabilities", kit.root / "p.tif"),
+            names=[path] * about_the_image + names)
+
+
+def test_unit_scaling_of_the_kits_own_data_is_unchanged_by_the_bit_depth_option():
+    """Training on the kit's (8-bit) datasets calls normalize_image without a bit depth: uint8 / 255 exactly."""
+    from unetlib.preprocess import bits_held, normalize_image
+
+    image = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(normalize_image(image, "unit"), image.astype(np.float32) * np.float32(1 / 255))
+    np.testing.assert_array_equal(normalize_image(image, "unit", 8), normalize_image(image, "unit"))
+    assert [bits_held(v) for v in (0, 255, 256, 1023, 4095, 4096, 16383, 16384, 65535)] == [8, 8, 10, 10, 12, 14, 14,
+                                                                                            16, 16]
 
 
 # --------------------------------------------------------------------------- #
@@ -669,6 +743,21 @@ def test_train_with_a_missing_data_folder(tmp_path, capsys):
     refused(capsys, tmp_path, argv, names=[tmp_path / "nowhere", "unetlib data fetch isbi2012"])
 
 
+@pytest.mark.parametrize("spelling", ["--data-root", "--data"])
+def test_train_names_the_data_root_as_data_does(tmp_path, capsys, spelling):
+    """One name for one thing: `unetlib train --data-root` as `unetlib data ... --data-root`; the older
+    spellings (train --data, data --root) still work and are not listed."""
+    argv = ["train", "isbi2012", "--profile", "smoke", spelling, tmp_path / "nowhere", "--out", tmp_path / "run"]
+    refused(capsys, tmp_path, argv, names=[tmp_path / "nowhere", "`unetlib data fetch isbi2012` (add --data-root DIR"])
+    line = refused(capsys, tmp_path, ["data", "verify", "--data-root", tmp_path / "absent"], names=[tmp_path / "absent"])
+    assert line == refused(capsys, tmp_path, ["data", "verify", "--root", tmp_path / "absent"])
+    assert "(--data-root)" in line
+    for command in (["train"], ["data", "verify"], ["data", "fetch"], ["data", "info"]):
+        code, out, _ = cli(capsys, [*command, "--help"])
+        assert code == 0 and "--data-root DIR" in out and "deprecated" in out
+        assert "--root DIR" not in out and "--data DIR" not in out and "--data DATA" not in out
+
+
 def test_fetch_into_a_data_root_that_is_a_file(tmp_path, capsys):
     (tmp_path / "root.txt").write_text("not a folder\n")
     argv = ["data", "fetch", "isbi2012", "--root", tmp_path / "root.txt", "--url", "http://127.0.0.1:9/",
@@ -833,6 +922,22 @@ ENTRY_POINT = {
     "train --tile abc": lambda k: (["train", "isbi2012", "--tile", "abc", "--out", k.root / "run"], "abc"),
     "data verify --root missing": lambda k: (["data", "verify", "--root", k.root / "absent"], "absent"),
 }
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`unetlib evaluate ... --json | head`: the reader leaves early; no "Broken pipe" error, no traceback."""
+    gt = np.full((3, 64, 64), 255, np.uint8)
+    gt[:, ::8] = 0
+    tifffile.imwrite(tmp_path / "gt.tif", gt, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "p.tif", (gt > 0).astype(np.float32), photometric="minisblack")
+    argv = [sys.executable, "-m", "unetlib", "evaluate", "isbi2012", tmp_path / "p.tif", tmp_path / "gt.tif", "--json"]
+    done = subprocess.run(f"{' '.join(map(str, argv))} | head -c 10", shell=True, cwd=tmp_path, text=True,
+                          capture_output=True, timeout=300, executable="/bin/bash")
+    assert done.stdout == '{"warping_' and done.stderr == ""
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # gone before the command writes (it needs seconds to start)
+    _, err = process.communicate(timeout=300)
+    assert err == b"" and process.returncode == 141
 
 
 @pytest.mark.parametrize("case", ENTRY_POINT)

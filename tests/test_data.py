@@ -74,6 +74,7 @@ def files_and_mtimes(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_data_root_precedence(tmp_path, monkeypatch):
+    (tmp_path / "env").mkdir()
     monkeypatch.setenv("UNETLIB_DATA", str(tmp_path / "env"))
     assert data.data_root(tmp_path / "given") == tmp_path / "given"
     assert data.data_root() == tmp_path / "env"
@@ -81,6 +82,24 @@ def test_data_root_precedence(tmp_path, monkeypatch):
     default = data.data_root()
     assert default.name == "data"
     assert default.parent == Path(data.__file__).resolve().parents[1]  # the checkout (editable install)
+
+
+def test_a_mistyped_unetlib_data_is_refused_not_created(tmp_path, monkeypatch, capsys):
+    """A variable naming no folder is refused (naming it and what to set); nothing is created or downloaded."""
+    typo = tmp_path / "datsets"
+    monkeypatch.setenv("UNETLIB_DATA", str(typo))
+    monkeypatch.delenv("UNETLIB_DATA_URL", raising=False)
+    with pytest.raises(UnetlibError, match=f"UNETLIB_DATA={typo} names no existing folder") as err:
+        data.data_root()
+    assert "set UNETLIB_DATA to the folder that holds isbi2012/" in str(err.value)
+    assert f"mkdir -p {typo}" in str(err.value)
+    assert main(["data", "fetch", "isbi2012", "--no-progress"]) == 2  # refused before any download
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "UNETLIB_DATA" in line and str(typo) in line
+    assert not typo.exists()
+    with pytest.raises(UnetlibError, match="names no existing folder"):
+        data.load_isbi2012()
+    assert data.data_root(typo) == typo  # a root given explicitly (--data-root) may still be new: fetch creates it
 
 
 # --------------------------------------------------------------------------- loaders, synthetic

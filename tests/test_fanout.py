@@ -43,3 +43,30 @@ def test_unreachable_scheduler_is_one_line(tmp_path):
     run = fanout.runner(0, "tcp://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(UnetlibError, match="cannot reach the Dask scheduler tcp://127.0.0.1:9"):
         run(lambda **kw: None, [{}])
+
+
+def _run_script(tmp_path, name: str, text: str):
+    import subprocess
+    import sys
+
+    (tmp_path / name).write_text(text)
+    return subprocess.run([sys.executable, name], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_a_fan_out_from_an_unguarded_script_names_the_main_guard(tmp_path):
+    """Dask's workers re-import the script: unguarded, the refusal names the guard and the line, before any
+    worker starts (not "Nanny failed to start")."""
+    done = _run_script(tmp_path, "unguarded.py", "from unetlib import fanout\n\n"
+                       "def work():\n    return fanout.runner(2)(abs, [{'x': -1}])\n\nwork()\n")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "Nanny" not in done.stderr
+    assert last == (f"unetlib.errors.UnetlibError: {tmp_path / 'unguarded.py'} starts Dask workers at line 6, "
+                    "outside `if __name__ == \"__main__\":`; every worker imports the script again and would run "
+                    "it too: put the script's work under that guard (or run with 0 workers)")
+
+
+def test_a_guarded_script_passes_the_check(tmp_path):
+    text = ("from unetlib import fanout\n\ndef work():\n    fanout._check_main_guard()\n    print('checked')\n\n"
+            "if '__main__' == __name__:\n    work()\nelse:\n    pass\n")
+    done = _run_script(tmp_path, "guarded.py", text)
+    assert done.returncode == 0 and done.stdout == "checked\n", done.stderr

@@ -5,9 +5,11 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import re
 import shutil
 import threading
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -542,3 +544,42 @@ def test_a_download_left_by_a_killed_fetch_is_named_and_removed(server, tiny, tm
     assert f"{left} is a partial download left by an interrupted fetch" in capsys.readouterr().out
     result = fetch(U373, root, url=base, manifest=manifest, progress=False)
     assert result.removed == (left,) and not left.exists() and leftovers(root) == [U373]
+
+
+class _Offline:
+    """An opener whose every request fails as it does without a network (no name resolution)."""
+
+    def open(self, request, timeout=None):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+
+def _options(line: str) -> list[str]:
+    return re.findall(r"(?<![\w-])--[a-z][a-z-]*", line)
+
+
+def test_offline_fetch_names_the_data_variable_and_only_real_options(tmp_path, monkeypatch):
+    monkeypatch.setattr(urllib.request, "build_opener", lambda *handlers: _Offline())
+    monkeypatch.delenv("UNETLIB_DATA_URL", raising=False)
+    with pytest.raises(UnetlibError) as err:
+        fetch("isbi2012", tmp_path / "root", progress=False)
+    message = str(err.value)
+    assert "Temporary failure in name resolution" in message and "nothing was installed" in message
+    assert "set UNETLIB_DATA to the folder that holds them" in message and "UNETLIB_DATA_URL" in message
+    assert _options(message) == ["--url"] and "--url of `unetlib data fetch`" in message
+
+
+def test_offline_reproduce_is_one_line_naming_unetlib_data(tmp_path, monkeypatch, capsys):
+    """`python -m unetlib.reproduce` offline: one line that names UNETLIB_DATA and no option reproduce lacks."""
+    from unetlib import reproduce
+
+    empty = tmp_path / "datasets"
+    empty.mkdir()
+    monkeypatch.setenv("UNETLIB_DATA", str(empty))
+    monkeypatch.delenv("UNETLIB_DATA_URL", raising=False)
+    monkeypatch.setattr(urllib.request, "build_opener", lambda *handlers: _Offline())
+    code = reproduce.main(["--profile", "smoke", "--only", "01_isbi2012_em", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("reproduce: error: download of ") and "UNETLIB_DATA to the folder" in err
+    assert _options(err) == ["--url"] and "--url of `unetlib data fetch`" in err
+    assert leftovers(empty) == []

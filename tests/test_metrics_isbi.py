@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import tifffile
 from scipy import ndimage
 
 from unetlib.metrics import isbi2012 as m
@@ -410,12 +411,38 @@ def _gt(*shape):
 
 
 @pytest.mark.parametrize("gt_shape", [(8, 8), (3, 8, 8)])
-def test_cli_refuses_a_two_class_map_and_names_the_fix(tmp_path, capsys, gt_shape):
+def test_cli_scores_a_two_class_probability_map_by_its_cell_class(tmp_path, capsys, gt_shape):
+    """What `unetlib predict --probabilities` writes without --class is scored by class 1, P(cell), with a note."""
+    from unetlib.cli import main
+
     gt = _gt(*gt_shape)
-    two_class = np.stack([gt == 0, gt > 0], axis=-3).astype(np.float32)  # (2, H, W) or (S, 2, H, W)
+    p_cell = np.where(gt > 0, 0.8, 0.3).astype(np.float32)
+    p_cell[..., 0, 0] = 0.1  # a wrong pixel, so that the errors are not all 0
+    two_class = np.stack([1 - p_cell, p_cell], axis=-3)  # (2, H, W) or (S, 2, H, W)
     code, err = _cli_isbi(tmp_path, capsys, two_class, gt)
+    assert code == 0 and err == ""
+    tifffile.imwrite(tmp_path / "pred.tif", two_class, photometric="minisblack")
+    assert main(["evaluate", "isbi2012", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif")]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == (f"note: {tmp_path / 'pred.tif'} holds the probabilities of 2 classes "
+                                    "(background, cell); scoring class 1, P(cell)")
+    assert main(["evaluate", "isbi2012", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"), "--json"]) == 0
+    captured = capsys.readouterr()
+    scored = json.loads(captured.out)  # stdout stays one JSON object; the note is on stderr
+    assert "scoring class 1" in captured.err
+    tifffile.imwrite(tmp_path / "cell.tif", p_cell, photometric="minisblack")
+    assert main(["evaluate", "isbi2012", str(tmp_path / "cell.tif"), str(tmp_path / "gt.tif"), "--json"]) == 0
+    assert scored == json.loads(capsys.readouterr().out)  # the same numbers as P(cell) given alone
+    assert scored["pixel_error"] > 0
+
+
+def test_cli_refuses_two_maps_that_are_not_class_probabilities(tmp_path, capsys):
+    gt = _gt(3, 8, 8)
+    two = np.stack([gt > 0, gt > 0], axis=-3).astype(np.float32)  # sums to 2 on cells: not a softmax
+    code, err = _cli_isbi(tmp_path, capsys, two, gt)
     assert code == 2
-    assert "pred.tif" in err and str(two_class.shape) in err and "unetlib predict --class 1" in err
+    assert "pred.tif" in err and str(two.shape) in err and "do not sum to 1" in err
+    assert "unetlib predict --class 1" in err
 
 
 def test_cli_names_both_files_and_shapes_on_a_mismatch(tmp_path, capsys):

@@ -368,3 +368,122 @@ def test_the_papers_figures_draw_from_arrays_and_results(tmp_path):
     fig = figures.segmentation_examples({"PhC-C2DH-U373": cell}, tmp_path, save=tmp_path / "fig4.png")
     assert len(fig.axes) == 2 and "SEG 0.700" in fig.axes[1].get_title()
     assert all((tmp_path / f"{n}.png").stat().st_size > 0 for n in ("fig1", "fig2", "fig3", "elastic", "fig4"))
+
+
+# --------------------------------------------------------------------------- output folders, one-line errors
+
+
+def test_output_dir_without_output_dir_is_a_new_runs_folder_never_reports(tmp_path, monkeypatch, capsys):
+    import re
+
+    from unetlib import notebook
+
+    monkeypatch.setattr(notebook, "project_root", lambda: tmp_path)
+    first = notebook.output_dir("", "01_isbi2012_em")
+    second = notebook.output_dir("", "01_isbi2012_em")  # within the same second: a folder of its own
+    assert first.parent == second.parent == tmp_path / "runs" and first != second
+    assert re.fullmatch(r"01_isbi2012_em-\d{8}-\d{6}Z", first.name) and second.name.startswith(first.name)
+    assert first.is_dir() and second.is_dir() and not (tmp_path / "reports").exists()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"OUTPUT_DIR not given: writing to runs/{first.name} ") and len(lines) == 2
+    assert notebook.output_dir("reports/smoke", "01_isbi2012_em") == tmp_path / "reports" / "smoke"  # reproduce's
+    assert notebook.output_dir(str(tmp_path / "abs"), "x") == tmp_path / "abs"
+    assert capsys.readouterr().out == ""  # a folder given: nothing to say
+
+
+def test_every_notebook_writes_to_its_own_runs_folder_unless_told():
+    """Each notebook names itself to output_dir and takes no reports/ default of its own."""
+    import re
+
+    from unetlib.environment import project_root
+
+    for path in sorted((project_root() / "notebooks").glob("*.ipynb")):
+        code = "".join("".join(c["source"]) + "\n" for c in json.loads(path.read_text())["cells"]
+                       if c["cell_type"] == "code")
+        calls = re.findall(r"output_dir\(([^)]*)\)", code.replace("import output_dir", ""))
+        assert calls == [f'OUTPUT_DIR, "{path.stem}"'], (path.name, calls)
+
+
+def test_a_unetlib_error_in_ipython_is_one_line_and_other_errors_keep_their_traceback(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from unetlib.notebook import show_errors_in_one_line
+
+    shell = InteractiveShell.instance()
+    try:
+        assert show_errors_in_one_line()
+        result = shell.run_cell("from unetlib.errors import UnetlibError\n"
+                                "def deep():\n    raise UnetlibError('SEEDS must list\\n at least 2 seeds')\ndeep()")
+        assert not result.success and isinstance(result.error_in_exec, UnetlibError)  # the cell still fails
+        assert capsys.readouterr().out.strip() == "UnetlibError: SEEDS must list at least 2 seeds"
+        result = shell.run_cell("1 / 0")
+        assert not result.success
+        assert "Traceback" in capsys.readouterr().out  # not ours: shown in full
+    finally:
+        shell.set_custom_exc((), None)
+        InteractiveShell.clear_instance()
+    assert not show_errors_in_one_line()  # outside IPython: nothing to install
+
+
+@pytest.mark.slow
+def test_a_notebook_parameter_error_under_papermill_is_one_line(tmp_path):
+    """Through a real kernel: papermill stops at the cell, whose error output is the message alone."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("PROFILE = 'smoke'\nWIDTH = 4", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from unetlib.notebook import validate_parameters\n"
+                                          "PARAMS = validate_parameters(In, globals())")]
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    with pytest.raises(PapermillExecutionError) as err:
+        papermill.execute_notebook(str(tmp_path / "nb.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"WITDH": 8}, progress_bar=False, kernel_name="python3")
+    expected = "UnetlibError: unknown parameter(s) WITDH; this notebook accepts: PROFILE, WIDTH"
+    assert err.value.ename == "UnetlibError" and len(err.value.traceback) == 1
+    assert err.value.traceback[0].startswith(expected)
+    outputs = [o for c in json.loads((tmp_path / "out.ipynb").read_text())["cells"] for o in c.get("outputs", [])
+               if o["output_type"] == "error"]
+    assert len(outputs) == 1 and len(outputs[0]["traceback"]) == 1 and outputs[0]["traceback"][0].startswith(expected)
+
+
+@pytest.mark.slow
+def test_reproduces_kernels_start_without_the_unencrypted_transport_warning(tmp_path):
+    """ipykernel warns for every kernel over plain TCP; the kernels reproduce starts use CurveZMQ instead."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    script = ("import sys, papermill\nfrom unetlib.reproduce import kernel_options\n"
+              "options = kernel_options() if sys.argv[1] == 'ours' else {}\n"
+              "papermill.execute_notebook('nb.ipynb', sys.argv[1] + '.ipynb', progress_bar=False, "
+              "kernel_name='python3', **options)\n")
+    runs = {how: subprocess.run([sys.executable, "-c", script, how], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=300) for how in ("plain", "ours")}
+    assert all(run.returncode == 0 for run in runs.values()), runs
+    assert '"42\\n"' in (tmp_path / "ours.ipynb").read_text()
+    if "without encryption" not in runs["plain"].stderr:
+        pytest.skip("this ipykernel does not warn about unencrypted transport")
+    assert "without encryption" not in runs["ours"].stderr and "Message signing" not in runs["ours"].stderr
+
+
+def test_counts_in_the_tables_read_as_english():
+    from unetlib.values import counted
+
+    def isbi(folds):
+        runs = [{"fold": f, "test_slices": [6 * f, 6 * f + 5], "warping_error": 0.001, "rand_error": 0.05,
+                 "pixel_error": 0.07} for f in folds]
+        return ExperimentResult(experiment="isbi2012_em", dataset="isbi2012", profile="smoke", recipe=None,
+                                protocol="p", runs=runs, mean={"warping_error": 0.001, "rand_error": 0.05,
+                                                                "pixel_error": 0.07})
+
+    assert "held-out training sections (1 fold)" in set(tables.table1(isbi([0]))["Source"])  # the smoke profile's
+    assert "held-out training sections (2 folds)" in set(tables.table1(isbi([0, 1]))["Source"])
+    assert [counted(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]

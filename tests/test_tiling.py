@@ -466,6 +466,29 @@ def test_cli_writes_probabilities_of_one_class_and_labels(tmp_path, net):
     np.testing.assert_array_equal(labels, expected.argmax(1))
 
 
+def test_readme_chain_predict_then_evaluate_against_the_ground_truth(tmp_path, net, capsys):
+    """The README's command-line chain as a newcomer types it: predict writes both classes, evaluate scores
+    P(cell) of that file against the ground truth, and says which class it scored."""
+    checkpoint = save_checkpoint(tmp_path / "net.pt", net)
+    stack = np.random.default_rng(16).integers(0, 256, (2, 30, 50), dtype=np.uint8)
+    truth = np.full((2, 30, 50), 255, np.uint8)
+    truth[:, ::7, :] = 0  # membrane lines
+    tifffile.imwrite(tmp_path / "image.tif", stack)
+    tifffile.imwrite(tmp_path / "truth.tif", truth)
+    prob, labels = tmp_path / "prob.tif", tmp_path / "labels.tif"
+    assert cli_main(["predict", str(checkpoint), str(tmp_path / "image.tif"), "--probabilities", str(prob),
+                     "--labels", str(labels), "--device", "cpu", "--no-amp"]) == 0
+    assert tifffile.imread(prob).shape == (2, 2, 30, 50)
+    capsys.readouterr()
+    assert cli_main(["evaluate", "isbi2012", str(prob), str(tmp_path / "truth.tif")]) == 0
+    out = capsys.readouterr().out
+    assert "scoring class 1, P(cell)" in out and "warping error" in out
+    from unetlib.metrics.isbi2012 import isbi2012_errors
+
+    expected = isbi2012_errors(tifffile.imread(prob)[:, 1], truth)
+    assert f"pixel error    {expected.pixel_error:.7f}" in out
+
+
 def test_cli_errors_exit_2(tmp_path, net, capsys):
     checkpoint = save_checkpoint(tmp_path / "net.pt", net)
     tifffile.imwrite(tmp_path / "in.tif", np.zeros((20, 20), np.uint8))

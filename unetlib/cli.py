@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -81,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     name = f"unetlib {args.command}"
     with _terminate_as_interrupt():
         try:
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+            return code
+        except BrokenPipeError:  # `unetlib evaluate ... --json | head`: the reader has what it wanted
+            return _closed_pipe()
         except UnetlibError as exc:  # other exceptions are bugs: they keep their traceback
             return _fail(name, str(exc))
         except OSError as exc:  # an input that cannot be read, a folder that cannot be listed, ...
@@ -98,6 +103,18 @@ def main(argv: list[str] | None = None) -> int:
             note = getattr(stop, "note", None) or "nothing was left half-written"
             print(f"{name}: interrupted by {what}; {_one_line(note)}", file=sys.stderr)
             return 128 + signum
+
+
+def _closed_pipe() -> int:
+    """End quietly when stdout's reader has gone: no message, and no second error when Python flushes stdout
+    at exit (stdout is pointed at the null device). Exit 141, as a command killed by SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured in tests)
+        pass
+    return 141  # 128 + SIGPIPE (13)
 
 
 def _fail(name: str, message: str) -> int:

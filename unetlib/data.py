@@ -65,7 +65,7 @@ def _missing_dataset_error(root: Path, name: str, what: Path | None = None) -> U
         f"{missing} not found (dataset {name}, data root {root}). "
         + (f"Likely cause: {hints}. " if hints else "")
         + f"Expected layout below the root: {LAYOUT[name]}. "
-        f"Fix: run `unetlib data fetch {name}` (add --root DIR for another folder), "
+        f"Fix: run `unetlib data fetch {name}` (add --data-root DIR for another folder), "
         f"or set {ENV_ROOT} to the folder that contains {name}/."
     )
 

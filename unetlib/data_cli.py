@@ -25,14 +25,22 @@ from unetlib.errors import UnetlibError
 from unetlib.fetch import fetch, partial_downloads
 from unetlib.manifest import verify
 
-__all__ = ["register_cli"]
+__all__ = ["register_cli", "add_data_root"]
+
+
+def add_data_root(parser: argparse.ArgumentParser, older: str) -> None:
+    """The data root option of every command, ``--data-root DIR``, and the command's older spelling ``older``
+    (``--root`` of ``unetlib data``, ``--data`` of ``unetlib train``): still accepted, no longer listed."""
+    parser.add_argument("--data-root", dest="data_root", metavar="DIR",
+                        help=f"data root (default: ${ENV_ROOT}, else data/; {older} is the deprecated spelling)")
+    parser.add_argument(older, dest="data_root", help=argparse.SUPPRESS)
 
 
 def register_cli(subparsers) -> None:
     """Add the ``data`` command and its three actions to the ``unetlib`` parser."""
     parser = subparsers.add_parser(
         "data", help="verify, fetch and describe the datasets",
-        description=f"The paper's datasets below the data root (--root, else ${ENV_ROOT}, else data/).",
+        description=f"The paper's datasets below the data root (--data-root, else ${ENV_ROOT}, else data/).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
@@ -41,34 +49,34 @@ def register_cli(subparsers) -> None:
                                                "(files it does not list: EXTRA warnings)")
     check.add_argument("names", nargs="*", metavar="NAME",
                        help=f"datasets (default: all of {', '.join(DATASETS)})")
-    check.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
+    add_data_root(check, "--root")
     check.set_defaults(func=_verify)
 
     get = actions.add_parser("fetch", help="download, verify and unpack a dataset")
     get.add_argument("name", choices=DATASETS, metavar="NAME", help=", ".join(DATASETS))
-    get.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
+    add_data_root(get, "--root")
     get.add_argument("--url", help="source mirror: a base URL, or a .zip URL, https or http (default: "
                                    "$UNETLIB_DATA_URL, else the official https source)")
     get.add_argument("--no-progress", action="store_true", help="no progress bar")
     get.set_defaults(func=_fetch)
 
     show = actions.add_parser("info", help="what is present: shapes, frame counts, annotated frames")
-    show.add_argument("--root", help="data root (default: $UNETLIB_DATA, else data/)")
+    add_data_root(show, "--root")
     show.set_defaults(func=_info)
 
 
 def _checked_root(args: argparse.Namespace, must_exist: bool) -> Path:
     """The data root; one that is a file (or, with ``must_exist``, missing) is a one-line error
-    naming where it came from (``--root``, ``$UNETLIB_DATA`` or the default)."""
-    root = data_root(args.root)
-    source = ("--root" if args.root is not None else
+    naming where it came from (``--data-root``, ``$UNETLIB_DATA`` or the default)."""
+    root = data_root(args.data_root)
+    source = ("--data-root" if args.data_root is not None else
               f"${ENV_ROOT}" if os.environ.get(ENV_ROOT, "").strip() else "the default data root")
     if root.exists() and not root.is_dir():
-        raise UnetlibError(f"data root {root} ({source}) is a file, not a folder: point --root or ${ENV_ROOT} "
+        raise UnetlibError(f"data root {root} ({source}) is a file, not a folder: point --data-root or ${ENV_ROOT} "
                            "at the folder that holds isbi2012/ and the cell tracking datasets")
     if must_exist and not root.exists():
         raise UnetlibError(f"data root {root} ({source}) does not exist: fetch the datasets with `unetlib data "
-                           f"fetch NAME --root {root}`, or point --root or ${ENV_ROOT} at the folder that holds them")
+                           f"fetch NAME --data-root {root}`, or point --data-root or ${ENV_ROOT} at the folder that holds them")
     return root
 
 
@@ -77,15 +85,15 @@ def _verify(args: argparse.Namespace) -> int:
         if name not in DATASETS:
             raise UnetlibError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     _checked_root(args, must_exist=True)
-    report = verify(args.root, args.names or None)
+    report = verify(args.data_root, args.names or None)
     print(report)
-    _leftovers(data_root(args.root))
+    _leftovers(data_root(args.data_root))
     return 0 if report.ok else 1
 
 
 def _fetch(args: argparse.Namespace) -> int:
     _checked_root(args, must_exist=False)  # before any download
-    result = fetch(args.name, args.root, url=args.url, progress=not args.no_progress)
+    result = fetch(args.name, args.data_root, url=args.url, progress=not args.no_progress)
     verb = "fetched and verified" if result.fetched else "already present and complete; nothing done"
     print(f"{args.name}: {verb} ({result.path})")
     if result.skipped:

@@ -80,13 +80,27 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     Returns
     -------
     Path
-        The root; it is not required to exist.
+        The root. A root given as ``root`` or the default need not exist
+        (``unetlib data fetch`` creates it).
+
+    Raises
+    ------
+    UnetlibError
+        ``UNETLIB_DATA`` names a path that does not exist: a mistyped variable
+        would otherwise have a new folder created and the datasets downloaded
+        into it, while the real ones lie elsewhere.
     """
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get(ENV_ROOT, "").strip()
     if env:
-        return Path(env).expanduser()
+        path = Path(env).expanduser()
+        if not path.exists():
+            raise UnetlibError(
+                f"{ENV_ROOT}={env} names no existing folder: set {ENV_ROOT} to the folder that holds isbi2012/ "
+                f"and the cell tracking datasets, create it first (mkdir -p {path}) to fetch into it, or unset "
+                f"{ENV_ROOT} to use {project_root() / 'data'}")
+        return path
     return project_root() / "data"
 
 

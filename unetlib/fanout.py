@@ -15,14 +15,22 @@ Units read their data from the data root and write only below the output
 folder, so the workers must see both (a shared file system on a cluster).
 Each local worker gets ``cores / workers`` PyTorch threads; on one GPU the
 workers share the device (the networks train concurrently).
+
+Local workers are new processes that import the script which started them
+(Python's "spawn"): a script must start the fan-out under
+``if __name__ == "__main__":``, or every worker would run the script again.
+A script that does not is refused before any worker starts, naming the line.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -83,6 +91,7 @@ class _DaskRunner:
             if self.scheduler:
                 client = self._connect()
             else:
+                _check_main_guard()
                 import dask
 
                 # Dask sets MALLOC_TRIM_THRESHOLD_ for its workers, which switches off glibc's adaptive
@@ -134,6 +143,45 @@ class _DaskRunner:
     def __repr__(self) -> str:
         where = self.scheduler or f"LocalCluster({self.workers} workers x {self.threads} threads)"
         return f"dask runner on {where}"
+
+
+def _check_main_guard() -> None:
+    """Refuse to start local workers from a script's top level outside ``if __name__ == "__main__":``.
+
+    Each worker process imports the main script again; run unguarded, that import
+    would start the whole work again in every worker (Dask then reports "Nanny
+    failed to start"). Nothing is checked where the main module is no file (a
+    notebook, ``python -c``) or the call does not come from its top level.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is main.__dict__ and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return
+    line = frame.f_lineno
+    if any(node.body[0].lineno <= line <= node.body[-1].end_lineno for node in ast.walk(tree) if _is_main_guard(node)):
+        return
+    raise UnetlibError(f"{path} starts Dask workers at line {line}, outside `if __name__ == \"__main__\":`; every "
+                       "worker imports the script again and would run it too: put the script's work under that "
+                       "guard (or run with 0 workers)")
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` (either way round)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.ops) != 1:
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = {s.id for s in sides if isinstance(s, ast.Name)}
+    values = {s.value for s in sides if isinstance(s, ast.Constant)}
+    return isinstance(node.test.ops[0], ast.Eq) and names == {"__name__"} and values == {"__main__"}
 
 
 def _call(function: Callable, kwargs: dict, threads: int):

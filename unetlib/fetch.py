@@ -59,13 +59,15 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from unetlib.atomic import owner_line, process_gone
-from unetlib.dataset_files import ISBI, ISBI_FILES, check_dataset_name, data_root
+from unetlib.dataset_files import ENV_ROOT, ISBI, ISBI_FILES, check_dataset_name, data_root
 from unetlib.errors import UnetlibError
 from unetlib.manifest import Manifest, ManifestEntry, as_manifest, verify_dataset_dir
 
 __all__ = ["ENV_URL", "CTC_URL", "ISBI_URL", "FetchResult", "source_urls", "download_limit", "fetch"]
 
 ENV_URL = "UNETLIB_DATA_URL"
+#: where a user names a mirror, for messages: the variable works for every command, --url only for `data fetch`
+_MIRROR = f"{ENV_URL} (or --url of `unetlib data fetch`)"
 #: Seconds one download may take in all (default: a minute plus 20 s per MB the manifest allows)
 ENV_TIMEOUT = "UNETLIB_FETCH_TIMEOUT"
 CTC_URL = "https://data.celltrackingchallenge.net/training-datasets"
@@ -138,15 +140,15 @@ def _check_url(url: str, origin: str | None) -> None:
         parts.port  # noqa: B018 - raises for a malformed port
     except ValueError as exc:
         raise UnetlibError(f"{url} ({'given with ' + origin if origin else 'built in'}) is not a valid URL "
-                           f"({exc}): pass a URL such as https://host/path with --url or {ENV_URL}") from None
+                           f"({exc}): pass a URL such as https://host/path with {_MIRROR}") from None
     scheme = parts.scheme.lower()
     if parts.netloc and (scheme == "https" or (scheme == "http" and origin is not None)):
         return
     given = f"given with {origin}" if origin else "built in"
     raise UnetlibError(
         f"refusing to download {url} ({given}): only https sources are allowed, plain http only "
-        f"for a mirror given with --url or {ENV_URL}, never file:, ftp: or other schemes. Pass an "
-        f"https (or http mirror) base URL with --url, or unset {ENV_URL}"
+        f"for a mirror given with {_MIRROR}, never file:, ftp: or other schemes. Pass an "
+        f"https (or http mirror) base URL with {_MIRROR}, or unset {ENV_URL}"
     )
 
 
@@ -182,8 +184,9 @@ def _file_limit(entry: ManifestEntry) -> int:
 def _network_error(url: str, exc: BaseException) -> UnetlibError:
     return UnetlibError(
         f"download of {url} failed ({type(exc).__name__}: {exc}); nothing was installed. "
-        f"Check the network and run the command again, pass another source with --url "
-        f"(or {ENV_URL}), or download by hand and unpack into the data root"
+        f"Check the network and run the command again; or name a mirror with {_MIRROR}; or, if the "
+        f"datasets are already on this machine, set {ENV_ROOT} to the folder that holds them (layout: "
+        f"data/README.md)"
     )
 
 
@@ -246,7 +249,7 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
         raise UnetlibError(
             f"refused the redirect from {req.full_url} to {newurl}: redirects may only lead to "
             f"https (or from a plain-http mirror to http); nothing was installed. Pass a source "
-            f"that serves the files itself with --url or {ENV_URL}"
+            f"that serves the files itself with {_MIRROR}"
         )
 
 
@@ -254,7 +257,7 @@ def _too_large(url: str, limit: int, detail: str) -> UnetlibError:
     return UnetlibError(
         f"download of {url} is larger than {limit} bytes ({detail}), more than the checksum manifest "
         f"allows for it; refused, nothing was installed. The source does not hold the dataset the "
-        f"manifest describes: check --url / {ENV_URL}"
+        f"manifest describes: check the source ({_MIRROR})"
     )
 
 
@@ -346,7 +349,7 @@ def _check_declared_size(info: zipfile.ZipInfo, entry: ManifestEntry, url: str) 
         raise UnetlibError(
             f"the archive from {url} is refused: {entry.path} declares {info.file_size} bytes, the "
             f"manifest {entry.size}. Nothing was installed; the source is damaged or not the "
-            f"dataset the manifest describes (check --url / {ENV_URL})"
+            f"dataset the manifest describes (check the source: {_MIRROR})"
         )
 
 
@@ -469,8 +472,8 @@ def _temporary_folder(root: Path, name: str) -> Path:
         (folder / OWNER).write_text(owner_line() + "\n")
         return folder
     except OSError as exc:
-        raise UnetlibError(f"cannot write into the data root {root} ({exc}); pass a writable --root "
-                           f"or set UNETLIB_DATA") from exc
+        raise UnetlibError(f"cannot write into the data root {root} ({exc}); set {ENV_ROOT} to a writable "
+                           f"folder (or pass `unetlib data fetch` a writable --data-root)") from exc
 
 
 OWNER = ".owner"

@@ -43,7 +43,7 @@ from unetlib.geometry import (
     tta_transforms,
 )
 from unetlib.model import BORDER, MIN_INPUT
-from unetlib.preprocess import check_mode, normalizer, row_blocks
+from unetlib.preprocess import check_bit_depth, check_mode, normalizer, row_blocks
 from unetlib.runtime import autocast, pick_device, reuse_freed_memory, to_channels_last
 
 __all__ = ["predict", "check_image", "Tiling", "softmax", "OUTPUTS", "PADDINGS"]
@@ -117,6 +117,7 @@ class _Plan:
     normalize: str
     bar: tqdm
     padding: str = "mirror"
+    bit_depth: int | None = None
 
 
 # --------------------------------------------------------------------------- #
@@ -130,6 +131,7 @@ def predict(
     normalize: str = "unit",
     output: str = "probabilities",
     tiling: Tiling | None = None,
+    bit_depth: int | None = None,
 ) -> np.ndarray:
     """Seamless overlap-tile prediction of an image or a stack (paper Sec. 2, Fig. 2).
 
@@ -157,6 +159,10 @@ def predict(
         (uint8 up to 256 classes). Stacks get a leading ``S``.
     tiling : Tiling, optional
         Tile size, batch size, memory budget, device, precision, progress bar.
+    bit_depth : int, optional
+        The bits an unsigned integer image holds (12 for a 12-bit camera's
+        uint16 image): ``"unit"`` divides by ``2**bit_depth - 1`` instead of
+        its dtype's maximum.
 
     Returns
     -------
@@ -166,12 +172,13 @@ def predict(
     """
     tiling = Tiling() if tiling is None else tiling
     stack, is_stack = _validate(model, image, output, normalize)
+    check_bit_depth(stack, bit_depth)
     training = getattr(model, "training", None)
     plan = None
     try:
         if training is not None:
             model.eval()
-        plan = _make_plan(model, stack, tiling, tta, output, normalize, is_stack)
+        plan = _make_plan(model, stack, tiling, tta, output, normalize, is_stack, bit_depth)
         result = _allocate_output(stack, plan)
         with torch.inference_mode(), reuse_freed_memory(plan.device):
             for index in range(stack.shape[0]):
@@ -261,7 +268,7 @@ def _check_values(stack: np.ndarray) -> None:
                 raise UnetlibError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num) first")
 
 
-def _make_plan(model, stack, tiling: Tiling, tta, output, normalize, is_stack) -> _Plan:
+def _make_plan(model, stack, tiling: Tiling, tta, output, normalize, is_stack, bit_depth=None) -> _Plan:
     device = pick_device(tiling.device)
     if isinstance(model, torch.nn.Module):
         model = to_channels_last(model, device)
@@ -281,7 +288,7 @@ def _make_plan(model, stack, tiling: Tiling, tta, output, normalize, is_stack) -
     disable = (None if is_stack else True) if tiling.progress is None else not tiling.progress
     bar = tqdm(total=n_tiles, unit="tile", desc="predict", disable=disable)
     return _Plan(model, device, bool(tiling.amp), output, num_classes, transforms, layouts, int(batch_size),
-                 normalize, bar, tiling.padding)
+                 normalize, bar, tiling.padding, bit_depth)
 
 
 def _num_classes(model, channels: int, device: torch.device, amp: bool) -> int:
@@ -349,7 +356,7 @@ def _allocate_output(stack: np.ndarray, plan: _Plan) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 def _predict_slice(image: np.ndarray, out: np.ndarray, plan: _Plan) -> None:
     """Predict one ``(C, H, W)`` image into ``out`` (``(K, H, W)`` or ``(H, W)``)."""
-    scaling = normalizer(image, plan.normalize)
+    scaling = normalizer(image, plan.normalize, plan.bit_depth)
     if len(plan.transforms) == 1:
         _stitch(image, out, scaling, plan, finish=plan.output, accumulate=False)
         return

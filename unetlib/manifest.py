@@ -326,7 +326,7 @@ class VerifyReport:
         out += [f"HINT     {h}" for h in dict.fromkeys(self.hints)]
         if self.absent:
             layout = "; ".join(LAYOUT[n] for n in self.absent if n in LAYOUT)
-            out.append(f"HINT     if the datasets are elsewhere, set {ENV_ROOT} (or pass --root) to "
+            out.append(f"HINT     if the datasets are elsewhere, set {ENV_ROOT} (or pass --data-root) to "
                        f"the folder that contains them; expected layout: {layout}")
         status = "OK" if self.ok else "FAILED"
         out.append(

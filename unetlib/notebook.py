@@ -1,4 +1,4 @@
-"""Helpers for the experiment notebooks: parameter validation and output folders.
+"""Helpers for the experiment notebooks: parameter validation, one-line errors and output folders.
 
 A numeric parameter's range is checked with :mod:`unetlib.values` (e.g.
 ``check_integer("SEED", SEED, 0)``), as every configuration value is.
@@ -8,11 +8,21 @@ papermill silently accepts parameter names that a notebook does not declare
 starts with its ``parameters`` cell (plain assignments only) and, right after
 it and papermill's injected cell, calls :func:`validate_parameters`, which
 reads both cells from the kernel's input history and rejects unknown names.
+It also makes the kernel show a :class:`~unetlib.errors.UnetlibError` (a
+wrong parameter, a missing dataset ...) as its one-line message under the
+cell, as the command line does, instead of a traceback through the library.
+
+A notebook writes into :func:`output_dir`: the folder ``OUTPUT_DIR`` names,
+else a new folder ``runs/<notebook>-<UTC time>``. Only
+``python -m unetlib.reproduce`` writes ``reports/`` (it always passes
+``OUTPUT_DIR``), so running a notebook by hand never overwrites, or resumes
+from, a committed report.
 """
 
 from __future__ import annotations
 
 import ast
+import datetime
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +32,7 @@ from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
 from unetlib.recipe import PROFILES
 
-__all__ = ["validate_parameters", "output_dir"]
+__all__ = ["validate_parameters", "show_errors_in_one_line", "output_dir"]
 _INJECTED_MARKER = "# Parameters"  # first line of the cell papermill injects
 
 
@@ -63,6 +73,7 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
         value whose type differs from the default's (ints are accepted for
         floats, ``None`` where the default is ``None``).
     """
+    show_errors_in_one_line()
     if not any(c.strip() for c in history[1:]):
         # nbval (and other runners that execute without storing history) never inject
         # parameters: the notebook runs with its own defaults, which are its UPPERCASE names.
@@ -96,15 +107,74 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
     return params
 
 
-def output_dir(output: str | os.PathLike, profile: str) -> Path:
-    """Resolve a notebook's OUTPUT_DIR ("" means ``reports/<profile>``) and create it."""
-    path = Path(output) if output else Path("reports") / profile
-    if not path.is_absolute():
-        path = project_root() / path
-    if path.exists() and not path.is_dir():
-        raise UnetlibError(f"OUTPUT_DIR {output or path} is a file; give a folder (created if missing)")
+def show_errors_in_one_line() -> bool:
+    """Make the running IPython kernel show a :class:`UnetlibError` as one line, ``UnetlibError: message``.
+
+    The cell still fails (papermill stops there and reports the error); only the
+    traceback through the library is left out, as the command line leaves it
+    out. Other exceptions keep their tracebacks. Returns False outside IPython.
+    """
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    shell.set_custom_exc((UnetlibError,), _one_line_error)
+    return True
+
+
+def _one_line_error(shell, etype, value, tb, tb_offset=None) -> list[str]:
+    """IPython's custom exception handler: show ``UnetlibError: message`` as the cell's whole error output."""
+    line = f"{etype.__name__}: {' '.join(str(value).split())}"
+    shell._showtraceback(etype, value, [line])  # the kernel's error message (papermill, JupyterLab) or stdout
+    return [line]
+
+
+RUNS = "runs"  # where notebooks run by hand write, below the project
+
+
+def output_dir(output: str | os.PathLike, notebook: str) -> Path:
+    """The notebook's output folder, created.
+
+    Parameters
+    ----------
+    output : path or ""
+        ``OUTPUT_DIR``: a folder (relative to the project, or absolute). ``""``
+        (the notebooks' default): a new folder ``runs/<notebook>-<UTC time>``,
+        named in one printed line, so that a notebook run by hand never writes
+        into ``reports/`` (``python -m unetlib.reproduce`` passes its folder).
+    notebook : str
+        The notebook's name, e.g. ``"01_isbi2012_em"``.
+    """
+    if output:
+        path = Path(output)
+        if not path.is_absolute():
+            path = project_root() / path
+        if path.exists() and not path.is_dir():
+            raise UnetlibError(f"OUTPUT_DIR {output} is a file; give a folder (created if missing)")
+        _make(path, exist_ok=True)
+        return path
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%SZ")
+    base = project_root() / RUNS / f"{notebook}-{stamp}"
+    path, n = base, 1
+    while not _make(path, exist_ok=False):  # a second run within the same second gets base-2, ...
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    print(f"OUTPUT_DIR not given: writing to {path.relative_to(project_root())} (`python -m unetlib.reproduce` "
+          "writes reports/; set OUTPUT_DIR to write elsewhere)")
+    return path
+
+
+def _make(path: Path, exist_ok: bool) -> bool:
+    """Create ``path`` (and its parents); False when it exists and ``exist_ok`` is False."""
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        if exist_ok:
+            raise UnetlibError(f"OUTPUT_DIR {path}: a part of it is a file; choose another folder") from None
+        return False
     except OSError as exc:
         raise UnetlibError(f"cannot create OUTPUT_DIR {path} ({exc.strerror or exc}): choose a writable folder") from None
-    return path
+    return True

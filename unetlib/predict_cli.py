@@ -41,6 +41,9 @@ def register_cli(subparsers) -> None:
                         help="input tile edge, 16k + 60 (default: the checkpoint's recipe, else automatic)")
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time averaging (default: the checkpoint's recipe)")
     parser.add_argument("--normalize", choices=NORMALIZATIONS, help="input scaling (default: the checkpoint's recipe)")
+    parser.add_argument("--bit-depth", type=int, metavar="B",
+                        help="bits a uint16 image holds (e.g. 12 for a 12-bit camera): 'unit' scaling divides by "
+                             "2**B - 1 instead of 65,535; needed when the values fit in 14 bits or fewer")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--batch-size", type=int, help="tiles per forward pass (default: automatic)")
     parser.add_argument("--no-amp", action="store_true", help="compute in fp32")
@@ -51,7 +54,7 @@ def _cli_predict(args) -> int:
     from unetlib.atomic import write_tiff
     from unetlib.inference import Tiling, check_image, label_dtype, softmax
     from unetlib.segment import Segmenter
-    from unetlib.userfiles import check_output_paths, read_image
+    from unetlib.userfiles import check_output_paths, is_image_file, read_image
 
     # every option and path is checked before the checkpoint and the image are read
     _check_outputs(args)
@@ -63,6 +66,9 @@ def _cli_predict(args) -> int:
         raise UnetlibError(f"--batch-size must be at least 1, got {args.batch_size}")
     tile = _parse_tile(args.tile)
     _check_device(args.device)
+    if is_image_file(args.checkpoint):  # `unetlib predict IMAGE.tif CHECKPOINT`: not a corrupt checkpoint to delete
+        raise UnetlibError(f"{args.checkpoint} is an image, not a checkpoint: the checkpoint comes first "
+                           f"(unetlib predict CHECKPOINT IMAGE ...)")
     segmenter = Segmenter.load(args.checkpoint)
     model, settings = segmenter.model, segmenter.settings()
     if segmenter.recipe is None and args.normalize is None:
@@ -77,13 +83,15 @@ def _cli_predict(args) -> int:
     except UnetlibError as exc:
         raise UnetlibError(f"{args.image}: {exc}") from None
     _check_scaling_range(image, args.image, normalize)
+    bit_depth = _check_bit_depth(image, args.image, normalize, args.bit_depth)
     resampled = f", resampled by {settings['resample']:g}" if settings["resample"] != 1 else ""
+    bits = f" of {bit_depth}-bit values (/ {2**bit_depth - 1:,})" if bit_depth else ""
     print(f"{args.image}: {image.shape} {image.dtype}, read as {'a stack' if image.ndim == 3 else 'one image'}; "
-          f"input scaling {normalize!r}{resampled}, test-time averaging {tta!r}")
+          f"input scaling {normalize!r}{bits}{resampled}, test-time averaging {tta!r}")
     tiling = Tiling(tile=tile, batch_size=args.batch_size, device=args.device,  # a bar on a terminal only:
                     amp=not args.no_amp, progress=sys.stderr.isatty())  # logs keep stderr for the error line
     try:
-        logits = segmenter.logits(image, tta=tta, normalize=normalize, tiling=tiling)
+        logits = segmenter.logits(image, tta=tta, normalize=normalize, tiling=tiling, bit_depth=bit_depth)
     except UnetlibError as exc:  # name the files the message is about
         raise UnetlibError(f"predicting {args.image} with {args.checkpoint}: {exc}") from None
     class_axis = logits.ndim - 3
@@ -141,6 +149,35 @@ def _check_scaling_range(image: np.ndarray, path: str, normalize: str) -> None:
             f"network unchanged (limit {MAX_SCALED_INPUT:.0e}; networks are trained on values of order 1): "
             "pass --normalize zscore or minmax, or rescale the image"
         )
+
+
+def _check_bit_depth(image: np.ndarray, path: str, normalize: str, bit_depth: int | None) -> int | None:
+    """The bit depth 'unit' scales by; a uint16 image whose values fit in 14 bits or fewer needs one.
+
+    Under 'unit', an image is divided by its type's maximum, so a 12-bit camera's
+    uint16 image (values up to 4,095) would reach the network as values up to
+    0.06: a nearly black image it answers anyway. Refused, naming ``--bit-depth``.
+    """
+    from unetlib.preprocess import bits_held, check_bit_depth
+
+    if bit_depth is not None:
+        if normalize != "unit":
+            raise UnetlibError(f"--bit-depth sets the 'unit' scaling; the scaling here is {normalize!r}, "
+                               "which does not use it: drop --bit-depth")
+        try:
+            return check_bit_depth(image, bit_depth, "--bit-depth")
+        except UnetlibError as exc:
+            raise UnetlibError(f"image {path}: {exc}") from None
+    if normalize == "unit" and image.dtype == np.uint16:
+        peak = int(image.max())
+        held = bits_held(peak)
+        if held < 16:
+            raise UnetlibError(
+                f"image {path} is uint16 with values up to {peak:,}, which fit in {held} bits: the scaling 'unit' "
+                f"divides by 65,535, so the network would see values up to {peak / 65535:.3f}, a nearly black image. "
+                f"Pass --bit-depth {held} to divide by {2**held - 1:,} (the bits a {held}-bit camera writes), or "
+                "--bit-depth 16 if it is a dark 16-bit image")
+    return None
 
 
 def _report(path: Path, array: np.ndarray) -> None:

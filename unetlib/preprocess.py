@@ -10,7 +10,8 @@ Modes
 -----
 ``"unit"``
     Integers divided by their dtype's maximum (uint8 -> /255, as the 2015
-    release), booleans as 0/1, floats as given.
+    release), or by ``2**bit_depth - 1`` when a bit depth is given (a 12-bit
+    camera's uint16 image -> /4095), booleans as 0/1, floats as given.
 ``"zscore"``
     Zero mean and unit standard deviation per image and channel.
 ``"minmax"``
@@ -40,8 +41,8 @@ import torch
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["NORMALIZATIONS", "normalizer", "normalize_image", "check_mode", "row_blocks", "resampled_shape",
-           "resample"]
+__all__ = ["NORMALIZATIONS", "normalizer", "normalize_image", "check_mode", "check_bit_depth", "bits_held",
+           "row_blocks", "resampled_shape", "resample"]
 
 NORMALIZATIONS = ("unit", "zscore", "minmax", "none")
 _CHUNK_ROWS = 256  # rows per block for whole-image passes (statistics, checks, inference's finishing)
@@ -54,22 +55,54 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+#: The bit depths microscopy cameras write; :func:`bits_held` names the smallest that holds an image.
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def bits_held(peak: int) -> int:
+    """The smallest of :data:`BIT_DEPTHS` (else the exact bit count) that holds the value ``peak`` (>= 0)."""
+    bits = max(int(peak), 1).bit_length()
+    return next((depth for depth in BIT_DEPTHS if depth >= bits), bits)
+
+
+def check_bit_depth(image: np.ndarray, bit_depth: int | None, what: str = "bit_depth") -> int | None:
+    """``bit_depth`` if it fits ``image``: an integer from 1 to its dtype's bits, of an unsigned integer image
+    whose values all fit in it. ``what`` names the setting in the message (``--bit-depth``)."""
+    if bit_depth is None:
+        return None
+    if isinstance(bit_depth, bool) or not isinstance(bit_depth, (int, np.integer)):
+        raise UnetlibError(f"{what} must be a whole number of bits, such as 12, got {bit_depth!r}")
+    if image.dtype.kind != "u":
+        raise UnetlibError(f"{what} {bit_depth} applies to unsigned integer images (uint8, uint16), not to "
+                           f"{image.dtype}: drop it")
+    bits = 8 * image.dtype.itemsize
+    if not 1 <= bit_depth <= bits:
+        raise UnetlibError(f"{what} {bit_depth} does not fit {image.dtype} ({bits} bits): give 1 to {bits}")
+    peak = int(image.max()) if image.size else 0
+    if peak > 2**bit_depth - 1:
+        raise UnetlibError(f"{what} {bit_depth}: the values reach {peak:,}, beyond {bit_depth}-bit's "
+                           f"{2**bit_depth - 1:,}; give the bits the camera wrote (at least {bits_held(peak)})")
+    return int(bit_depth)
+
+
 def row_blocks(array: np.ndarray, rows: int = _CHUNK_ROWS) -> Iterator[np.ndarray]:
     """Views of ``array`` of at most ``rows`` rows (second-to-last axis) each."""
     for start in range(0, array.shape[-2], rows):
         yield array[..., start : start + rows, :]
 
 
-def normalizer(image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def normalizer(image: np.ndarray, mode: str, bit_depth: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel ``(offset, scale)`` for one ``(C, H, W)`` image: input = ``(x - offset) * scale``.
 
-    Both are float32 arrays of shape ``(C, 1, 1)``; see the module docstring for the modes.
+    Both are float32 arrays of shape ``(C, 1, 1)``; see the module docstring for
+    the modes. ``bit_depth`` (checked by :func:`check_bit_depth`): the bits an
+    integer image holds, for ``"unit"`` (default: its dtype's).
     """
     check_mode(mode)
     channels = image.shape[0]
     offset, scale = np.zeros(channels), np.ones(channels)
     if mode == "unit" and image.dtype.kind in "iu":
-        scale[:] = 1.0 / np.iinfo(image.dtype).max
+        scale[:] = 1.0 / (2**bit_depth - 1 if bit_depth else np.iinfo(image.dtype).max)
     elif mode == "zscore":
         offset, std = _mean_std(image)
         scale = 1.0 / np.where(std > 0, std, 1.0)
@@ -81,14 +114,15 @@ def normalizer(image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
     return offset.reshape(shape).astype(np.float32), scale.reshape(shape).astype(np.float32)
 
 
-def normalize_image(image: np.ndarray, mode: str = "unit") -> np.ndarray:
+def normalize_image(image: np.ndarray, mode: str = "unit", bit_depth: int | None = None) -> np.ndarray:
     """One ``(H, W)`` (or ``(C, H, W)``) image as float32, scaled exactly as inference scales it."""
     check_mode(mode)
     image = np.asarray(image)
     if image.dtype.kind not in "biuf":
         raise UnetlibError(f"image dtype {image.dtype} is not numeric; give an integer or float array")
+    check_bit_depth(image, bit_depth)
     planes = image[None] if image.ndim == 2 else image
-    offset, scale = normalizer(planes, mode)
+    offset, scale = normalizer(planes, mode, bit_depth)
     out = (planes.astype(np.float32) - offset) * scale
     if not np.isfinite(out).all():
         raise UnetlibError("the scaled image holds NaN or infinite values; check the input for NaN/inf or huge values")

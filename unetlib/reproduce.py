@@ -104,6 +104,7 @@ def run_notebook(report: str, profile: str, output_dir: Path, root: Path | None 
         papermill.execute_notebook(
             str(root / "notebooks" / f"{source}.ipynb"), str(running), parameters=params,
             cwd=str(root / "notebooks"), progress_bar=False, log_output=False, kernel_name="python3",
+            **kernel_options(),
         )
     except BaseException:
         if running.is_file():
@@ -117,6 +118,25 @@ def run_notebook(report: str, profile: str, output_dir: Path, root: Path | None 
     os.replace(running, out)
     (output_dir / f"{report}.failed.ipynb").unlink(missing_ok=True)
     return time.perf_counter() - start
+
+
+def kernel_options() -> dict:
+    """papermill's options for the notebooks' kernel: CurveZMQ transport encryption where it is available.
+
+    Started over TCP without it (jupyter_client's default), ipykernel 7 prints
+    "Kernel is running over TCP without encryption" for every notebook. The
+    kernelspec that ``ipykernel install`` writes declares Curve support, and
+    jupyter_client provisions the keys when its manager is asked to ("auto");
+    where pyzmq lacks Curve or jupyter_client predates the setting, nothing changes.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    if not zmq.has("curve") or "transport_encryption" not in KernelManager.class_trait_names():
+        return {}
+    from traitlets.config import Config
+
+    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
 
 
 def scrub_paths(notebook: Path, root: Path) -> None:

@@ -65,11 +65,12 @@ class Segmenter:
                       padding=train.augment.padding if train else "mirror")
 
     def logits(self, image, *, tta: str | None = None, normalize: str | None = None,
-               tiling: Tiling | None = None) -> np.ndarray:
+               tiling: Tiling | None = None, bit_depth: int | None = None) -> np.ndarray:
         """Logits ``(K, H, W)`` (a stack: ``(S, K, H, W)``) at the image's own size.
 
         ``tta`` and ``normalize`` override the recipe's; ``tiling`` its tile,
-        device and precision.
+        device and precision; ``bit_depth`` is the bits an integer image holds
+        (see :func:`unetlib.preprocess.normalizer`).
         """
         settings = self.settings()
         tta = settings["tta"] if tta is None else tta
@@ -77,13 +78,14 @@ class Segmenter:
         tiling = self.default_tiling() if tiling is None else tiling
         factor = float(settings["resample"])
         if factor == 1.0:
-            return predict(self.model, image, tta=tta, normalize=normalize, output="logits", tiling=tiling)
+            return predict(self.model, image, tta=tta, normalize=normalize, output="logits", tiling=tiling,
+                           bit_depth=bit_depth)
         image = np.asarray(image)
         single = image.ndim == (2 if int(getattr(self.model, "in_channels", 1)) == 1 else 3)
         planes = [image] if single else list(image)
         out = []
         for plane in planes:
-            scaled = normalize_image(plane, normalize)
+            scaled = normalize_image(plane, normalize, bit_depth)
             small = resample(scaled, resampled_shape(scaled.shape, factor))
             logits = predict(self.model, small, tta=tta, normalize="none", output="logits", tiling=tiling)
             out.append(resample(logits, plane.shape[-2:]))

@@ -51,6 +51,7 @@ from unetlib.fanout import serial
 from unetlib.recipe import Recipe
 from unetlib.results import jsonable
 from unetlib.train import CHECKPOINT_NAME
+from unetlib.values import counted
 
 __all__ = ["SCHEMA", "METRICS", "MEAN_UNIT", "Study", "StudyResult", "run_study", "run_job", "adopt_runs", "gather",
            "run_folder", "write_study", "read_study"]
@@ -242,8 +243,9 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
         todo = [job for job in jobs if _stored(study, out_dir, *job) is None]
         done = len(jobs) - len(todo)
         if progress:
-            print(f"study {study.name}: {len(jobs)} runs ({len(study.variants)} variants x "
-                  f"{len(study.seeds)} seeds x {len(study.units)} units), {done} done, {len(todo)} to run", flush=True)
+            print(f"study {study.name}: {counted(len(jobs), 'run')} ({counted(len(study.variants), 'variant')} x "
+                  f"{counted(len(study.seeds), 'seed')} x {counted(len(study.units), 'unit')}), {done} done, "
+                  f"{len(todo)} to run", flush=True)
         start = time.perf_counter()
         runner = runner or serial
         # serially one run at a time; on a local cluster as many at a time as it has workers (so that

@@ -18,6 +18,7 @@ from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.results import ExperimentResult
 from unetlib.stats import over_seeds, prediction_interval, t_interval
 from unetlib.study import MEAN_UNIT, read_study
+from unetlib.values import counted
 
 __all__ = ["table1", "table2", "to_markdown", "show", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
            "spread", "read_studies"]
@@ -41,7 +42,7 @@ def table1(result: ExperimentResult | None) -> pd.DataFrame:
     if result is not None:
         folds = result.runs
         mean_label = f"u-net, this kit ({result.profile}), mean of folds {result.run_values('fold')}"
-        rows.append({"Rank": "", "Group": mean_label, "Source": f"held-out training sections ({len(folds)} folds)",
+        rows.append({"Rank": "", "Group": mean_label, "Source": f"held-out training sections ({counted(len(folds), 'fold')})",
                      **{c: result.mean[k] for c, k in zip(_T1_COLS, _T1_KEYS)}})
         for f in folds:
             rows.append({"Rank": "", "Group": f"  fold {f['fold']} (test sections {f['test_slices'][0]}-"

@@ -15,6 +15,7 @@ from pathlib import Path
 from unetlib import data as datasets
 from unetlib.atomic import folder_lock
 from unetlib.checkpoint import load_checkpoint
+from unetlib.data_cli import add_data_root
 from unetlib.errors import UnetlibError
 from unetlib.recipe import PROFILES, preset
 from unetlib.train import CHECKPOINT_NAME
@@ -43,7 +44,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--out", default=None, help="output folder for last.pt (runs/train-DATASET)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (the profile's)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
-    p.add_argument("--data", default=None, help="dataset root (default: $UNETLIB_DATA or data/)")
+    add_data_root(p, "--data")
     p.set_defaults(func=_cli)
 
 
@@ -108,10 +109,10 @@ def _select(args, recipe):
             raise UnetlibError("--sequence applies to the Cell Tracking Challenge datasets; isbi2012 takes --slices")
         count = datasets.ISBI_SHAPE[0]  # the sections load_isbi2012 accepts: --slices is checked before reading
         sections = parse_slices(args.slices, count) if args.slices is not None else list(range(count))
-        return unit_data(recipe, sections=sections, root=args.data)
+        return unit_data(recipe, sections=sections, root=args.data_root)
     if args.slices is not None:
         raise UnetlibError("--slices applies to isbi2012 only; CTC datasets train on the annotated SEG frames")
-    return unit_data(recipe, sequence=args.sequence or "01", root=args.data)
+    return unit_data(recipe, sequence=args.sequence or "01", root=args.data_root)
 
 
 def _cli(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import tifffile
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["read_image", "read_user_tiff", "check_file", "check_output_paths", "check_output_folder"]
+__all__ = ["read_image", "read_user_tiff", "is_image_file", "check_file", "check_output_paths", "check_output_folder"]
 
 _COLOUR_AXES = ("S",)  # tifffile's axis code for colour samples
 
@@ -55,6 +55,20 @@ def read_image(path: str | os.PathLike, in_channels: int = 1, what: str = "image
             raise UnetlibError(f"{what} {path} has {image.shape[-1]} colour channels; the model takes {in_channels}")
         image = np.moveaxis(image, -1, -3)
     return image
+
+
+#: The first bytes of the image formats users give: TIFF and BigTIFF (both byte orders), PNG, JPEG
+_IMAGE_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a readable file that starts as a TIFF, PNG or JPEG image does (its name aside)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC)
 
 
 def check_file(path: str | os.PathLike, what: str, fix: str) -> Path:

@@ -1,4 +1,5 @@
-"""Checks of configuration values, each a one-line :class:`~unetlib.errors.UnetlibError` naming the field.
+"""Checks of configuration values, each a one-line :class:`~unetlib.errors.UnetlibError` naming the field,
+and how a count is written in the kit's sentences (:func:`counted`).
 
 The recipe, the training config and the augmentation check every field when
 they are made, so a wrong type (``"188"`` for a tile, ``"no"`` for a flag) or
@@ -16,7 +17,12 @@ import numpy as np
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["check_bool", "check_integer", "check_real", "check_choice", "differing"]
+__all__ = ["check_bool", "check_integer", "check_real", "check_choice", "differing", "counted"]
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 fold"``, ``"5 folds"``: ``n`` and the noun, plural (with an s) unless ``n`` is 1."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check_bool(what: str, value: Any) -> bool:

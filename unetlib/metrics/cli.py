@@ -2,10 +2,12 @@
 
 ``unetlib evaluate isbi2012 PRED.tif GT.tif [--json]``
     PRED = float32 stack of P(cell) in [0, 1], GT = 8-bit labels (0 membrane),
-    both grey-value TIFFs of the same shape, (H, W) or (S, H, W). A 2-class map
-    (a class axis of size 2 before H, W, as ``unetlib predict --probabilities``
-    writes without ``--class``), a colour TIFF, or NaN/inf/out-of-range values
-    are refused with one line naming the file and the fix.
+    both grey-value TIFFs of the same shape, (H, W) or (S, H, W). A 2-class
+    probability map (a class axis of size 2 before H, W whose two values sum to
+    1, as ``unetlib predict --probabilities`` writes without ``--class``) is
+    scored by its class 1, P(cell), and a line says so. A colour TIFF, other
+    shapes, or NaN/inf/out-of-range values are refused with one line naming the
+    file and the fix.
 ``unetlib evaluate ctc RES_DIR GT_DIR [--json]``
     RES_DIR/maskTTT.tif against GT_DIR/SEG/man_segTTT.tif (the challenge's layout).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +64,31 @@ def _read_stack(path: Path, what: str) -> np.ndarray:
     return array
 
 
-def _check_isbi_shapes(prob: np.ndarray, gt: np.ndarray, pred_path: Path, gt_path: Path) -> None:
-    """Same shape, else name the 2-class map (a class axis of size 2 before H, W) or both shapes."""
+#: The class a 2-class probability map is scored by: every two-class network of the kit has
+#: class 0 = background (membrane in ISBI 2012) and class 1 = cell, so class 1 is P(cell).
+CELL_CLASS = 1
+#: How far the two classes of a probability map may sum from 1 (float32 softmax rounding)
+_SUM_TOLERANCE = 1e-3
+
+
+def _cell_probabilities(prob: np.ndarray, gt: np.ndarray, pred_path: Path, gt_path: Path) -> tuple[np.ndarray, bool]:
+    """(P(cell) of the shape of ``gt``, whether it was taken from a 2-class map); other shapes are refused.
+
+    A prediction with a class axis of size 2 before H, W whose two values sum to
+    1 at every pixel is the probability map ``unetlib predict --probabilities``
+    writes: its class :data:`CELL_CLASS` is P(cell).
+    """
     if prob.shape == gt.shape:
-        return
+        return prob, False
     if prob.shape == gt.shape[:-2] + (2,) + gt.shape[-2:]:
+        class_axis = prob.ndim - 3
+        if np.issubdtype(prob.dtype, np.floating) and np.allclose(prob.sum(axis=class_axis), 1.0,
+                                                                  rtol=0, atol=_SUM_TOLERANCE):
+            return np.take(prob, CELL_CLASS, axis=class_axis), True
         raise UnetlibError(
-            f"prediction {pred_path} has shape {prob.shape}: a 2-class probability map for ground truth "
-            f"{gt_path} of shape {gt.shape}; score P(cell) alone: `unetlib predict --class 1 "
-            f"--probabilities OUT.tif` writes it"
+            f"prediction {pred_path} has shape {prob.shape}: two maps per pixel of ground truth {gt_path} "
+            f"(shape {gt.shape}) that do not sum to 1, so not the probabilities of two classes; give P(cell) "
+            f"alone: `unetlib predict --class 1 --probabilities OUT.tif` writes it"
         )
     raise UnetlibError(
         f"prediction {pred_path} has shape {prob.shape}, ground truth {gt_path} shape {gt.shape}; both "
@@ -96,8 +115,11 @@ def _evaluate_isbi2012(args: argparse.Namespace) -> int:
 
     prob = _read_stack(args.pred, "prediction")
     gt = _read_stack(args.gt, "ground-truth")
-    _check_isbi_shapes(prob, gt, args.pred, args.gt)
     _check_isbi_values(prob, args.pred)
+    prob, two_class = _cell_probabilities(prob, gt, args.pred, args.gt)
+    if two_class:  # on stderr under --json, whose stdout is one JSON object
+        print(f"note: {args.pred} holds the probabilities of 2 classes (background, cell); scoring class "
+              f"{CELL_CLASS}, P(cell)", file=sys.stderr if args.json else sys.stdout)
     values = np.unique(gt)
     if values.size == 1:  # every error would be 0 whatever the prediction: a wrong file, not a result
         what = "membrane (0) only, no cell" if values[0] == 0 else "cell only, no membrane (0)"
