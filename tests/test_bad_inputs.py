@@ -1003,14 +1003,14 @@ def test_signal_saves_the_checkpoint_and_a_rerun_resumes(tmp_path, data_root, si
 @pytest.mark.parametrize("how, code", [("SIGTERM", 143), ("Ctrl-C", 130)])
 def test_stop_before_the_first_step_is_one_line(tmp_path, capsys, monkeypatch, data_root, how, code):
     """Stopped while the data are prepared: the CLI's own SIGTERM handler, one line, nothing written."""
-    import unetlib.protocols
+    import unetlib.trainset
 
     def stop(*args, **kwargs):
         if how == "SIGTERM":
             signal.raise_signal(signal.SIGTERM)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(unetlib.protocols, "training_data", stop)
+    monkeypatch.setattr(unetlib.trainset, "training_data", stop)
     handler = signal.getsignal(signal.SIGTERM)
     before = snapshot(tmp_path)
     got, _, err = cli(capsys, _train_argv(data_root, tmp_path / "run", "--iterations", "2"))

@@ -307,7 +307,7 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     )
 
 
-def _postprocessing(segmenter: Segmenter, unit: UnitData, run) -> tuple[Segmenter, str]:
+def _postprocessing(segmenter: Segmenter, unit: UnitData, run, trained_on: str = "sequence") -> tuple[Segmenter, str]:
     """The segmenter with the recipe's post-processing: tuned on the unit's *training* images when the recipe
     says so (never on the scored ones; the tuned values are stored in the checkpoint, so that `unetlib predict
     --instances` cuts the same instances), else as the recipe fixes it; and how it was chosen."""
@@ -320,7 +320,7 @@ def _postprocessing(segmenter: Segmenter, unit: UnitData, run) -> tuple[Segmente
                                       tune_postprocessing=True)
     if run.checkpoint is not None:
         update_metadata(run.checkpoint, recipe=segmenter.recipe.to_dict())
-    return segmenter, "tuned on the training frames"
+    return segmenter, f"tuned on the training {trained_on}"
 
 
 # --------------------------------------------------------------------------- #
@@ -413,7 +413,7 @@ def ctc_block(recipe: Recipe, unit: str, out_dir: str | Path, *, root=None, prog
     run = train_network(recipe, data, checkpoint, progress, resume, trained_on=data_unit.trained_on)
     seconds["train"] = run.history[-1][2] if run.history else 0.0
     start = time.perf_counter()
-    segmenter, how = _postprocessing(Segmenter(run.model, recipe), data_unit, run)
+    segmenter, how = _postprocessing(Segmenter(run.model, recipe), data_unit, run, "frames")
     recipe = segmenter.recipe
     seconds["tune"] = time.perf_counter() - start
     start = time.perf_counter()
