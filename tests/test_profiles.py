@@ -73,3 +73,34 @@ def test_an_unknown_profile_or_field_is_one_line(monkeypatch, tmp_path):
             profiles.load("odd")
     finally:
         profiles.load.cache_clear()
+
+
+def _parameters_and_fallback(source: str):
+    """A notebook's declared parameters (name -> default) and the fallback its validate_parameters call names."""
+    import ast
+    import json
+
+    nb = json.loads((project_root() / "notebooks" / f"{source}.ipynb").read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    declared = {}
+    exec("".join(cells[0]["source"]), {}, declared)  # noqa: S102 - the notebook's own parameters cell
+    fallback = {}
+    for node in ast.walk(ast.parse("".join(cells[1]["source"]))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "validate_parameters":
+            for kw in node.keywords:
+                if kw.arg == "fallback":
+                    fallback = {ast.literal_eval(k): ast.unparse(v) for k, v in zip(kw.value.keys, kw.value.values)}
+    return declared, fallback
+
+
+@pytest.mark.parametrize("report", sorted(ALL_REPORTS))
+def test_a_notebook_states_no_value_a_profile_gives(report):
+    """What a profile gives a notebook is None there (filled from the profile), and no profile restates the
+    notebook's own fallback: each value is stated once."""
+    source = ALL_REPORTS[report][0]
+    declared, fallback = _parameters_and_fallback(source)
+    for name in profiles.NAMES:
+        given = {k: v for k, v in profile_parameters(name, report).items() if k not in ("PROFILE", "DATASET")}
+        assert all(declared[k] is None for k in given), (name, report, [k for k in given if declared[k] is not None])
+        restated = [k for k, v in profiles.load(name).notebooks.get(report, {}).items() if repr(v) == fallback.get(k)]
+        assert not restated, (name, report, restated)

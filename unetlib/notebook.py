@@ -24,10 +24,11 @@ from __future__ import annotations
 import ast
 import datetime
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from unetlib import profiles
 from unetlib.environment import project_root
 from unetlib.errors import UnetlibError
 from unetlib.recipe import PROFILES
@@ -52,8 +53,9 @@ def _parameter_cells(history: Sequence[str]) -> tuple[str, str | None]:
     return cells[0], injected
 
 
-def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the notebook's parameters and return them as a dict.
+def validate_parameters(history: Sequence[str], namespace: MutableMapping[str, Any], notebook: str | None = None,
+                        fallback: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check the notebook's parameters, fill those left None from the profile, and return them as a dict.
 
     Parameters
     ----------
@@ -63,7 +65,15 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
         without storing it, and never injects parameters) the notebook's
         UPPERCASE globals are returned as its parameters.
     namespace : mapping
-        The notebook's ``globals()``.
+        The notebook's ``globals()``; parameters left None are set there.
+    notebook : str, optional
+        The notebook's name: a parameter left None takes the value its
+        profile's file gives it (:meth:`unetlib.profiles.Profile.notebook_parameters`:
+        the profile's folds, workers and seeds, and the notebook's own
+        entries), so that ``papermill NOTEBOOK OUT -p PROFILE cpu`` runs the
+        ``cpu`` profile as ``python -m unetlib.reproduce`` does.
+    fallback : mapping, optional
+        The value of a parameter that is None and that the profile does not give.
 
     Raises
     ------
@@ -77,7 +87,8 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
     if not any(c.strip() for c in history[1:]):
         # nbval (and other runners that execute without storing history) never inject
         # parameters: the notebook runs with its own defaults, which are its UPPERCASE names.
-        return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
+        own = {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
+        return _from_profile(own, namespace, notebook, fallback)
     declared_src, injected_src = _parameter_cells(history)
     declared = _assigned_names(declared_src)
     defaults = {}
@@ -104,6 +115,16 @@ def validate_parameters(history: Sequence[str], namespace: Mapping[str, Any]) ->
 
     if "PROFILE" in params and params["PROFILE"] not in PROFILES:
         raise UnetlibError(f"PROFILE must be one of {PROFILES}, got {params['PROFILE']!r}")
+    return _from_profile(params, namespace, notebook, fallback)
+
+
+def _from_profile(params: dict, namespace: MutableMapping[str, Any], notebook: str | None,
+                  fallback: Mapping[str, Any] | None) -> dict:
+    """Every parameter left None takes its profile's value (else the fallback), in ``params`` and ``namespace``."""
+    given = profiles.load(params["PROFILE"]).notebook_parameters(notebook) if notebook and "PROFILE" in params else {}
+    for name, value in params.items():
+        if value is None and (name in given or name in (fallback or {})):
+            params[name] = namespace[name] = given[name] if name in given else fallback[name]
     return params
 
 
