@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from unetlib import claims, profiles
+from unetlib.errors import UnetlibError
 from unetlib.inference import Tiling, predict
 from unetlib.model import BORDER, UNet
 from unetlib.study import StudyResult
@@ -56,10 +57,13 @@ def test_the_controls_say_what_they_found():
                         "seeds": [0, 1, 2], "units": ["01->02"]}, hela_rows)
     found = claims.controls({"regime": regime, "weighted_loss": hela}, constant=0.133)
     assert found["regime"][0] and "2 sections worse than all 24 by +0.0110" in found["regime"][1]
-    assert found["learned"][0]
+    assert found["learned:regime"][0] and claims.control_of(claims.CLAIMS["tta"], found) == found["learned:regime"]
     assert not found["finds_cells"][0] and "seed 1" in found["finds_cells"][1]
     unlearned = claims.controls({"regime": regime}, constant=0.09)  # 0.08 is not 0.02 below 0.09
-    assert not unlearned["learned"][0] and "regime/few seed 0" in unlearned["learned"][1]
+    assert not unlearned["learned:regime"][0] and "6 of 6 networks did not learn (e.g. few seed 2: 0.0820)" in (
+        unlearned["learned:regime"][1])
+    with pytest.raises(UnetlibError, match="was not checked"):
+        claims.control_of(claims.CLAIMS["momentum"], found)
     flat = _result([_row("all", s, 0.07) for s in range(3)] + [_row("few", s, 0.07) for s in range(3)], ["all", "few"])
     flat.study["variants"]["few"] = {"train_images": 2}
     assert not claims.controls({"regime": flat}, constant=0.133)["regime"][0]

@@ -51,7 +51,7 @@ from unetlib.study import Study, StudyResult
 from unetlib.train import weighted_cross_entropy
 
 __all__ = ["Claim", "CLAIMS", "METRIC_NAMES", "MAX_SEEDS", "budget", "claim_studies", "pilot_study", "decide",
-           "controls", "constant_prediction", "sentence", "undecided", "tile_throughput", "throughput_row",
+           "controls", "control_of", "constant_prediction", "sentence", "undecided", "tile_throughput", "throughput_row",
            "inference_seconds", "speed_row", "border_band"]
 
 #: A claim still undecided after this many seeds per arm is reported as undecided.
@@ -213,8 +213,8 @@ def constant_prediction(root=None, fold: int = ISBI_UNIT) -> float:
 
 def controls(results: dict[str, StudyResult], constant: float) -> dict[str, tuple[bool, str]]:
     """Each control (key -> passed, what was found), from the claims' studies and the constant prediction's
-    pixel error: ``regime`` (the few-section arm worse than all sections: its interval above 0), ``learned`` (every
-    ISBI run at least :data:`LEARNED_MARGIN` below the constant prediction; runs that did not are named),
+    pixel error: ``regime`` (the few-section arm worse than all sections: its interval above 0), ``learned:STUDY``
+    (every ISBI run of the study at least :data:`LEARNED_MARGIN` below the constant prediction),
     ``finds_cells`` (every HeLa run of the paper's arm reaches SEG :data:`FINDS_CELLS`)."""
     found = {}
     regime = results.get("regime")
@@ -225,11 +225,16 @@ def controls(results: dict[str, StudyResult], constant: float) -> dict[str, tupl
         found["regime"] = (ok, f"{len(d)} seeds: {regime.study['variants']['few'].get('train_images')} sections "
                                f"{'worse' if ok else 'not measurably worse'} than all 24 by "
                                f"{np.mean(d) if d else math.nan:+.4f} (95 % interval {low:+.4f} to {high:+.4f})")
-    bad = [f"{k}/{r['variant']} seed {r['seed']} ({r['pixel_error']:.3f})" for k in ("regime", "optimiser", "tiles")
-           if k in results for r in results[k].runs if r.get("pixel_error") is not None
-           and r["pixel_error"] > constant - LEARNED_MARGIN]
-    found["learned"] = (not bad, f"constant prediction {constant:.4f}; margin {LEARNED_MARGIN}; " + (
-        "every network below it" if not bad else "not learned: " + ", ".join(bad)))
+    for key in ("regime", "optimiser", "tiles"):
+        if key not in results:
+            continue
+        runs = [r for r in results[key].runs if r.get("pixel_error") is not None]
+        bad = [r for r in runs if r["pixel_error"] > constant - LEARNED_MARGIN]
+        worst = max(bad, key=lambda r: r["pixel_error"]) if bad else None
+        found[f"learned:{key}"] = (not bad, f"pixel error of a constant prediction {constant:.4f}: " + (
+            f"every one of the {len(runs)} networks at least {LEARNED_MARGIN} below it" if not bad else
+            f"{len(bad)} of {len(runs)} networks did not learn (e.g. {worst['variant']} seed {worst['seed']}: "
+            f"{worst['pixel_error']:.4f})"))
     hela = results.get("weighted_loss")
     if hela is not None:
         low = [r for r in hela.runs if r["variant"] == "w0 = 10" and r["SEG"] < FINDS_CELLS]
@@ -242,6 +247,14 @@ def _paired(result: StudyResult, metric: str, baseline: str, variant: str) -> li
     unit = result.units[0]
     a, b = result.values(baseline, unit, metric), result.values(variant, unit, metric)
     return [b[s] - a[s] for s in sorted(set(a) & set(b))]
+
+
+def control_of(claim: Claim, found: dict[str, tuple[bool, str]]) -> tuple[bool, str]:
+    """The outcome of ``claim``'s control among :func:`controls`' (``learned`` is checked per study)."""
+    key = f"learned:{claim.study}" if claim.control == "learned" else claim.control
+    if key not in found:
+        raise UnetlibError(f"claim {claim.key}: its control {key!r} was not checked (is its study run?)")
+    return found[key]
 
 
 def decide(claim: Claim, result: StudyResult, passed: tuple[bool, str]) -> dict:
