@@ -23,6 +23,23 @@ def smoke_run(tmp_path_factory, data_root):
     return out, timings, read_results(out)
 
 
+def assert_tables_read_like_the_papers(nb: dict, name: str) -> None:
+    """No pandas frame with its index, no NaN and no six-decimal number outside a warping-error column."""
+    import re
+
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            assert 'class="dataframe"' not in "".join(data.get("text/html", "")), f"{name}: a raw pandas table"
+            text = "".join(data.get("text/markdown", ""))
+            if "|---" not in text:
+                continue
+            assert "NaN" not in text and "nan |" not in text, f"{name}: NaN in a table"
+            header = text.split("\n", 1)[0]
+            if "arping" not in header:
+                assert not re.search(r"\b\d\.\d{6}\b", text), f"{name}: six decimals outside a warping column"
+
+
 def test_every_report_ran_and_holds_no_machine_paths(smoke_run):
     out, timings, _ = smoke_run
     assert set(timings) == set(NOTEBOOKS)
@@ -36,6 +53,7 @@ def test_every_report_ran_and_holds_no_machine_paths(smoke_run):
         assert "site-packages" not in text, f"{name} holds a warning with a local path"
         streams = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "stream"]
         assert sum(len(o["text"]) for o in streams) < 20_000, f"{name}: progress output floods the report"
+        assert_tables_read_like_the_papers(nb, name)
 
 
 def test_isbi_result_is_held_out_seeded_per_fold_and_in_range(smoke_run):
@@ -112,12 +130,14 @@ def test_seed_study_appendix_runs_resumes_and_writes_its_table(tmp_path, data_ro
     assert (tmp_path / "PhC-C2DH-U373_SEG.png").stat().st_size > 1000
     nb = json.loads((tmp_path / "06_seeds.ipynb").read_text())
     assert not nb["metadata"]["papermill"].get("exception")
+    assert_tables_read_like_the_papers(nb, "06_seeds")
 
 
 def test_budget_appendix_draws_the_curve_of_its_points(tmp_path, data_root):
     reproduce("smoke", ("07_budget",), tmp_path, fetch=False)
     nb = json.loads((tmp_path / "07_budget.ipynb").read_text())
     assert not nb["metadata"]["papermill"].get("exception")
+    assert_tables_read_like_the_papers(nb, "07_budget")
     curve = (tmp_path / "budget.csv").read_text().splitlines()
     assert len(curve) == 1 + 3 * 2  # three points of the smoke profile, one fold and its mean
     assert (tmp_path / "budget.png").stat().st_size > 1000
@@ -130,6 +150,7 @@ def test_both_sequence_appendix_holds_every_frame_out_once(tmp_path, data_root):
     reproduce("smoke", ("08_both_sequences",), tmp_path, fetch=False)
     nb = json.loads((tmp_path / "08_both_sequences.ipynb").read_text())
     assert not nb["metadata"]["papermill"].get("exception")
+    assert_tables_read_like_the_papers(nb, "08_both_sequences")
     result = read_study(tmp_path / "PhC-C2DH-U373-both" / "study.json")
     held = [run["result"]["test_frames"] for run in result.runs]
     assert sorted(t for h in held for t in h["02"]) == sorted(
@@ -141,6 +162,7 @@ def test_claims_notebook_shows_every_section_and_decides_every_claim(tmp_path, d
     reproduce("smoke", ("05_claims",), tmp_path, fetch=False)
     nb = json.loads((tmp_path / "05_claims.ipynb").read_text())
     assert not nb["metadata"]["papermill"].get("exception")
+    assert_tables_read_like_the_papers(nb, "05_claims")
     section, shown = None, {}
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown" and "".join(cell["source"]).startswith("## "):

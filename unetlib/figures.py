@@ -31,7 +31,7 @@ __all__ = [
     "segmentation_examples", "budget_curve",
 ]
 
-_DPI = 80
+_DPI = 120
 
 
 def save_figure(fig, path: str | Path) -> Path:
