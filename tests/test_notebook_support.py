@@ -199,14 +199,16 @@ def test_update_readme_replaces_only_the_results_section(tmp_path):
     assert "old" not in text and "| 1 |" in text and text.endswith("<!-- results:end -->\n## after\n")
     with pytest.raises(UnetlibError, match="run the smoke profile"):
         update_readme("smoke", tmp_path)
-    # the claims section is filled when 05_claims wrote its summary, and left alone otherwise
-    (tmp_path / "README.md").write_text(text + "<!-- claims:start -->\nold claims\n<!-- claims:end -->\n")
+    # the claims page's section is filled when 05_claims wrote its summary, and left alone otherwise
+    (tmp_path / "docs").mkdir()
+    claims_page = tmp_path / "docs" / "claims.md"
+    claims_page.write_text("# claims\n<!-- claims:start -->\nold claims\n<!-- claims:end -->\n")
     update_readme("cpu", tmp_path)
-    assert "old claims" in (tmp_path / "README.md").read_text()
+    assert "old claims" in claims_page.read_text()
     (tmp_path / "reports" / "cpu" / "claims.md").write_text("| claim | verdict |\n|---|---|\n| tiles | supported |\n")
-    update_readme("cpu", tmp_path)
-    text = (tmp_path / "README.md").read_text()
-    assert "old claims" not in text and "| tiles | supported |" in text and "| 1 |" in text
+    assert claims_page in update_readme("cpu", tmp_path)
+    text = claims_page.read_text()
+    assert "old claims" not in text and "| tiles | supported |" in text and "| 1 |" in (tmp_path / "README.md").read_text()
     assert text.endswith("| tiles | supported |\n<!-- claims:end -->\n")
     (tmp_path / "README.md").write_text("# x\n<!-- results:start -->\nno end marker\n")
     with pytest.raises(UnetlibError, match="results:start"):

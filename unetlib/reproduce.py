@@ -1,6 +1,6 @@
 """Reproduce the paper: fetch missing data, then run every report notebook under one profile with papermill.
 
-``python -m unetlib.reproduce [--profile cpu] [--only 01_isbi2012_em ...] [--workers N | --scheduler ADDR]``
+``python -m unetlib.reproduce [--profile cpu] [--only 01_isbi2012_em ...] [--workers N | --scheduler ADDR] [--dry-run]``
 
 The default profile is ``gpu`` when a CUDA GPU is present, else ``cpu``.
 Each report ``reports/PROFILE/NAME.ipynb`` is the executed copy of a source
@@ -199,6 +199,24 @@ def reproduce(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, *
     return timings
 
 
+def plan(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, **overrides) -> list[str]:
+    """What :func:`reproduce` would run, one line per report (its folder and parameters), printed; nothing runs.
+    The same checks as a real run: the profile, the reports, and every parameter against its notebook."""
+    if profile not in PROFILES:
+        raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    unknown = [r for r in reports if r not in ALL_REPORTS]
+    if unknown:
+        raise UnetlibError(f"unknown report(s) {unknown}; choose from {', '.join(ALL_REPORTS)}")
+    root, lines = project_root(), []
+    for name in reports:
+        params = {**profile_parameters(profile, name, root),
+                  **{k: v for k, v in overrides.items() if k in _accepted(name, root)}}
+        folder = _display_path(report_folder(name, profile, output_dir, root), root)
+        lines.append(f"[{profile}] would run {name} into {folder} with {params}")
+        print(lines[-1])
+    return lines
+
+
 def report_folder(report: str, profile: str, output_dir: Path | None = None, root: Path | None = None) -> Path:
     """Where ``report`` is written: ``output_dir`` when given, else ``reports/PROFILE`` (or its own folder)."""
     if output_dir is not None:
@@ -261,12 +279,20 @@ def reproduce_headless(profile: str, output_dir: Path | None = None, *, runner=N
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-CLAIMS_START, CLAIMS_END = "<!-- claims:start -->", "<!-- claims:end -->"
+#: The generated sections of the documentation beside the README's results: (page, section name, the report file
+#: that fills it, the report that writes it). A section is filled when its page has its markers
+#: (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``) and the report file exists.
+SECTIONS = (
+    ("docs/claims.md", "claims", "{profile}/claims.md", "05_claims"),
+    ("docs/budget.md", "budget", "{profile}-budget/budget.md", "07_budget"),
+    ("docs/budget.md", "budget-reading", "{profile}-budget/reading.md", "07_budget"),
+    ("docs/both-sequences.md", "both-sequences", "{profile}-seeds/both_sequences.md", "08_both_sequences"),
+)
 
 
-def update_readme(profile: str, root: Path | None = None) -> Path:
-    """Put ``reports/PROFILE/results.md`` (written by 03_paper_tables) into the README's results section,
-    and ``reports/PROFILE/claims.md`` (written by 05_claims), when there is one, into its claims section."""
+def update_readme(profile: str, root: Path | None = None) -> list[Path]:
+    """Put ``reports/PROFILE/results.md`` (written by 03_paper_tables) into the README's results section, and
+    each report file of :data:`SECTIONS` that exists into its page's section; return the pages written."""
     root = root or project_root()
     results_md = root / "reports" / profile / "results.md"
     if not results_md.is_file():
@@ -275,13 +301,19 @@ def update_readme(profile: str, root: Path | None = None) -> Path:
     text = _replace_section(readme.read_text(encoding="utf-8"), README_START, README_END, results_md.read_text(
         encoding="utf-8"), f"Generated from `reports/{profile}/` by `python -m unetlib.reproduce --profile {profile} "
         "--update-readme`; the executed notebooks, tables and figures are there.")
-    claims_md = root / "reports" / profile / "claims.md"
-    if claims_md.is_file() and CLAIMS_START in text:
-        text = _replace_section(text, CLAIMS_START, CLAIMS_END, claims_md.read_text(encoding="utf-8"),
-                                f"Generated from `reports/{profile}/claims.md`, written by `python -m unetlib.reproduce "
-                                f"--profile {profile} --only 05_claims` (the executed notebook is beside it).")
-    write_text(readme, text)
-    return readme
+    written = [write_text(readme, text)]
+    for page, name, source, report in SECTIONS:
+        path, found = root / page, root / "reports" / source.format(profile=profile)
+        start = f"<!-- {name}:start -->"
+        if not (path.is_file() and found.is_file() and start in path.read_text(encoding="utf-8")):
+            continue
+        text = _replace_section(path.read_text(encoding="utf-8"), start, f"<!-- {name}:end -->",
+                                found.read_text(encoding="utf-8"),
+                                f"Generated from `reports/{source.format(profile=profile)}`, written by `python -m "
+                                f"unetlib.reproduce --profile {profile} --only {report}` (the executed notebook is "
+                                "beside it).")
+        written.append(write_text(path, text))
+    return list(dict.fromkeys(written))
 
 
 def _replace_section(text: str, start: str, end: str, body: str, note: str) -> str:
@@ -332,12 +364,15 @@ def main(argv=None) -> int:
     parser.add_argument("--headless", action="store_true",
                         help="run the experiments and tables without notebooks (no Jupyter needed)")
     parser.add_argument("--update-readme", action="store_true",
-                        help="only copy reports/PROFILE/results.md into the README's results section")
+                        help="only copy reports/PROFILE/results.md into the README's results section (and the "
+                             "appendices' tables into their docs pages)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check every option and parameter and say what would run; run nothing")
     args = parser.parse_args(argv)
     try:
         profile = args.profile or default_profile()
         if args.update_readme:
-            print("updated", update_readme(profile))
+            print("updated", ", ".join(_display_path(p, project_root()) for p in update_readme(profile)))
             return 0
         if args.workers is not None and args.workers < 0:
             raise UnetlibError(f"--workers must be >= 0, got {args.workers}")
@@ -356,8 +391,15 @@ def main(argv=None) -> int:
                 raise UnetlibError("--headless runs the experiments and tables together; drop --only "
                                    "(or run the notebooks without --headless)")
             given = args.workers is not None or args.scheduler  # else each experiment's profile says
+            if args.dry_run:
+                print(f"[{profile}] would run the experiments and tables headless into "
+                      f"{_display_path(Path(args.output_dir or project_root() / 'reports' / profile), project_root())}")
+                return 0
             reproduce_headless(profile, args.output_dir, fetch=not args.no_fetch,
                                runner=fanout.runner(args.workers or 0, args.scheduler) if given else None)
+            return 0
+        if args.dry_run:
+            plan(profile, reports, args.output_dir, **overrides)
             return 0
         reproduce(profile, reports, args.output_dir, fetch=not args.no_fetch, **overrides)
     except UnetlibError as exc:
