@@ -211,6 +211,11 @@ def plan(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, **over
     for name in reports:
         params = {**profile_parameters(profile, name, root),
                   **{k: v for k, v in overrides.items() if k in _accepted(name, root)}}
+        if "OVERRIDES" in params:  # the recipe fields are checked as the notebook will check them
+            if not isinstance(params["OVERRIDES"], dict):
+                raise UnetlibError(f"OVERRIDES must be a mapping of recipe fields, got {params['OVERRIDES']!r}")
+            for dataset in ([params["DATASET"]] if "DATASET" in params else ALL_REPORTS[name][1]):
+                recipe.preset(dataset, profile).replace(**params["OVERRIDES"])
         folder = _display_path(report_folder(name, profile, output_dir, root), root)
         lines.append(f"[{profile}] would run {name} into {folder} with {params}")
         print(lines[-1])
@@ -290,9 +295,10 @@ SECTIONS = (
 )
 
 
-def update_readme(profile: str, root: Path | None = None) -> list[Path]:
+def update_readme(profile: str, root: Path | None = None, dry_run: bool = False) -> list[Path]:
     """Put ``reports/PROFILE/results.md`` (written by 03_paper_tables) into the README's results section, and
-    each report file of :data:`SECTIONS` that exists into its page's section; return the pages written."""
+    each report file of :data:`SECTIONS` that exists into its page's section; return the pages written (with
+    ``dry_run``: the pages that would be, nothing written)."""
     root = root or project_root()
     results_md = root / "reports" / profile / "results.md"
     if not results_md.is_file():
@@ -301,7 +307,7 @@ def update_readme(profile: str, root: Path | None = None) -> list[Path]:
     text = _replace_section(readme.read_text(encoding="utf-8"), README_START, README_END, results_md.read_text(
         encoding="utf-8"), f"Generated from `reports/{profile}/` by `python -m unetlib.reproduce --profile {profile} "
         "--update-readme`; the executed notebooks, tables and figures are there.")
-    written = [write_text(readme, text)]
+    written = [readme if dry_run else write_text(readme, text)]
     for page, name, source, report in SECTIONS:
         path, found = root / page, root / "reports" / source.format(profile=profile)
         start = f"<!-- {name}:start -->"
@@ -312,7 +318,7 @@ def update_readme(profile: str, root: Path | None = None) -> list[Path]:
                                 f"Generated from `reports/{source.format(profile=profile)}`, written by `python -m "
                                 f"unetlib.reproduce --profile {profile} --only {report}` (the executed notebook is "
                                 "beside it).")
-        written.append(write_text(path, text))
+        written.append(path if dry_run else write_text(path, text))
     return list(dict.fromkeys(written))
 
 
@@ -372,7 +378,8 @@ def main(argv=None) -> int:
     try:
         profile = args.profile or default_profile()
         if args.update_readme:
-            print("updated", ", ".join(_display_path(p, project_root()) for p in update_readme(profile)))
+            pages = update_readme(profile, dry_run=args.dry_run)
+            print("would update" if args.dry_run else "updated", ", ".join(_display_path(p, project_root()) for p in pages))
             return 0
         if args.workers is not None and args.workers < 0:
             raise UnetlibError(f"--workers must be >= 0, got {args.workers}")
