@@ -284,7 +284,9 @@ def preset(dataset: str, profile: str) -> Recipe:
 _LR = "peak learning rate: Adam's usual 1e-3 at width 16 (5e-4 at width 64); SGD 1e-3 with momentum 0.99 on the " \
       "paper profile."
 _STEPS = "steps per network; the cpu profile's are what fits in an hour on two cores for all networks."
-#: Why each choice was made (per dataset where it differs); shown by the notebooks beside the cells using them.
+_SEEDS = "decided over seeds against its alternative: the numbers are in reports/cpu-seeds and docs/reading-the-numbers.md"
+#: Why each choice was made (per dataset where it differs); shown by the notebooks beside the cells using them. The
+#: reasons live here; the numbers that decided them live in the reports they name (they change as runs are added).
 WHY: dict[str, Any] = {
     "normalize": {
         "isbi2012": "uint8 / 255, as the 2015 release scales its inputs.",
@@ -295,9 +297,7 @@ WHY: dict[str, Any] = {
         "DIC-C2DH-HeLa": "half resolution on the cpu and gpu profiles (0.5; the paper profile keeps 1): a "
                          "valid-convolution U-Net of depth 5 sees about 185 px around each output pixel, and "
                          "sequence 02's flat, spread cells are wider than that; at half resolution the same "
-                         "network sees twice the context. Over 3 seeds of the cpu recipe (before zoom), mean SEG 0.733 "
-                         "against 0.693 at full resolution, 01->02 better with every seed "
-                         "(reports/cpu-seeds/earlier).",
+                         f"network sees twice the context. {_SEEDS} (before zoom: reports/cpu-seeds/earlier).",
         "*": "1: the images as recorded.",
     },
     "train.clip_grad": {
@@ -307,27 +307,26 @@ WHY: dict[str, Any] = {
         "*": "no clipping (0).",
     },
     "train_images": "0: every training image of the unit (fold or sequence); a number n trains on n of them, "
-                    "evenly spaced (the data-efficiency experiments of notebook 05_claims).",
+                    "evenly spaced (the few-images regime of appendix 05_claims).",
     "train.optimizer": "Adam on the smoke, cpu and gpu profiles: at a few thousand steps SGD with momentum 0.99 "
                        "and one tile per step learns slowly or collapses (appendix 04_training_diagnosis); the "
                        "paper profile keeps the paper's SGD with momentum 0.99.",
     "train.lr": {
-        "isbi2012": _LR + " Over 3 seeds 2e-3 is no better on ISBI and less steady (Rand error 0.092, 0.081-0.115, "
-                          "against 0.079; reports/cpu-seeds).",
+        "isbi2012": f"{_LR} Twice the rate was no better on ISBI and less steady; {_SEEDS}.",
         "*": _LR,
     },
-    "train.dropout": "0.5 at the end of the contracting path, as in the paper. Over 3 seeds without it ISBI is no "
-                     "better at 2,500 steps (Rand error 0.082 against 0.079, within the spread; fold 0's warping "
-                     "error worse; reports/cpu-seeds).",
+    "train.dropout": f"0.5 at the end of the contracting path, as in the paper; without it ISBI was no better at the "
+                     f"cpu budget ({_SEEDS}; the claim itself: appendix 05_claims).",
     "train.schedule": "a linear warm-up (train.warmup steps), then poly decay (1 - i/n)^0.9: a short run ends with "
                       "small steps; the paper profile keeps a constant rate.",
-    "train.width": "channels of the first level: 64 in the paper; 16 on two CPU cores (1/16 of the FLOPs).",
+    "train.width": "channels of the first level: 64 in the paper; 16 on two CPU cores (1/16 of the FLOPs; what width "
+                   "buys against steps: appendix 07_budget).",
     "train.tile": "training input tile edge (16k + 60): 572 in the paper; 508 on the CPU, where a 508² tile gives "
-                  "43 % more output pixels per second than 380² (valid convolutions waste the border).",
+                  "more output pixels per second than smaller ones (valid convolutions waste the border; "
+                  "docs/performance.md).",
     "train.iterations": {
-        "isbi2012": _STEPS + " Over 3 seeds 5,000 steps give lower ISBI errors than 2,500 in every mean, by more than the "
-                    "spread (pixel 0.0549 vs 0.0567, Rand 0.069 vs 0.079, warping 0.00103 vs 0.00118; "
-                    "reports/cpu-seeds), but double ISBI's share of the run; the cpu profile keeps 2,500.",
+        "isbi2012": f"{_STEPS} More steps lower every ISBI error (appendix 07_budget draws how far), but double "
+                    "ISBI's share of the run; the cpu profile keeps 2,500.",
         "*": _STEPS,
     },
     "train.augment.brightness": {
@@ -340,10 +339,8 @@ WHY: dict[str, Any] = {
     },
     "train.augment.scale": {
         "DIC-C2DH-HeLa": "zoom by up to 1.25 either way on the cpu profile (0.25; not in the paper): sequence 02 has "
-                         "cells larger than any annotated in 01 (median area 12,548 vs 9,776 px). Over 3 seeds of "
-                         "the cpu recipe, mean SEG 0.754 against 0.733 without zoom, every seed better by "
-                         "0.021-0.022, more than the seed spread (reports/cpu-seeds). The gpu and paper profiles "
-                         "keep none (not measured there).",
+                         f"cells larger than any annotated in 01. {_SEEDS}. The gpu and paper profiles keep none "
+                         "(not measured there).",
         "*": "no zoom (the paper names none).",
     },
     "train.augment.padding": "mirror: beyond the image a tile holds its mirror image, in training and in overlap-tile "
@@ -355,25 +352,20 @@ WHY: dict[str, Any] = {
                          "the pixels, so both classes weigh about 1).",
         "PhC-C2DH-U373": "w_c of Eq. 2 left at 1 (None): cells are 5-8 % of the pixels, so 'balanced' weighs a "
                          "cell pixel 11 to 19 times a background pixel and the predicted cells bloat into the "
-                         "bright halos in a 500-step run (appendix 04, part D). At the full cpu schedule the two do not differ "
-                         "beyond the seed spread (3 seeds: mean SEG 0.831 with w_c = 1, 0.824 balanced; "
-                         "reports/cpu-seeds): neither is better, w_c = 1 stays and the paper's balanced weights "
-                         "are as good at this budget. The Eq. 2 border term is kept.",
+                         "bright halos in a 500-step run (appendix 04, part D); at the full cpu schedule the two do "
+                         f"not differ beyond the seed spread ({_SEEDS}). The Eq. 2 border term is kept.",
     },
     "ignore_unannotated": "cells that have a tracking marker but no segmentation mask (e.g. 15 of 18 cells of "
                           "HeLa 01 frame 67) get loss weight 0 around them instead of being taught as background.",
     "tta": {
         "isbi2012": "the paper averaged its EM submission over '7 rotated versions' plus the identity: d4.",
-        "DIC-C2DH-HeLa": "the 8 symmetries (d4) on the cpu profile, the release's 4 flips on the others. Over 3 "
-                         "seeds of the cpu recipe, 02->01 SEG 0.838 against 0.826 with the flips, every seed "
-                         "better (by 0.011 on average, more than the spread of 0.007; 0.007-0.017 per seed); "
-                         "01->02 0.6825 against 0.6824, but its spread over seeds falls from 0.032 to 0.004 "
-                         "(reports/cpu-seeds). Cost: about 15 s more inference per network.",
+        "DIC-C2DH-HeLa": "the 8 symmetries (d4) on the cpu profile, the release's 4 flips on the others: d4 "
+                         f"scored better in 02->01 with every seed and steadied 01->02 ({_SEEDS}); about 15 s more "
+                         "inference per network.",
         "*": "the release's 4 flips, averaged as logits.",
     },
-    "touching_copies": "0: the annotated frames only (the paper adds no frames). On PhC-U373 one copy of each frame "
-                       "with three cells pasted 1-3 px beside others did not help over 3 seeds (mean SEG 0.836 vs "
-                       "0.831, within the spread; 01->02 still 8 merges with every seed; reports/cpu-seeds).",
+    "touching_copies": f"0: the annotated frames only (the paper adds no frames); pasted neighbours did not help on "
+                       f"PhC-U373 ({_SEEDS}).",
     "tune_postprocessing": "threshold and minimum component size chosen by SEG on the training sequence "
                            "(never on the test sequence) from a small grid.",
     "threshold": "instances are the 4-connected components of P(cell) > threshold (unless tuned).",
@@ -381,10 +373,8 @@ WHY: dict[str, Any] = {
     "tune_split": {
         "DIC-C2DH-HeLa": "tuning may also split a component between its cores of high P(cell) along the valleys "
                          "of P(cell) (a marker watershed; the paper names no instance post-processing): touching "
-                         "HeLa cells whose border the network only lowered came out merged. Over three seeds of "
-                         "the cpu recipe it raises 02->01 from 0.794 to 0.826 SEG, with every seed (merges 4-7 -> 0), "
-                         "and leaves 01->02 unchanged (reports/cpu-seeds).",
+                         f"HeLa cells whose border the network only lowered came out merged ({_SEEDS}).",
         "*": "components only: on PhC-U373 tuning on the training sequence did not choose to split "
-             "(three seeds, reports/cpu-seeds), so the simpler rule stays.",
+             f"({_SEEDS}), so the simpler rule stays.",
     },
 }
