@@ -174,16 +174,29 @@ def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_p
         text = (f"{label}: over the {fitted.points} width-{width} points the error changes by a factor "
                 f"{fitted.per_doubling:.3f} per doubling of compute (over the last doubling measured: "
                 f"{fitted.last_factor:.3f}).")
+        rows = table[(table.unit == MEAN_UNIT) & (table.width == width)].sort_values("flops")
+        last_value, last_flops = float(rows[metric].iloc[-1]), float(rows.flops.iloc[-1])
         for name, values in targets.items():
             if metric not in values:
                 continue
-            need = fitted.flops_for(values[metric])
+            target = values[metric]
+            if float(rows[metric].max()) <= target:
+                text += f" It is below {name} ({target:g}) at every point."
+                continue
+            if last_value <= target:
+                text += f" It reaches {name} ({target:g}) within the measured range."
+                continue
+            need = fitted.flops_for(target)
+            local = (last_flops * 2 ** (math.log(target / last_value) / math.log(fitted.last_factor))
+                     if fitted.last_factor < 1 else math.inf)
             if not math.isfinite(need):
-                text += f" It does not fall, so it stays above {name} ({values[metric]:g})."
+                text += f" It does not fall, so it stays above {name} ({target:g})."
                 continue
             hours = f", about {need * seconds_per_flop / 3600:,.0f} h for one network here" if seconds_per_flop else ""
-            text += (f" It would reach {name} ({values[metric]:g}) at {need:.2g} FLOPs ({need / base:,.1f} x the "
-                     f"recipe's{hours}).")
+            text += (f" The fitted trend would reach {name} ({target:g}) at {need:.2g} FLOPs ({need / base:,.1f} x the "
+                     f"recipe's{hours})")
+            text += (f"; at the last doubling's rate it would need {local / base:,.0f} x." if math.isfinite(local)
+                     and local > 2 * need else ".")
         lines.append(text)
         for row in equal_compute(table, metric).itertuples():
             if math.isnan(row.narrow):
