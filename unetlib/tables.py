@@ -16,11 +16,12 @@ from unetlib import paper
 from unetlib.atomic import write_text
 from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.results import ExperimentResult
-from unetlib.stats import over_seeds, prediction_interval, t_interval
+from unetlib.stats import over_seeds, pooled, prediction_interval, t_interval
 from unetlib.study import MEAN_UNIT, read_study
 from unetlib.values import counted
 
-__all__ = ["table1", "table2", "to_markdown", "show", "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
+__all__ = ["table1", "table2", "over_seeds_text", "to_markdown", "show",
+           "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
            "spread", "read_studies"]
 
 HELD_OUT_NOTE = (
@@ -32,8 +33,19 @@ _T1_KEYS = ("warping_error", "rand_error", "pixel_error")
 _T1_COLS = ("Warping error", "Rand error", "Pixel error")
 
 
-def table1(result: ExperimentResult | None) -> pd.DataFrame:
-    """Table 1 (ISBI 2012) rows of the paper, then this kit's mean and per-fold rows."""
+def over_seeds_text(values, digits: int = 4) -> str:
+    """``mean [low–high]``: the mean over seeds with its 95 % interval, for a table cell ('–' without values)."""
+    values = list(values)
+    if not values:
+        return "–"
+    mean, low, high = t_interval(values)
+    interval = f" [{low:.{digits}f}–{high:.{digits}f}]" if len(values) > 1 else ""
+    return f"{mean:.{digits}f}{interval}"
+
+
+def table1(result: ExperimentResult | None, study=None) -> pd.DataFrame:
+    """Table 1 (ISBI 2012) rows of the paper, then this kit's mean and per-fold rows, and with the seed ``study``
+    of the profile's recipe (:class:`~unetlib.study.StudyResult`) its mean over seeds with the 95 % interval."""
     rows = [
         {"Rank": "" if r is None else r, "Group": g, "Source": "paper (challenge test set)",
          **dict(zip(_T1_COLS, vals))}
@@ -50,11 +62,20 @@ def table1(result: ExperimentResult | None) -> pd.DataFrame:
                          **{c: f[k] for c, k in zip(_T1_COLS, _T1_KEYS)}})
         delta = {c: result.mean[k] - paper.UNET_TABLE1[k] for c, k in zip(_T1_COLS, _T1_KEYS)}
         rows.append({"Rank": "", "Group": "Δ this kit − paper u-net", "Source": "", **delta})
+    if study is not None:
+        n = len(study.values(study.baseline, MEAN_UNIT, "pixel_error"))
+        rows.append({"Rank": "", "Group": f"u-net, this kit, {n} seeds: mean [95 % interval]",
+                     "Source": "held-out training sections, the same folds",
+                     **{c: over_seeds_text(study.values(study.baseline, MEAN_UNIT, k).values(),
+                                           6 if k == "warping_error" else 4) for c, k in zip(_T1_COLS, _T1_KEYS)}})
     return pd.DataFrame(rows)
 
 
-def table2(results: dict[str, ExperimentResult]) -> pd.DataFrame:
-    """Table 2 (SEG, the paper's "IOU") rows of the paper, then this kit's rows."""
+def table2(results: dict[str, ExperimentResult], studies: dict | None = None, both: dict | None = None) -> pd.DataFrame:
+    """Table 2 (SEG, the paper's "IOU") rows of the paper, then this kit's rows: the run of the cross-sequence
+    protocol; with the seed ``studies`` (dataset -> :class:`~unetlib.study.StudyResult`) its mean over seeds with
+    the 95 % interval; with the ``both``-sequence studies (appendix 08) the paper's training data, pooled SEG of
+    the held-out blocks over seeds."""
     names = CTC_DATASETS
     cols = ("PhC-U373", "DIC-HeLa")
     rows = [{"Name": n, "Source": "paper (challenge test set)", cols[0]: a, cols[1]: b}
@@ -73,6 +94,19 @@ def table2(results: dict[str, ExperimentResult]) -> pd.DataFrame:
         rows.append({"Name": "Δ this kit − paper u-net", "Source": "",
                      **{c: results[n].mean["SEG"] - paper.UNET_TABLE2[n]
                         for c, n in zip(cols, names) if n in results}})
+    cross = {c: studies[n] for c, n in zip(cols, names) if n in (studies or {})}
+    if cross:
+        seeds = "/".join(str(n) for n in sorted({len(r.values(r.baseline, MEAN_UNIT, "SEG")) for r in cross.values()}))
+        rows.append({"Name": f"u-net, this kit, {seeds} seeds: mean [95 % interval]",
+                     "Source": "train on one sequence, test on the other",
+                     **{c: over_seeds_text(r.values(r.baseline, MEAN_UNIT, "SEG").values()) for c, r in cross.items()}})
+    blocks = {c: both[n] for c, n in zip(cols, names) if n in (both or {})}
+    if blocks:
+        pooled_seg = {c: pooled(r, r.baseline) for c, r in blocks.items()}
+        seeds = "/".join(str(n) for n in sorted({len(v) for v in pooled_seg.values()}))
+        rows.append({"Name": f"u-net, this kit, {seeds} seeds: mean [95 % interval]",
+                     "Source": "train on both sequences, test on held-out blocks (the paper's training data)",
+                     **{c: over_seeds_text(v.values()) for c, v in pooled_seg.items()}})
     return pd.DataFrame(rows)
 
 
@@ -97,12 +131,13 @@ def spread(values, digits: int = 4) -> str:
     return f"{fmt.format(x.mean())} ({fmt.format(x.min())}–{fmt.format(x.max())})"
 
 
-def read_studies(folder: str | Path) -> dict:
-    """The study file of every dataset below ``folder`` (``folder/DATASET/study.json``), keyed by dataset;
-    other folders (earlier studies of a recipe since changed) are not the recipe's numbers and are skipped."""
+def read_studies(folder: str | Path, suffix: str = "") -> dict:
+    """The study file of every dataset below ``folder`` (``folder/DATASET{suffix}/study.json``; ``suffix``
+    ``"-both"``: the both-sequence protocol's), keyed by dataset; other folders (earlier studies of a recipe
+    since changed) are not the recipe's numbers and are skipped."""
     found = {}
     for dataset in ("isbi2012", *CTC_DATASETS):
-        path = Path(folder) / dataset / "study.json"
+        path = Path(folder) / f"{dataset}{suffix}" / "study.json"
         if path.is_file():
             result = read_study(path)
             if result.dataset == dataset:
@@ -212,7 +247,7 @@ SEED_NOTE = (
 
 
 def results_markdown(results: dict[str, ExperimentResult], timings: dict[str, float], profile: str,
-                     studies: dict | None = None, studies_folder: str = "") -> str:
+                     studies: dict | None = None, studies_folder: str = "", both: dict | None = None) -> str:
     """The README's results section: machine, revisions, wall times, Table 1 and Table 2, the held-out note,
     and, when a seed study is given, every number over seeds."""
     isbi = results["isbi2012_em"]
@@ -226,8 +261,9 @@ def results_markdown(results: dict[str, ExperimentResult], timings: dict[str, fl
     if timings:
         lines += ["Wall time per notebook: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
                   + f"; total {sum(timings.values()) / 60:.1f} min.", ""]
-    lines += ["**Table 1 (ISBI 2012)**", "", to_markdown(table1(isbi)), "",
-              "**Table 2 (SEG)**", "", to_markdown(table2(results)), "", HELD_OUT_NOTE]
+    studies = studies or {}
+    lines += ["**Table 1 (ISBI 2012)**", "", to_markdown(table1(isbi, studies.get("isbi2012"))), "",
+              "**Table 2 (SEG)**", "", to_markdown(table2(results, studies, both)), "", HELD_OUT_NOTE]
     if studies:
         seeds = sorted({len(r.study["seeds"]) for r in studies.values()})
         where = f" (`{studies_folder}`)" if studies_folder else ""
