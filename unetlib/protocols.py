@@ -45,7 +45,7 @@ from unetlib.postprocess import TUNE_SPLITS, tune_postprocessing
 from unetlib.recipe import Recipe
 from unetlib.results import ExperimentResult
 from unetlib.segment import Segmenter
-from unetlib.train import CHECKPOINT_NAME
+from unetlib.train import CHECKPOINT_NAME, TrainResult
 from unetlib.trainset import UnitData, train_network, training_data, unit_data
 from unetlib.weights import instances_from_binary, training_target
 
@@ -153,14 +153,10 @@ def isbi_fold(recipe: Recipe, split: Split, out_dir: str | Path, *, root=None, p
     out_dir, seconds = Path(out_dir), {}
     recipe = recipe.seeded(recipe.train.seed + split.fold)
     isbi = datasets.load_isbi2012(root)
-    start = time.perf_counter()
     unit = unit_data(recipe, sections=split.train, root=root)
     train_ids, test_ids = unit.trained_on["sections"], list(split.test)
-    data = training_data(recipe, unit.images, unit.masks, cache_dir=out_dir / "cache")
-    seconds["weight_maps"] = time.perf_counter() - start
     checkpoint = unit_checkpoint_dir(out_dir, recipe.dataset, split.fold)
-    run = train_network(recipe, data, checkpoint, progress, resume, trained_on=unit.trained_on)
-    seconds["train"] = run.history[-1][2] if run.history else 0.0
+    run = _trained(recipe, unit, out_dir, checkpoint, progress, resume, seconds)
     start = time.perf_counter()
     prob = Segmenter(run.model, recipe).p_cell(isbi.train_images[test_ids])
     seconds["predict"] = time.perf_counter() - start
@@ -267,14 +263,10 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
     recipe = recipe.seeded(recipe.train.seed + int(train_seq))
     target = datasets.load_ctc(name, test_seq, root, tra=False)
     test_frames = sorted(target.seg)
-    start = time.perf_counter()
     unit = unit_data(recipe, sequence=train_seq, root=root)
     frames = unit.trained_on["frames"]
-    data = training_data(recipe, unit.images, unit.masks, unit.markers, cache_dir=out_dir / "cache")
-    seconds["weight_maps"] = time.perf_counter() - start
     checkpoint = unit_checkpoint_dir(out_dir, name, direction)
-    run = train_network(recipe, data, checkpoint, progress, resume, trained_on=unit.trained_on)
-    seconds["train"] = run.history[-1][2] if run.history else 0.0
+    run = _trained(recipe, unit, out_dir, checkpoint, progress, resume, seconds)
     start = time.perf_counter()
     segmenter, how = _postprocessing(Segmenter(run.model, recipe), unit, run)
     recipe = segmenter.recipe
@@ -305,6 +297,18 @@ def ctc_direction(recipe: Recipe, direction: str, out_dir: str | Path, *, root=N
         checkpoint=_relative(checkpoint / CHECKPOINT_NAME, out_dir), res_dir=_relative(res_dir, out_dir),
         example=_relative(example, out_dir), train_threads=list(run.threads),
     )
+
+
+def _trained(recipe: Recipe, unit: UnitData, out_dir: Path, checkpoint: Path, progress: bool, resume: bool,
+             seconds: dict) -> TrainResult:
+    """The unit's network: targets and weight maps of its training images (cached below ``out_dir``), then
+    trained, resumed or reused from ``checkpoint``; the seconds of both go into ``seconds``."""
+    start = time.perf_counter()
+    data = training_data(recipe, unit.images, unit.masks, unit.markers, cache_dir=out_dir / "cache")
+    seconds["weight_maps"] = time.perf_counter() - start
+    run = train_network(recipe, data, checkpoint, progress, resume, trained_on=unit.trained_on)
+    seconds["train"] = run.history[-1][2] if run.history else 0.0
+    return run
 
 
 def _postprocessing(segmenter: Segmenter, unit: UnitData, run, trained_on: str = "sequence") -> tuple[Segmenter, str]:
@@ -405,13 +409,9 @@ def ctc_block(recipe: Recipe, unit: str, out_dir: str | Path, *, root=None, prog
     recipe = recipe.seeded(recipe.train.seed + block)
     sequences = {seq: datasets.load_ctc(name, seq, root, tra=False) for seq in datasets.SEQUENCES}
     train, held = block_split({seq: list(q.seg) for seq, q in sequences.items()}, block, blocks, gap)
-    start = time.perf_counter()
     data_unit = unit_data(recipe, frames=train, root=root)
-    data = training_data(recipe, data_unit.images, data_unit.masks, data_unit.markers, cache_dir=out_dir / "cache")
-    seconds["weight_maps"] = time.perf_counter() - start
     checkpoint = unit_checkpoint_dir(out_dir, name, unit)
-    run = train_network(recipe, data, checkpoint, progress, resume, trained_on=data_unit.trained_on)
-    seconds["train"] = run.history[-1][2] if run.history else 0.0
+    run = _trained(recipe, data_unit, out_dir, checkpoint, progress, resume, seconds)
     start = time.perf_counter()
     segmenter, how = _postprocessing(Segmenter(run.model, recipe), data_unit, run, "frames")
     recipe = segmenter.recipe

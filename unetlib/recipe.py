@@ -34,7 +34,7 @@ from unetlib.model import check_input_size
 from unetlib.preprocess import NORMALIZATIONS
 from unetlib.train import NETWORK_FIELDS as TRAIN_NETWORK_FIELDS
 from unetlib.train import TrainConfig
-from unetlib.values import check_bool, check_choice, check_integer, check_real, differing
+from unetlib.values import check_bool, check_choice, check_integer, check_real, differing, flatten
 from unetlib.weights import check_class_weights
 
 __all__ = ["Recipe", "preset", "PROFILES", "WHY", "NETWORK_FIELDS"]
@@ -229,7 +229,7 @@ class Recipe:
 
     def choices(self) -> list[tuple[str, Any, str]]:
         """``(name, value, why)`` for every choice with a reason in :data:`WHY` (for the notebooks)."""
-        flat = _flatten(self.to_dict())
+        flat = flatten(self.to_dict())
         rows = []
         for name, why in WHY.items():
             if name in flat:
@@ -255,16 +255,6 @@ def _replace_train(config: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
         _check_names(augment, {f.name for f in dataclasses.fields(AugmentParams)}, "augment")
         plain["augment"] = dataclasses.replace(config.augment, **augment)
     return dataclasses.replace(config, **plain)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 # --------------------------------------------------------------------------- #

@@ -17,7 +17,7 @@ import numpy as np
 
 from unetlib.errors import UnetlibError
 
-__all__ = ["check_bool", "check_integer", "check_real", "check_choice", "differing", "counted"]
+__all__ = ["check_bool", "check_integer", "check_real", "check_choice", "differing", "flatten", "counted"]
 
 
 def counted(n: int, noun: str) -> str:
@@ -76,7 +76,7 @@ def differing(before: dict, after: dict, fields: Sequence[str] | None = None,
               ignore: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
     """Dotted name -> ``(before, after)`` for every value of two nested mappings that differs, among ``fields``
     (``None``: all; ``"train"`` or ``"train.augment"`` covers every field below it) less ``ignore``."""
-    flat_before, flat_after = _flat(before), _flat(after)
+    flat_before, flat_after = flatten(before), flatten(after)
 
     def chosen(name: str, among) -> bool:
         return any(name == f or name.startswith(f + ".") for f in among)
@@ -86,11 +86,12 @@ def differing(before: dict, after: dict, fields: Sequence[str] | None = None,
             and flat_before.get(name) != flat_after.get(name)}
 
 
-def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted names -> values (``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; tuples as lists)."""
     flat = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
     return flat
