@@ -62,6 +62,17 @@ TERMS = (
 )
 
 
+def profile_reports(profile: str) -> tuple[str, ...]:
+    """The reports a plain reproduction of ``profile`` runs: :data:`REPORTS`, with the profile's appendices
+    (``appendices`` in its file) before the tables, which read them."""
+    extra = tuple(profiles.load(profile).appendices)
+    unknown = [r for r in extra if r not in APPENDIX]
+    if unknown:
+        raise UnetlibError(f"profile {profile}: unknown appendices {unknown}; choose from {', '.join(APPENDIX)}")
+    main = [r for r in NOTEBOOKS if r != "03_paper_tables"]
+    return (*main, *extra, "03_paper_tables")
+
+
 def default_profile() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
@@ -388,7 +399,7 @@ def main(argv=None) -> int:
         if args.scheduler:
             fanout.runner(0, args.scheduler)  # the address is checked now, before any report runs
         overrides = {k: v for k, v in (("WORKERS", args.workers), ("SCHEDULER", args.scheduler)) if v is not None}
-        reports = tuple(args.only or NOTEBOOKS)
+        reports = tuple(args.only or profile_reports(profile))
         if args.yaml is not None:
             if args.headless:
                 raise UnetlibError("-y sets notebook parameters; drop --headless (or -y)")

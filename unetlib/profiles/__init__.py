@@ -12,6 +12,7 @@ field of it:
 - ``workers``: networks trained at once (local Dask workers, 0 for one after
   another);
 - ``seeds``: the seeds of its seed study and of each claim's arms;
+- ``appendices``: appendix notebooks its reproduction runs too, before the tables (``03_paper_tables``);
 - ``notebooks``: parameters of single notebooks (by report name);
 - ``claims``: the budget of notebook 05_claims (:mod:`unetlib.claims`);
 - ``budget``: the points of ISBI 2012's budget study (:mod:`unetlib.budget`);
@@ -40,7 +41,7 @@ FOLDER = Path(__file__).resolve().parent
 _DATASETS_FILE = "datasets.yaml"
 #: the profiles, one file each (the default profile is cpu without a CUDA GPU, gpu with one)
 NAMES = tuple(sorted(p.stem for p in FOLDER.glob("*.yaml") if p.name != _DATASETS_FILE))
-_KEYS = {"about", "recipe", "isbi_folds", "workers", "seeds", "notebooks", "claims", "budget", "goals"}
+_KEYS = {"about", "recipe", "isbi_folds", "workers", "seeds", "appendices", "notebooks", "claims", "budget", "goals"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Profile:
     isbi_folds: tuple | None = None
     workers: int = 0
     seeds: tuple = (0, 1, 2)
+    appendices: tuple = ()
     notebooks: dict = field(default_factory=dict)
     claims: dict = field(default_factory=dict)
     budget: dict = field(default_factory=dict)
@@ -89,7 +91,8 @@ def load(name: str) -> Profile:
     folds = data.get("isbi_folds")
     return Profile(name=name, about=str(data.get("about", "")), recipe=recipe,
                    isbi_folds=None if folds is None else tuple(folds), workers=int(data.get("workers", 0)),
-                   seeds=tuple(data.get("seeds", (0, 1, 2))), notebooks=copy.deepcopy(data.get("notebooks") or {}),
+                   seeds=tuple(data.get("seeds", (0, 1, 2))), appendices=tuple(data.get("appendices") or ()),
+                   notebooks=copy.deepcopy(data.get("notebooks") or {}),
                    claims=copy.deepcopy(data.get("claims") or {}), budget=copy.deepcopy(data.get("budget") or {}),
                    goals=copy.deepcopy(data.get("goals") or {}))
 
