@@ -96,3 +96,15 @@ def test_each_profile_declares_its_points_and_the_first_is_its_recipe():
         budget.budget_study("cpu", points=["w128-1"])
     with pytest.raises(UnetlibError, match="declares no budget points"):
         budget.budget_study("paper")
+
+
+def test_a_curve_that_stops_falling_is_read_without_overflow():
+    # the last doubling barely falls: at that rate the target is out of reach, said in words, not an OverflowError
+    study = budget.budget_study("cpu", units=(0, 2), points=["w16-5000", "w16-10000"])
+    errors = {"pixel_error": 0.06, "warping_error": 0.001}
+    runs = [_row(p, u, rand_error=r, **errors)
+            for p, r in (("w16-2500", 0.09), ("w16-5000", 0.07), ("w16-10000", 0.07 * (1 - 1e-12))) for u in (0, 2)]
+    curve = budget.curve(StudyResult(study=study.to_dict(), runs=runs))
+    lines = budget.reading(curve, {"the paper": {"rand_error": 0.0382}})
+    rand = next(line for line in lines if line.startswith("rand error"))
+    assert "would not get there at any budget" in rand and "The fitted trend would reach the paper" in rand

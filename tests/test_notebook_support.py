@@ -53,7 +53,7 @@ def test_wrong_type_and_profile_are_rejected():
 
 
 def test_every_profile_is_accepted():
-    assert set(PROFILES) == {"smoke", "cpu", "gpu", "paper"}
+    assert set(PROFILES) == {"smoke", "cpu", "gpu", "paper", "overnight"}
     for profile in PROFILES:
         injected = f'# Parameters\nPROFILE = "{profile}"\n'
         ns = {}

@@ -156,6 +156,11 @@ def equal_compute(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["point", "flops", "value", "narrow", "narrow_from", "difference"])
 
 
+def _doubled(flops: float, doublings: float) -> float:
+    """``flops`` doubled ``doublings`` times; inf past what a float holds (a rate near 1 needs no end of doublings)."""
+    return flops * 2.0 ** doublings if doublings < 1000 else math.inf
+
+
 def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_per_flop: float | None = None,
             spread: dict | None = None) -> list[str]:
     """What the curve says, per error, in sentences: the steps axis's trend per doubling of compute (and over its
@@ -187,16 +192,18 @@ def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_p
                 text += f" It reaches {name} ({target:g}) within the measured range."
                 continue
             need = fitted.flops_for(target)
-            local = (last_flops * 2 ** (math.log(target / last_value) / math.log(fitted.last_factor))
-                     if fitted.last_factor < 1 else math.inf)
+            local = _doubled(last_flops, math.log(target / last_value) / math.log(fitted.last_factor)
+                             if fitted.last_factor < 1 else math.inf)
             if not math.isfinite(need):
                 text += f" It does not fall, so it stays above {name} ({target:g})."
                 continue
             hours = f", about {need * seconds_per_flop / 3600:,.0f} h for one network here" if seconds_per_flop else ""
             text += (f" The fitted trend would reach {name} ({target:g}) at {need:.2g} FLOPs ({need / base:,.1f} x the "
                      f"recipe's{hours})")
-            text += (f"; at the last doubling's rate it would need {local / base:,.0f} x." if math.isfinite(local)
-                     and local > 2 * need else ".")
+            if not math.isfinite(local):
+                text += "; at the last doubling's rate it would not get there at any budget."
+            else:
+                text += f"; at the last doubling's rate it would need {local / base:,.0f} x." if local > 2 * need else "."
         lines.append(text)
         for row in equal_compute(table, metric).itertuples():
             if math.isnan(row.narrow):

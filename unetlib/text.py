@@ -31,14 +31,14 @@ def recipe_summary(recipe) -> str:
 
 
 def choices_table(recipe, only: Sequence[str] | None = None):
-    """The recipe's choices where the paper is silent, with their reasons (a pandas DataFrame).
+    """The recipe's choices where the paper is silent, with their reasons (a pandas DataFrame with the
+    columns choice, value and why; show it with :func:`unetlib.tables.show`).
 
     ``only`` keeps the choices whose name starts with one of the given prefixes
     (e.g. ``["train."]``), to show them beside the cell that uses them.
     """
     rows = [r for r in recipe.choices() if only is None or r[0].startswith(tuple(only))]
-    table = pd.DataFrame(rows, columns=["choice", "value", "why"]).set_index("choice")
-    return table.style.set_properties(subset=["why"], **{"text-align": "left", "white-space": "normal"})
+    return pd.DataFrame([(name, str(value), why) for name, value, why in rows], columns=["choice", "value", "why"])
 
 
 def interpret(result: ExperimentResult) -> list[str]:
