@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from unetlib.atomic import write_bytes
 from unetlib.data import CTC_DATASETS
@@ -306,6 +307,13 @@ def segmentation_examples(results: dict[str, ExperimentResult], out_dir: str | P
 _ERROR_LABELS = {"warping_error": "warping error", "rand_error": "Rand error", "pixel_error": "pixel error"}
 
 
+def _label_compute_axis(axis) -> None:
+    """A log axis of FLOPs labelled at 1, 2 and 5 of each decade, as '2e14' (matplotlib's own minor labels overlap)."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0e}".replace("e+", "e")))
+
+
 def budget_curve(curve: pd.DataFrame, *, paper_values: dict | None = None, goals: dict | None = None,
                  spread: dict | None = None, trends: dict | None = None, save: str | Path | None = None):
     """Each ISBI 2012 error against the training compute (total FLOPs, log axes), one panel per error.
@@ -338,8 +346,9 @@ def budget_curve(curve: pd.DataFrame, *, paper_values: dict | None = None, goals
         x_high = means.flops.max() * 1.5
         if paper_values and error in paper_values:
             ax.axhline(paper_values[error], color="k", lw=1.2, label="paper (u-net, challenge test set)")
-            if fitted is not None and fitted.flops_for(paper_values[error]) < 50 * means.flops.max():
-                x_high = fitted.flops_for(paper_values[error]) * 1.2
+            reach = fitted.flops_for(paper_values[error]) if fitted is not None else math.inf
+            if means.flops.max() < reach < 50 * means.flops.max():  # ahead of the points, and near
+                x_high = reach * 1.2
         if fitted is not None:
             axis = int(curve.width.iloc[0])
             xs = np.geomspace(means[means.width == axis].flops.min(), x_high, 50)
@@ -350,6 +359,7 @@ def budget_curve(curve: pd.DataFrame, *, paper_values: dict | None = None, goals
                 ax.axhline(values[error], color="C3", ls=("--", "-.")[k % 2], lw=1, label=f"goal: {name}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _label_compute_axis(ax.xaxis)
         ax.set_xlabel("training compute (FLOPs per network)")
         ax.set_title(_ERROR_LABELS[error], fontsize=11)
         ax.grid(alpha=0.3, which="both")
