@@ -108,3 +108,26 @@ def test_a_curve_that_stops_falling_is_read_without_overflow():
     lines = budget.reading(curve, {"the paper": {"rand_error": 0.0382}})
     rand = next(line for line in lines if line.startswith("rand error"))
     assert "would not get there at any budget" in rand and "The fitted trend would reach the paper" in rand
+
+
+def test_the_figure_draws_the_trend_ahead_of_the_points_only():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from unetlib import figures
+
+    study = budget.budget_study("cpu", units=(0, 2), points=["w16-5000", "w16-10000"])
+    runs = [_row(p, u, pixel_error=e, rand_error=r, warping_error=0.001)
+            for p, e, r in (("w16-2500", 0.057, 0.08), ("w16-5000", 0.055, 0.063), ("w16-10000", 0.054, 0.061))
+            for u in (0, 2)]
+    curve = budget.curve(StudyResult(study=study.to_dict(), runs=runs))
+    trends = {e: budget.trend(curve, e) for e in ("pixel_error", "rand_error")}
+    # the paper's pixel error lies above every point: the trend meets it behind them, so it is not drawn there
+    fig = figures.budget_curve(curve, paper_values={"pixel_error": 0.0611, "rand_error": 0.0382}, trends=trends)
+    lowest = curve.flops.min()
+    for ax in (ax for ax in fig.axes if ax.get_title() in ("pixel error", "Rand error")):
+        dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+        assert dotted and min(dotted[0].get_xdata()) >= lowest
+    rand = next(ax for ax in fig.axes if ax.get_title() == "Rand error")
+    far = max(next(line for line in rand.get_lines() if line.get_linestyle() == ":").get_xdata())
+    assert far > 2 * curve.flops.max()  # drawn on towards where the paper's Rand error is reached
