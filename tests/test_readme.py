@@ -102,3 +102,39 @@ def test_every_command_of_the_page_works_as_written(page, tmp_path, data_root):
             checked = subprocess.run(started, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
             assert checked.returncode == 0, f"{page.name}: `{command}` would start `{line}`, which fails:\n" \
                                             f"{checked.stderr[-2000:]}"
+
+
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _slug(heading: str) -> str:
+    """The anchor a Markdown viewer gives a heading: lower case, punctuation dropped, spaces as '-'."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    return {_slug(m) for m in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
+
+def test_every_link_of_the_pages_reaches_a_file_and_a_heading():
+    broken = []
+    for page in PAGES:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in _LINK.findall(text):
+            if re.match(r"[a-z]+:", target):  # a web address
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+                broken.append(f"{page.name}: {target} (no heading '{anchor}')")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_link_check_finds_a_missing_heading(tmp_path):
+    page = tmp_path / "a.md"
+    page.write_text("# The test suite\n\n## Speed, at a glance\n", encoding="utf-8")
+    assert _anchors(page) == {"the-test-suite", "speed-at-a-glance"}
