@@ -490,3 +490,16 @@ def test_counts_in_the_tables_read_as_english():
     assert "held-out training sections (1 fold)" in set(tables.table1(isbi([0]))["Source"])  # the smoke profile's
     assert "held-out training sections (2 folds)" in set(tables.table1(isbi([0, 1]))["Source"])
     assert [counted(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
+
+
+def test_the_recipes_choices_are_a_plain_table_the_notebooks_can_show():
+    from unetlib import text
+    from unetlib.recipe import preset
+
+    recipe = preset("PhC-C2DH-U373", "cpu")
+    table = text.choices_table(recipe, ["class_weights", "train."])
+    assert list(table.columns) == ["choice", "value", "why"] and len(table)
+    assert all(name.startswith(("class_weights", "train.")) for name in table.choice)
+    assert all(isinstance(v, str) for v in table.value)  # None, numbers and flags as written in the recipe
+    shown = tables.to_markdown(table)
+    assert shown.startswith("| choice | value | why |") and "class_weights" in shown

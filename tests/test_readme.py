@@ -108,22 +108,24 @@ _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def _slug(heading: str) -> str:
-    """The anchor a Markdown viewer gives a heading: lower case, punctuation dropped, spaces as '-'."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    """The anchor GitHub gives a heading: link markup reduced to its text, lower case, every character but
+    letters, digits, '_', '-' and spaces dropped, each space a '-'."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
 def _anchors(page: Path) -> set[str]:
     text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
-    return {_slug(m) for m in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    return {_slug(m) for m in re.findall(r"^#+ (.+?)\s*#*$", text, flags=re.M)}
 
 
-def test_every_link_of_the_pages_reaches_a_file_and_a_heading():
+def broken_links(pages) -> list[str]:
+    """Every relative link of ``pages`` whose file or heading does not exist (web addresses are not followed)."""
     broken = []
-    for page in PAGES:
+    for page in pages:
         text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
         for target in _LINK.findall(text):
-            if re.match(r"[a-z]+:", target):  # a web address
+            if re.match(r"[a-z]+:", target):
                 continue
             path, _, anchor = target.partition("#")
             file = (page.parent / path).resolve() if path else page
@@ -131,10 +133,18 @@ def test_every_link_of_the_pages_reaches_a_file_and_a_heading():
                 broken.append(f"{page.name}: {target} (no such file)")
             elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
                 broken.append(f"{page.name}: {target} (no heading '{anchor}')")
+    return broken
+
+
+def test_every_link_of_the_pages_reaches_a_file_and_a_heading():
+    broken = broken_links(PAGES)
     assert not broken, "\n".join(broken)
 
 
-def test_the_link_check_finds_a_missing_heading(tmp_path):
+def test_the_link_check_reports_a_missing_file_and_a_missing_heading(tmp_path):
     page = tmp_path / "a.md"
-    page.write_text("# The test suite\n\n## Speed, at a glance\n", encoding="utf-8")
-    assert _anchors(page) == {"the-test-suite", "speed-at-a-glance"}
+    (tmp_path / "b.md").write_text("# B\n", encoding="utf-8")
+    page.write_text("# The test suite\n\n## `pixel_error` — [Speed](b.md), at a glance\n\n"
+                    "[ok](#the-test-suite) [ok](#pixel_error--speed-at-a-glance) [bad](#nope) [bad](missing.md)\n",
+                    encoding="utf-8")
+    assert broken_links([page]) == ["a.md: #nope (no heading 'nope')", "a.md: missing.md (no such file)"]

@@ -156,9 +156,14 @@ def equal_compute(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["point", "flops", "value", "narrow", "narrow_from", "difference"])
 
 
+#: Beyond this many doublings of compute (a million times the last point's) a target counts as out of reach.
+MAX_DOUBLINGS = 20
+
+
 def _doubled(flops: float, doublings: float) -> float:
-    """``flops`` doubled ``doublings`` times; inf past what a float holds (a rate near 1 needs no end of doublings)."""
-    return flops * 2.0 ** doublings if doublings < 1000 else math.inf
+    """``flops`` doubled ``doublings`` times; inf beyond :data:`MAX_DOUBLINGS` (a rate near 1 would need no end of
+    doublings, and a number of 300 digits says nothing a reader can use)."""
+    return flops * 2.0 ** doublings if doublings <= MAX_DOUBLINGS else math.inf
 
 
 def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_per_flop: float | None = None,
@@ -201,7 +206,8 @@ def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_p
             text += (f" The fitted trend would reach {name} ({target:g}) at {need:.2g} FLOPs ({need / base:,.1f} x the "
                      f"recipe's{hours})")
             if not math.isfinite(local):
-                text += "; at the last doubling's rate it would not get there at any budget."
+                text += (f"; at the last doubling's rate it would not get there within {MAX_DOUBLINGS} more doublings "
+                         "(a million times the compute).")
             else:
                 text += f"; at the last doubling's rate it would need {local / base:,.0f} x." if local > 2 * need else "."
         lines.append(text)

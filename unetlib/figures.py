@@ -322,7 +322,7 @@ def budget_curve(curve: pd.DataFrame, *, paper_values: dict | None = None, goals
     each unit); ``paper_values``: error -> the paper's number (black line); ``goals``: name -> {error: goal}
     (dashed lines); ``spread``: error -> the standard deviation over seeds at the cpu recipe (an error bar
     on every mean); ``trends``: error -> :class:`unetlib.budget.Trend` (the fitted width-16 power law,
-    dotted, drawn on to where it would meet the paper's number when that is near).
+    dotted, drawn on ahead of the points to where it would meet the paper's number when that is near).
     The first point's width is the steps axis (:func:`unetlib.budget.steps_axis`).
     """
     errors = [e for e in _ERROR_LABELS if e in curve.columns]
