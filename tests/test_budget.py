@@ -134,3 +134,17 @@ def test_the_figure_draws_the_trend_ahead_of_the_points_only():
     far = max(next(line for line in rand.get_lines() if line.get_linestyle() == ":").get_xdata())
     assert far > 2 * curve.flops.max()  # drawn on towards where the paper's Rand error is reached
     plt.close(fig)
+
+
+def test_a_wider_point_beyond_the_steps_axis_is_set_against_its_point_of_most_compute():
+    study = budget.budget_study("cpu", units=(0, 2), points=["w16-5000", "w64-1500"])
+    errors = {"pixel_error": 0.06, "warping_error": 0.001}
+    runs = [_row(p, u, rand_error=r, **errors)
+            for p, r in (("w16-2500", 0.08), ("w16-5000", 0.063), ("w64-1500", 0.083)) for u in (0, 2)]
+    curve = budget.curve(StudyResult(study=study.to_dict(), runs=runs))
+    row = budget.equal_compute(curve, "rand_error").iloc[0]
+    assert row.point == "w64-1500" and row.narrow == pytest.approx(0.063) and row.narrow_from == "width 16, 5,000 steps"
+    assert row.narrow_flops == curve[curve.point == "w16-5000"].flops.iloc[0] < row.flops
+    lines = budget.reading(curve, {}, spread={"rand_error": 0.005})
+    assert any(line.strip().startswith("with 6.5 x the compute of the width 16, 5,000 steps") and
+               "worse by 0.02 (larger than the seed spread)" in line for line in lines), lines

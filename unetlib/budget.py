@@ -138,22 +138,27 @@ def trend(table: pd.DataFrame, metric: str, width: int | None = None) -> Trend:
 def equal_compute(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Width against steps at equal compute: each point wider than the steps axis (mean of the units) beside
     the steps axis at the same FLOPs (the point with the same compute to 5 %, else the axis's trend within its
-    measured range): ``value`` against ``narrow`` (from ``narrow_from``), ``difference`` (wider - narrow)."""
+    measured range; beyond that range, the axis's point of most compute, whose FLOPs ``narrow_flops`` says):
+    ``value`` against ``narrow`` (from ``narrow_from``), ``difference`` (wider - narrow)."""
     means, width = table[table.unit == MEAN_UNIT], steps_axis(table)
     narrow = means[means.width == width]
     fitted = trend(table, metric) if len(narrow) >= 2 else None
     rows = []
     for row in means[means.width != width].itertuples():
         same = narrow[(narrow.flops - row.flops).abs() <= 0.05 * row.flops]
+        largest = narrow.sort_values("flops").iloc[-1] if len(narrow) else None
         if len(same):
-            other, how = float(same.iloc[0][metric]), f"width {width}, {int(same.iloc[0].steps):,} steps"
+            other, how, at = float(same.iloc[0][metric]), f"width {width}, {int(same.iloc[0].steps):,} steps", row.flops
         elif fitted is not None and narrow.flops.min() <= row.flops <= narrow.flops.max():
-            other, how = fitted.at(row.flops), f"width-{width} trend"
+            other, how, at = fitted.at(row.flops), f"width-{width} trend", row.flops
+        elif largest is not None and row.flops > largest.flops:
+            other, how, at = float(largest[metric]), f"width {width}, {int(largest.steps):,} steps", float(largest.flops)
         else:
-            other, how = math.nan, f"beyond the width-{width} points"
+            other, how, at = math.nan, f"below the width-{width} points", math.nan
         rows.append({"point": row.point, "flops": row.flops, "value": getattr(row, metric), "narrow": other,
-                     "narrow_from": how, "difference": getattr(row, metric) - other})
-    return pd.DataFrame(rows, columns=["point", "flops", "value", "narrow", "narrow_from", "difference"])
+                     "narrow_from": how, "narrow_flops": at, "difference": getattr(row, metric) - other})
+    return pd.DataFrame(rows, columns=["point", "flops", "value", "narrow", "narrow_from", "narrow_flops",
+                                       "difference"])
 
 
 #: Beyond this many doublings of compute (a million times the last point's) a target counts as out of reach.
@@ -218,6 +223,11 @@ def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_p
             size = "" if sd is None else (" (larger than the seed spread)" if abs(row.difference) > sd else
                                           " (within the seed spread)")
             better = "better" if row.difference < 0 else "worse"
+            if row.narrow_flops < 0.95 * row.flops:  # beyond the narrow points: against the one of most compute
+                lines.append(f"  with {row.flops / row.narrow_flops:.1f} x the compute of the {row.narrow_from} "
+                             f"({row.flops:.2g} FLOPs), {row.point} gives {row.value:.4g} against {row.narrow:.4g}: "
+                             f"the wider network is {better} by {abs(row.difference):.2g}{size}")
+                continue
             lines.append(f"  at equal compute ({row.flops:.2g} FLOPs) {row.point} gives {row.value:.4g} against "
                          f"{row.narrow:.4g} from the {row.narrow_from}: the wider network is {better} by "
                          f"{abs(row.difference):.2g}{size}")
