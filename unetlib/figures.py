@@ -363,9 +363,10 @@ def budget_curve(curve: pd.DataFrame, *, paper_values: dict | None = None, goals
         ax.set_xlabel("training compute (FLOPs per network)")
         ax.set_title(_ERROR_LABELS[error], fontsize=11)
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)  # below: no point hidden
     fig.suptitle("ISBI 2012, held-out folds: the errors against training compute (labels: steps)", fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     if save is not None:
         save_figure(fig, save)
     return fig
