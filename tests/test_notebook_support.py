@@ -220,7 +220,7 @@ def test_update_readme_replaces_only_the_results_section(tmp_path):
 
 def test_reports_map_to_source_notebooks_and_datasets():
     from unetlib.environment import project_root
-    from unetlib.reproduce import NOTEBOOKS, REPORTS, reproduce
+    from unetlib.reproduce import NOTEBOOKS, REPORTS, plan, reproduce
 
     assert NOTEBOOKS == ("00_method", "01_isbi2012_em", "02_phc_u373", "02_dic_hela", "03_paper_tables")
     assert REPORTS["02_phc_u373"] == ("02_cell_tracking", ("PhC-C2DH-U373",))
@@ -232,6 +232,10 @@ def test_reports_map_to_source_notebooks_and_datasets():
         reproduce("fast", fetch=False)
     with pytest.raises(UnetlibError, match="unknown report"):
         reproduce("smoke", ("04_paper_tables",), fetch=False)
+    with pytest.raises(UnetlibError, match="unknown profile"):  # a dry run refuses the same requests
+        plan("fast")
+    with pytest.raises(UnetlibError, match="unknown report"):
+        plan("smoke", ("04_paper_tables",))
 
 
 def test_without_history_uppercase_globals_are_the_parameters():

@@ -183,11 +183,7 @@ def _read_timings(path: Path) -> dict:
 def reproduce(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, *, fetch: bool = True,
               **overrides) -> dict[str, float]:
     """Run ``reports`` in order under ``profile``; return and save their wall times."""
-    if profile not in PROFILES:
-        raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    unknown = [r for r in reports if r not in ALL_REPORTS]
-    if unknown:
-        raise UnetlibError(f"unknown report(s) {unknown}; choose from {', '.join(ALL_REPORTS)}")
+    _check_request(profile, reports)
     root = project_root()
     main_dir = Path(output_dir or root / "reports" / profile)
     main_dir.mkdir(parents=True, exist_ok=True)
@@ -213,11 +209,7 @@ def reproduce(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, *
 def plan(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, **overrides) -> list[str]:
     """What :func:`reproduce` would run, one line per report (its folder and parameters), printed; nothing runs.
     The same checks as a real run: the profile, the reports, and every parameter against its notebook."""
-    if profile not in PROFILES:
-        raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    unknown = [r for r in reports if r not in ALL_REPORTS]
-    if unknown:
-        raise UnetlibError(f"unknown report(s) {unknown}; choose from {', '.join(ALL_REPORTS)}")
+    _check_request(profile, reports)
     root, lines = project_root(), []
     for name in reports:
         params = {**profile_parameters(profile, name, root),
@@ -231,6 +223,15 @@ def plan(profile: str, reports=NOTEBOOKS, output_dir: Path | None = None, **over
         lines.append(f"[{profile}] would run {name} into {folder} with {params}")
         print(lines[-1])
     return lines
+
+
+def _check_request(profile: str, reports) -> None:
+    """Refuse an unknown profile or report in one line naming the known ones (a real run and a plan alike)."""
+    if profile not in PROFILES:
+        raise UnetlibError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    unknown = [r for r in reports if r not in ALL_REPORTS]
+    if unknown:
+        raise UnetlibError(f"unknown report(s) {unknown}; choose from {', '.join(ALL_REPORTS)}")
 
 
 def report_folder(report: str, profile: str, output_dir: Path | None = None, root: Path | None = None) -> Path:
