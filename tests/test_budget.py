@@ -148,3 +148,19 @@ def test_a_wider_point_beyond_the_steps_axis_is_set_against_its_point_of_most_co
     lines = budget.reading(curve, {}, spread={"rand_error": 0.005})
     assert any(line.strip().startswith("with 6.5 x the compute of the width 16, 5,000 steps") and
                "worse by 0.02 (larger than the seed spread)" in line for line in lines), lines
+
+
+def test_a_prediction_is_the_measured_point_within_the_range_and_both_readings_beyond_it():
+    flops = np.array([1e14, 2e14, 4e14])
+    curve = pd.DataFrame({"point": ["a", "b", "c"], "unit": MEAN_UNIT, "width": 16, "flops": flops,
+                          "rand_error": [0.08, 0.064, 0.0576], "warping_error": 0.001, "pixel_error": 0.06})
+    at_c = budget.predict(curve, 4e14).set_index("error")
+    assert at_c.loc["rand_error", "measured"] == 0.0576 and math.isnan(at_c.loc["rand_error", "last_rate"])
+    beyond = budget.predict(curve, 16e14).set_index("error")  # two doublings past the last point
+    assert math.isnan(beyond.loc["rand_error", "measured"])
+    assert beyond.loc["rand_error", "last_rate"] == pytest.approx(0.0576 * 0.9**2)  # the last doubling: x 0.9
+    slope, intercept = np.polyfit(np.log(flops), np.log([0.08, 0.064, 0.0576]), 1)
+    assert beyond.loc["rand_error", "fitted"] == pytest.approx(math.exp(intercept) * 16e14**slope)  # the fit's line
+    assert beyond.loc["warping_error", "fitted"] == pytest.approx(0.001)  # a flat error stays where it is
+    with pytest.raises(UnetlibError, match="FLOPs"):
+        budget.predict(curve, 0)

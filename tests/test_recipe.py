@@ -32,9 +32,16 @@ def test_the_paper_profile_keeps_the_papers_training():
     assert [preset(d, "paper").tta for d in ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa")] == ["d4", "flips", "flips"]
 
 
-def test_only_the_cpu_profile_averages_hela_over_the_8_symmetries():
-    assert {p: preset("DIC-C2DH-HeLa", p).tta for p in ("smoke", "cpu", "gpu", "paper")} == {
-        "smoke": "flips", "cpu": "d4", "gpu": "flips", "paper": "flips"}
+def test_the_cpu_recipe_and_its_longer_runs_average_hela_over_the_8_symmetries():
+    assert {p: preset("DIC-C2DH-HeLa", p).tta for p in ("smoke", "cpu", "overnight", "gpu", "paper")} == {
+        "smoke": "flips", "cpu": "d4", "overnight": "d4", "gpu": "d4", "paper": "flips"}
+
+
+def test_the_gpu_profile_trains_the_budget_studys_point_on_isbi():
+    """The gpu profile's ISBI network is the budget study's w16-20000 point (its prediction is that point's)."""
+    gpu, point = preset("isbi2012", "gpu"), preset("isbi2012", "cpu").replace(**{"train.iterations": 20000})
+    assert not gpu.differs_from(point)
+    assert not gpu.differs_from(preset("isbi2012", "overnight"))
 
 
 def test_cell_presets_switch_grey_values_off_and_the_em_preset_keeps_them():

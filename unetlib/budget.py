@@ -22,7 +22,8 @@ from unetlib.model import UNet, count_flops
 from unetlib.recipe import Recipe, preset
 from unetlib.study import MEAN_UNIT, Study, StudyResult
 
-__all__ = ["budget_study", "ERRORS", "step_flops", "curve", "Trend", "trend", "steps_axis", "equal_compute", "reading"]
+__all__ = ["budget_study", "ERRORS", "step_flops", "curve", "Trend", "trend", "steps_axis", "equal_compute", "predict",
+           "reading"]
 
 
 def budget_study(profile: str = "cpu", seeds: Sequence[int] | None = None, units: Sequence | None = None,
@@ -159,6 +160,27 @@ def equal_compute(table: pd.DataFrame, metric: str) -> pd.DataFrame:
                      "narrow_from": how, "narrow_flops": at, "difference": getattr(row, metric) - other})
     return pd.DataFrame(rows, columns=["point", "flops", "value", "narrow", "narrow_from", "narrow_flops",
                                        "difference"])
+
+
+def predict(table: pd.DataFrame, flops: float) -> pd.DataFrame:
+    """What the steps axis of a :func:`curve` table says a network of ``flops`` training compute gives (the mean of
+    the study's units), per error: ``measured`` (an axis point within 5 % of that compute, else NaN), ``fitted``
+    (the power law of :func:`trend`) and ``last_rate`` (beyond the axis's last point: its value carried on at the
+    rate of the last doubling measured, the more cautious reading of a flattening curve; NaN within the range)."""
+    if not flops > 0:
+        raise UnetlibError(f"a prediction needs the training compute in FLOPs (> 0), got {flops!r}")
+    axis = table[(table.unit == MEAN_UNIT) & (table.width == steps_axis(table))].sort_values("flops")
+    same = axis[(axis.flops - flops).abs() <= 0.05 * flops]
+    rows = []
+    for metric in ERRORS:
+        fitted = trend(table, metric)
+        last_value, last_flops = float(axis[metric].iloc[-1]), float(axis.flops.iloc[-1])
+        beyond = flops > 1.05 * last_flops
+        rows.append({"error": metric, "flops": float(flops),
+                     "measured": float(same[metric].iloc[0]) if len(same) else math.nan,
+                     "fitted": fitted.at(flops),
+                     "last_rate": last_value * fitted.last_factor ** math.log2(flops / last_flops) if beyond else math.nan})
+    return pd.DataFrame(rows, columns=["error", "flops", "measured", "fitted", "last_rate"])
 
 
 #: Beyond this many doublings of compute (a million times the last point's) a target counts as out of reach.

@@ -303,6 +303,7 @@ SECTIONS = (
     ("docs/claims.md", "claims", "{profile}/claims.md", "05_claims"),
     ("docs/budget.md", "budget", "{profile}-budget/budget.md", "07_budget"),
     ("docs/budget.md", "budget-reading", "{profile}-budget/reading.md", "07_budget"),
+    ("docs/budget.md", "gpu-prediction", "{profile}-budget/gpu_prediction.md", "07_budget"),
     ("docs/both-sequences.md", "both-sequences", "{profile}-seeds/both_sequences.md", "08_both_sequences"),
 )
 
