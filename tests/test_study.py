@@ -283,6 +283,30 @@ def test_runs_that_evaluate_the_baselines_networks_start_once_every_network_is_t
     assert [r["variant"] for r in result.runs] == ["none", "lr", "flips"]
 
 
+def test_studies_run_together_share_the_workers_longest_runs_first(tmp_path, monkeypatch):
+    base = recipe.preset("PhC-C2DH-U373", "smoke").replace(tta="none")
+    short = Study("short", base, {"a": {}, "flips": {"tta": "flips"}}, (0, 1), ("01->02",))
+    long = Study("long", base, {"b": {"train.iterations": 400}, "c": {"train.iterations": 200}}, (0,), ("01->02",))
+    assert study.job_cost(long, "b") == 2 * study.job_cost(long, "c") and study.job_cost(short, "flips") == 0
+    calls, batches = [], []
+
+    def cluster(fn, kwargs_list):  # a local cluster of two workers
+        batches.append([(kw["study"].name, kw["variant"], kw["seed"]) for kw in kwargs_list])
+        return [fn(**kw) for kw in kwargs_list]
+
+    cluster.workers = 2
+    monkeypatch.setattr(study, "run_job", _fake_jobs(calls))
+    first, second = study.run_studies([(short, tmp_path / "short"), (long, tmp_path / "long")], runner=cluster,
+                                      progress=False)
+    # longest first across the studies, two at a time; a run of another variant's networks after every training
+    assert batches == [[("long", "b", 0), ("long", "c", 0)], [("short", "a", 0), ("short", "a", 1)],
+                       [("short", "flips", 0), ("short", "flips", 1)]]
+    assert {r["variant"] for r in first.runs} == {"a", "flips"} and {r["variant"] for r in second.runs} == {"b", "c"}
+    assert study.read_study(tmp_path / "long" / "study.json").runs == second.runs
+    with pytest.raises(UnetlibError, match="its own folder"):
+        study.run_studies([(short, tmp_path / "x"), (long, tmp_path / "x")], runner=cluster, progress=False)
+
+
 def test_a_run_of_the_baselines_network_needs_that_network(tmp_path):
     base = recipe.preset("PhC-C2DH-U373", "smoke")
     spec = Study("early", base, {"cpu": {}, "flips": {"tta": "flips"}}, (0,), ("01->02",))

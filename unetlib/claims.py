@@ -158,14 +158,14 @@ def claim_studies(profile: str, seeds: Sequence[int] = (0, 1, 2), more_seeds: di
                  f"dropout (on {few}); all sections with and without averaging over the 8 symmetries, and trained and "
                  "applied with mirror extrapolation or zero padding.")}
     sgd = {"train.optimizer": "sgd", "train.schedule": "constant", "train.warmup": 0,
-           "train.iterations": b["sgd_steps"], "train.tile": b["large_tile"]}
+           "train.iterations": b["sgd_steps"]}
     studies["optimiser"] = Study(
         "claim-optimiser", isbi, {"SGD momentum 0.99": {**sgd, "train.momentum": 0.99, "train.lr": 0.001},
                                   "SGD momentum 0.9": {**sgd, "train.momentum": 0.9, "train.lr": 0.01}},
         seeds, (ISBI_UNIT,), more_seeds=more.get("optimiser", {}),
         question=f"The paper's SGD with momentum 0.99 (lr 0.001) against momentum 0.9 at the same effective step "
-                 f"size lr / (1 - momentum) = 0.1 (lr 0.01), {b['sgd_steps']} steps, one {b['large_tile']}² tile per "
-                 "step, all sections.")
+                 f"size lr / (1 - momentum) = 0.1 (lr 0.01), {b['sgd_steps']} steps, one {b['tile']}² tile per step "
+                 "(a batch of one, the paper's), all sections.")
     large, small = b["large_tile"], b["tile"]
     studies["tiles"] = Study(
         "claim-tiles", isbi, {"1 large tile": {"train.tile": large, "train.iterations": b["tile_steps"]},

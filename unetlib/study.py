@@ -32,6 +32,7 @@ run a study folder at a time (a lock file names its owner).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -53,8 +54,8 @@ from unetlib.results import jsonable
 from unetlib.train import CHECKPOINT_NAME
 from unetlib.values import counted
 
-__all__ = ["SCHEMA", "METRICS", "MEAN_UNIT", "Study", "StudyResult", "run_study", "run_job", "adopt_runs", "gather",
-           "run_folder", "write_study", "read_study"]
+__all__ = ["SCHEMA", "METRICS", "MEAN_UNIT", "Study", "StudyResult", "run_study", "run_studies", "job_cost", "run_job",
+           "adopt_runs", "gather", "run_folder", "write_study", "read_study"]
 
 SCHEMA = "unetlib-study-v1"
 #: Per dataset: the metrics a study reports, and whether larger is better.
@@ -235,17 +236,34 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
     another folder). ``runner`` as in :func:`unetlib.protocols.run_ctc`
     (serial when None, or a Dask runner from :func:`unetlib.fanout.runner`).
     """
-    out_dir = Path(out_dir)
-    with folder_lock(out_dir, "study"):
-        _check_same_study(study, out_dir)
-        write_text(out_dir / "plan.json", json.dumps(study.to_dict(), indent=1) + "\n")
-        jobs = study.jobs()
-        todo = [job for job in jobs if _stored(study, out_dir, *job) is None]
-        done = len(jobs) - len(todo)
-        if progress:
-            print(f"study {study.name}: {counted(len(jobs), 'run')} ({counted(len(study.variants), 'variant')} x "
-                  f"{counted(len(study.seeds), 'seed')} x {counted(len(study.units), 'unit')}), {done} done, "
-                  f"{len(todo)} to run", flush=True)
+    return run_studies([(study, out_dir)], root=root, runner=runner, progress=progress)[0]
+
+
+def run_studies(studies: list[tuple[Study, str | Path]], *, root=None, runner: Callable | None = None,
+                progress: bool = True) -> list[StudyResult]:
+    """Run several studies (each ``(study, out_dir)`` as in :func:`run_study`) on one runner together.
+
+    The missing jobs of all of them are ordered longest first (by their training arithmetic, :func:`job_cost`)
+    and handed to the runner as many at a time as it has workers, so that the runs sharing a round of workers
+    take about as long as each other and no worker waits idle for a long run of another study.
+    """
+    plans = [(study, Path(out_dir)) for study, out_dir in studies]
+    if len({out for _, out in plans}) != len(plans):
+        raise UnetlibError("run_studies: give every study its own folder")
+    with contextlib.ExitStack() as stack:
+        todo, done, total = [], {}, {}
+        for study, out_dir in plans:
+            stack.enter_context(folder_lock(out_dir, "study"))
+            _check_same_study(study, out_dir)
+            write_text(out_dir / "plan.json", json.dumps(study.to_dict(), indent=1) + "\n")
+            jobs = study.jobs()
+            mine = [job for job in jobs if _stored(study, out_dir, *job) is None]
+            todo += [(study, out_dir, job) for job in mine]
+            done[out_dir], total[out_dir] = len(jobs) - len(mine), len(jobs)
+            if progress:
+                print(f"study {study.name}: {counted(len(jobs), 'run')} ({counted(len(study.variants), 'variant')} "
+                      f"x {counted(len(study.seeds), 'seed')} x {counted(len(study.units), 'unit')}), "
+                      f"{done[out_dir]} done, {len(mine)} to run", flush=True)
         start = time.perf_counter()
         runner = runner or serial
         # serially one run at a time; on a local cluster as many at a time as it has workers (so that
@@ -253,17 +271,35 @@ def run_study(study: Study, out_dir: str | Path, *, root=None, runner: Callable 
         # evaluate another variant's networks (trained_by) start only once every network is trained.
         width = 1 if runner is serial else getattr(runner, "workers", 0)
         for phase in (False, True):
-            calls = [dict(study=study, variant=v, seed=s, unit=u, out_dir=out_dir, root=root, progress=False)
-                     for v, s, u in todo if (study.trained_by(v) != v) == phase]  # a line per run, no progress bars
+            batch = sorted(((s, out, job) for s, out, job in todo if (s.trained_by(job[0]) != job[0]) == phase),
+                           key=lambda item: -job_cost(item[0], item[2][0]))  # stable: a study's own order in a tie
+            calls = [dict(study=s, variant=v, seed=seed, unit=u, out_dir=out, root=root, progress=False)
+                     for s, out, (v, seed, u) in batch]  # a line per run, no progress bars
             for first in range(0, len(calls), width or max(1, len(calls))):
-                for row in runner(run_job, calls[first:first + (width or len(calls))]):
-                    done += 1
+                chunk = calls[first:first + (width or len(calls))]
+                for call, row in zip(chunk, runner(run_job, chunk)):
+                    out = call["out_dir"]
+                    done[out] += 1
                     if progress:
-                        print(f"  [{done}/{len(jobs)}] {_describe(row, study)}", flush=True)
-        result = gather(study, out_dir)
-        result.timings["wall"] = round(time.perf_counter() - start, 1)
-        write_study(out_dir / "study.json", result)
-        return result
+                        print(f"  {call['study'].name + ' ' if len(plans) > 1 else ''}[{done[out]}/{total[out]}] "
+                              f"{_describe(row, call['study'])}", flush=True)
+        wall = round(time.perf_counter() - start, 1)
+        results = []
+        for study, out_dir in plans:
+            result = gather(study, out_dir)
+            result.timings["wall"] = wall
+            write_study(out_dir / "study.json", result)
+            results.append(result)
+        return results
+
+
+def job_cost(study: Study, variant: str) -> float:
+    """A run's training arithmetic, up to a constant: steps x tiles per step x tile area x width² (0 for a variant
+    that applies another's networks). Orders the jobs of :func:`run_studies`, longest first."""
+    if study.trained_by(variant) != variant:
+        return 0.0
+    train = study.variant_recipe(variant, 0).train
+    return float(train.iterations * train.batch * train.tile ** 2 * train.width ** 2)
 
 
 def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=None, progress: bool = True) -> dict:
