@@ -284,7 +284,7 @@ def test_runs_that_evaluate_the_baselines_networks_start_once_every_network_is_t
 
 
 def test_studies_run_together_share_the_workers_longest_runs_first(tmp_path, monkeypatch):
-    base = recipe.preset("PhC-C2DH-U373", "smoke").replace(tta="none")
+    base = recipe.preset("PhC-C2DH-U373", "smoke").replace(tta="none", **{"train.iterations": 100})
     short = Study("short", base, {"a": {}, "flips": {"tta": "flips"}}, (0, 1), ("01->02",))
     long = Study("long", base, {"b": {"train.iterations": 400}, "c": {"train.iterations": 200}}, (0,), ("01->02",))
     assert study.job_cost(long, "b") == 2 * study.job_cost(long, "c") and study.job_cost(short, "flips") == 0
@@ -304,7 +304,19 @@ def test_studies_run_together_share_the_workers_longest_runs_first(tmp_path, mon
     assert {r["variant"] for r in first.runs} == {"a", "flips"} and {r["variant"] for r in second.runs} == {"b", "c"}
     assert study.read_study(tmp_path / "long" / "study.json").runs == second.runs
     with pytest.raises(UnetlibError, match="its own folder"):
-        study.run_studies([(short, tmp_path / "x"), (long, tmp_path / "x")], runner=cluster, progress=False)
+        study.run_studies([(short, tmp_path / "x"), (long, tmp_path / "y" / ".." / "x")], runner=cluster,
+                          progress=False)
+    # a study alone keeps its seed-major order, whatever its runs cost
+    batches.clear()
+    study.run_study(Study("alone", base, {"c": {"train.iterations": 200}, "b": {"train.iterations": 400}}, (0, 1),
+                          ("01->02",)), tmp_path / "alone", runner=cluster, progress=False)
+    assert batches == [[("alone", "c", 0), ("alone", "b", 0)], [("alone", "c", 1), ("alone", "b", 1)]]
+    # a refused study (its folder holds another base recipe) leaves the other study's new folder untouched
+    with pytest.raises(UnetlibError, match="another base recipe"):
+        study.run_studies([(short, tmp_path / "fresh"), (Study("long", base.replace(**{"train.lr": 0.01}),
+                                                               long.variants, (0,), ("01->02",)), tmp_path / "long")],
+                          runner=cluster, progress=False)
+    assert not (tmp_path / "fresh" / "plan.json").exists()
 
 
 def test_a_run_of_the_baselines_network_needs_that_network(tmp_path):

@@ -243,18 +243,21 @@ def run_studies(studies: list[tuple[Study, str | Path]], *, root=None, runner: C
                 progress: bool = True) -> list[StudyResult]:
     """Run several studies (each ``(study, out_dir)`` as in :func:`run_study`) on one runner together.
 
-    The missing jobs of all of them are ordered longest first (by their training arithmetic, :func:`job_cost`)
-    and handed to the runner as many at a time as it has workers, so that the runs sharing a round of workers
-    take about as long as each other and no worker waits idle for a long run of another study.
+    On a local cluster the missing jobs of all of them are ordered longest first (by their training
+    arithmetic, :func:`job_cost`) and handed out as many at a time as it has workers, so that the runs
+    sharing a round of workers take about as long as each other and no worker waits for a long run of
+    another study; one study alone keeps its seed-major order (:meth:`Study.jobs`). Each study's
+    ``timings["wall"]`` is the wall time of this call, shared by the studies run together.
     """
     plans = [(study, Path(out_dir)) for study, out_dir in studies]
-    if len({out for _, out in plans}) != len(plans):
+    if len({out.resolve() for _, out in plans}) != len(plans):
         raise UnetlibError("run_studies: give every study its own folder")
     with contextlib.ExitStack() as stack:
-        todo, done, total = [], {}, {}
-        for study, out_dir in plans:
+        for study, out_dir in plans:  # every folder locked and checked before anything is written
             stack.enter_context(folder_lock(out_dir, "study"))
             _check_same_study(study, out_dir)
+        todo, done, total = [], {}, {}
+        for study, out_dir in plans:
             write_text(out_dir / "plan.json", json.dumps(study.to_dict(), indent=1) + "\n")
             jobs = study.jobs()
             mine = [job for job in jobs if _stored(study, out_dir, *job) is None]
@@ -271,13 +274,14 @@ def run_studies(studies: list[tuple[Study, str | Path]], *, root=None, runner: C
         # evaluate another variant's networks (trained_by) start only once every network is trained.
         width = 1 if runner is serial else getattr(runner, "workers", 0)
         for phase in (False, True):
-            batch = sorted(((s, out, job) for s, out, job in todo if (s.trained_by(job[0]) != job[0]) == phase),
-                           key=lambda item: -job_cost(item[0], item[2][0]))  # stable: a study's own order in a tie
+            batch = [(s, out, job) for s, out, job in todo if (s.trained_by(job[0]) != job[0]) == phase]
+            if len(plans) > 1 and width > 1:  # stable: a study's own order among equal runs
+                batch.sort(key=lambda item: -job_cost(item[0], item[2][0]))
             calls = [dict(study=s, variant=v, seed=seed, unit=u, out_dir=out, root=root, progress=False)
                      for s, out, (v, seed, u) in batch]  # a line per run, no progress bars
             for first in range(0, len(calls), width or max(1, len(calls))):
                 chunk = calls[first:first + (width or len(calls))]
-                for call, row in zip(chunk, runner(run_job, chunk)):
+                for call, row in zip(chunk, runner(run_job, chunk), strict=True):
                     out = call["out_dir"]
                     done[out] += 1
                     if progress:
@@ -294,12 +298,14 @@ def run_studies(studies: list[tuple[Study, str | Path]], *, root=None, runner: C
 
 
 def job_cost(study: Study, variant: str) -> float:
-    """A run's training arithmetic, up to a constant: steps x tiles per step x tile area x width² (0 for a variant
+    """A run's training arithmetic: FLOPs per step times steps (:func:`unetlib.budget.step_flops`; 0 for a variant
     that applies another's networks). Orders the jobs of :func:`run_studies`, longest first."""
+    from unetlib.budget import step_flops  # budget builds on this module
+
     if study.trained_by(variant) != variant:
         return 0.0
-    train = study.variant_recipe(variant, 0).train
-    return float(train.iterations * train.batch * train.tile ** 2 * train.width ** 2)
+    recipe = study.variant_recipe(variant, 0)
+    return float(step_flops(recipe) * recipe.train.iterations)
 
 
 def run_job(study: Study, variant: str, seed: int, unit, out_dir: Path, root=None, progress: bool = True) -> dict:
