@@ -36,13 +36,16 @@ def test_a_claim_is_decided_from_the_paired_difference_and_its_practical_size():
     row = claims.decide(claim, _result(rows, ["few", "few, no elastic"]), PASSED)
     assert row["effect"] == pytest.approx(0.02) and row["n"] == 3 and row["verdict"] == "undecided"
     assert row["high"] - row["effect"] == pytest.approx(0.024841, abs=1e-5)
+    # undecided: the sentence says how many seeds the spread would need, (1.96 * 0.01 / 0.005)^2 = 15.4 -> 16
+    assert claims.paired_sd(row) == pytest.approx(0.01) and claims.seeds_needed(row) == 16
+    assert "about 16 seeds would narrow the interval to ±0.005" in claims.sentence(row)
     tight = rows[:3] + [_row("few, no elastic", s, 0.12 + d) for s, d in enumerate((0.0, 0.001, 0.002))]
     assert claims.decide(claim, _result(tight, ["few", "few, no elastic"]), PASSED)["verdict"] == "supported"
     other = rows[:3] + [_row("few, no elastic", s, 0.08 + d) for s, d in enumerate((0.0, 0.001, 0.002))]
     assert claims.decide(claim, _result(other, ["few", "few, no elastic"]), PASSED)["verdict"] == "contradicted"
     none = rows[:3] + [_row("few, no elastic", s, 0.10 + d) for s, d in enumerate((-0.001, 0.0, 0.001))]
-    assert claims.decide(claim, _result(none, ["few", "few, no elastic"]), PASSED)["verdict"] == (
-        "no effect larger than ±0.005")
+    decided = claims.decide(claim, _result(none, ["few", "few, no elastic"]), PASSED)
+    assert decided["verdict"] == "no effect larger than ±0.005" and "seeds would" not in claims.sentence(decided)
     failed = claims.decide(claim, _result(tight, ["few", "few, no elastic"]), (False, "no few-images regime"))
     assert failed["verdict"] == "not testable at this budget: no few-images regime"
     assert failed["metric"].startswith("pixel error (ISBI")

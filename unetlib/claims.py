@@ -51,8 +51,8 @@ from unetlib.study import Study, StudyResult
 from unetlib.train import weighted_cross_entropy
 
 __all__ = ["Claim", "CLAIMS", "METRIC_NAMES", "MAX_SEEDS", "budget", "claim_studies", "pilot_study", "decide",
-           "controls", "control_of", "constant_prediction", "sentence", "undecided", "tile_throughput", "throughput_row",
-           "inference_seconds", "speed_row", "border_band"]
+           "controls", "control_of", "constant_prediction", "sentence", "paired_sd", "seeds_needed", "undecided",
+           "tile_throughput", "throughput_row", "inference_seconds", "speed_row", "border_band"]
 
 #: A claim still undecided after this many seeds per arm is reported as undecided.
 MAX_SEEDS = 6
@@ -281,8 +281,30 @@ def sentence(row: dict) -> str:
     if word.startswith(NOT_TESTABLE):
         return f"**{row['claim']}: {word}.**"
     interval = "" if math.isnan(row["low"]) else f" (95 % interval {row['low']:+.4g} to {row['high']:+.4g})"
-    return (f"**{row['claim']}: {word}.** {row['comparison']}: {row['metric']} {row['effect']:+.4g}{interval}, "
+    text = (f"**{row['claim']}: {word}.** {row['comparison']}: {row['metric']} {row['effect']:+.4g}{interval}, "
             f"{row['n']} seeds; the smallest difference that would matter: {row['practical size']:g}.")
+    needed = seeds_needed(row) if word == UNDECIDED else None
+    if needed is not None:
+        text += (f" Not decidable at this budget: the seeds differ too much (sd of the paired difference "
+                 f"{paired_sd(row):.2g}); about {needed} seeds would narrow the interval to ±{row['practical size']:g}.")
+    return text
+
+
+def paired_sd(row: dict) -> float:
+    """The standard deviation of a row's paired differences, recovered from its t interval (NaN for n < 2)."""
+    n = row["n"]
+    if n < 2 or math.isnan(row["low"]):
+        return math.nan
+    return (row["high"] - row["low"]) / 2 / float(stats.t.ppf(0.975, n - 1)) * math.sqrt(n)
+
+
+def seeds_needed(row: dict) -> int | None:
+    """About how many seeds the row's spread would need for a 95 % interval of ± its practical size (normal
+    approximation, at least the seeds it has); None without a spread."""
+    sd = paired_sd(row)
+    if math.isnan(sd):
+        return None
+    return max(row["n"], math.ceil((1.96 * sd / row["practical size"]) ** 2))
 
 
 def throughput_row(large: dict, batch: dict) -> dict:

@@ -264,8 +264,10 @@ def run_studies(studies: list[tuple[Study, str | Path]], *, root=None, runner: C
             todo += [(study, out_dir, job) for job in mine]
             done[out_dir], total[out_dir] = len(jobs) - len(mine), len(jobs)
             if progress:
+                seeds = len({seed for _, seed, _ in jobs})  # with the more_seeds of some variants
                 print(f"study {study.name}: {counted(len(jobs), 'run')} ({counted(len(study.variants), 'variant')} "
-                      f"x {counted(len(study.seeds), 'seed')} x {counted(len(study.units), 'unit')}), "
+                      f"x {'up to ' if seeds > len(study.seeds) else ''}{counted(seeds, 'seed')} x "
+                      f"{counted(len(study.units), 'unit')}), "
                       f"{done[out_dir]} done, {len(mine)} to run", flush=True)
         start = time.perf_counter()
         runner = runner or serial
