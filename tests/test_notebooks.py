@@ -129,6 +129,9 @@ def test_seed_study_appendix_runs_resumes_and_writes_its_table(tmp_path, data_ro
     result = read_study(tmp_path / "PhC-C2DH-U373" / "study.json")
     assert [(r["seed"], r["unit"]) for r in result.runs] == [(0, "01->02"), (1, "01->02")]
     assert "PhC-C2DH-U373" in (tmp_path / "seeds.md").read_text()
+    held = read_study(tmp_path / "holdout" / "PhC-C2DH-U373" / "study.json")  # trained in the same round
+    assert [(r["seed"], r["unit"]) for r in held.runs] == [(7, "01->02")]
+    assert "| PhC-C2DH-U373 | 01->02 | SEG | 2 |" in (tmp_path / "holdout.md").read_text()
     assert (tmp_path / "PhC-C2DH-U373_SEG.png").stat().st_size > 1000
     nb = json.loads((tmp_path / "06_seeds.ipynb").read_text())
     assert not nb["metadata"]["papermill"].get("exception")
