@@ -335,6 +335,40 @@ def test_seed_table_and_readme_section_give_every_number_over_seeds():
     assert "| DIC-C2DH-HeLa | SEG | 01->02 | 3 | 0.6200 | 0.5703–0.6697 | 0.0200 | 0.6000 | 0.6400 | 0.5206–0.7194 | – |" in text
 
 
+def test_goal_table_judges_each_goal_by_the_mean_over_seeds():
+    from unetlib import profiles
+    from unetlib.errors import UnetlibError
+    from unetlib.study import StudyResult
+
+    def row(seed, unit, seg, objects=1):
+        return {"variant": "cpu", "seed": seed, "unit": unit, "SEG": seg, "final_loss": 0.1,
+                "result": {"objects": objects}}
+
+    cross = StudyResult({"name": "s", "recipe": {"dataset": "DIC-C2DH-HeLa"}, "variants": {"cpu": {}},
+                         "seeds": [0, 1, 2], "units": ["01->02", "02->01"]},
+                        [row(s, u, v) for s, vals in enumerate([(0.6, 0.7), (0.62, 0.68), (0.64, 0.66)])
+                         for u, v in zip(("01->02", "02->01"), vals)])
+    # held-out blocks pooled by their cells: seed 0 (0.9 * 3 + 0.5 * 1) / 4 = 0.8, seed 1 (0.7 * 3 + 0.9) / 4 = 0.75
+    both = StudyResult({"name": "b", "recipe": {"dataset": "DIC-C2DH-HeLa"}, "variants": {"cpu": {}},
+                        "seeds": [0, 1], "units": ["block0", "block1"]},
+                       [row(0, "block0", 0.9, 3), row(0, "block1", 0.5, 1), row(1, "block0", 0.7, 3),
+                        row(1, "block1", 0.9, 1)])
+    goals = {"DIC-C2DH-HeLa": {"SEG": 0.70, "direction_SEG": 0.63, "SEG_both_sequences": 0.78},
+             "isbi2012": {"rand_error": 0.06}}  # no ISBI study: that goal is left out
+    table = tables.goal_table(goals, {"DIC-C2DH-HeLa": cross}, {"DIC-C2DH-HeLa": both}).set_index("Unit")
+    assert list(table.index) == ["mean of directions (trained on one sequence)", "01->02", "02->01",
+                                 "held-out blocks (trained on both sequences)"]
+    assert table["Mean"].tolist() == pytest.approx([0.65, 0.62, 0.68, 0.775])
+    assert table["Met by the mean"].tolist() == [False, False, True, False]
+    assert table["Goal"].tolist() == ["≥ 0.7", "≥ 0.63", "≥ 0.63", "≥ 0.78"]
+    assert table.loc["01->02", "Min"] == 0.6 and table.loc["01->02", "Max"] == 0.64
+    assert table.loc["held-out blocks (trained on both sequences)", "Paper"] == paper.UNET_TABLE2["DIC-C2DH-HeLa"]
+    with pytest.raises(UnetlibError, match="unknown goal 'IoU'"):
+        tables.goal_table({"DIC-C2DH-HeLa": {"IoU": 0.9}}, {"DIC-C2DH-HeLa": cross})
+    for name in profiles.NAMES:  # every profile's goals name numbers the table knows
+        tables.goal_table(profiles.load(name).goals, {"DIC-C2DH-HeLa": cross}, {"DIC-C2DH-HeLa": both})
+
+
 def test_layer_shapes_give_fig1_of_the_paper():
     from unetlib.model import layer_shapes
 

@@ -15,6 +15,7 @@ import pandas as pd
 from unetlib import paper
 from unetlib.atomic import write_text
 from unetlib.data import CTC_DATASETS, DIRECTIONS
+from unetlib.errors import UnetlibError
 from unetlib.results import ExperimentResult
 from unetlib.stats import over_seeds, pooled, prediction_interval, t_interval
 from unetlib.study import MEAN_UNIT, read_study
@@ -22,7 +23,7 @@ from unetlib.values import counted
 
 __all__ = ["table1", "table2", "over_seeds_text", "to_markdown", "show",
            "write_table", "results_markdown", "HELD_OUT_NOTE", "seed_table",
-           "spread", "read_studies"]
+           "spread", "read_studies", "goal_table"]
 
 HELD_OUT_NOTE = (
     "Paper rows: the official hidden test sets. Rows 'this kit': held-out training data "
@@ -177,6 +178,53 @@ def seed_table(studies: dict, variant: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def goal_table(goals: dict, studies: dict, both: dict | None = None) -> pd.DataFrame:
+    """A profile's ``goals`` (its file's ``goals``: dataset -> {number: goal}) against the seed ``studies`` (and the
+    ``both``-sequence studies for ``SEG_both_sequences``): per goal the mean over seeds with its 95 % interval, min,
+    max and n, and whether the mean meets it (an error at most the goal, a SEG at least). Goals whose study has not
+    run are left out."""
+    rows = []
+    for dataset, named in goals.items():
+        for name, goal in named.items():
+            for metric, unit, values, paper_value in _goal_values(dataset, name, studies, both or {}):
+                if not values:
+                    continue
+                x, (_, low, high) = over_seeds(values.values()), t_interval(list(values.values()))
+                digits = 6 if name == "warping_error" else 4
+                lower = name.endswith("_error")
+                rows.append({"Dataset": dataset, "Metric": metric, "Unit": unit, "Goal": f"{'≤' if lower else '≥'} {goal:g}",
+                             "n seeds": x["n"], "Mean": x["mean"], "95 % interval of the mean": _range(low, high, digits),
+                             "Min": x["min"], "Max": x["max"],
+                             "Met by the mean": bool(x["mean"] <= goal if lower else x["mean"] >= goal),
+                             "Paper": paper_value})
+    return pd.DataFrame(rows)
+
+
+def _goal_values(dataset: str, name: str, studies: dict, both: dict) -> list[tuple[str, str, dict, float]]:
+    """(metric, unit, seed -> value, the paper's number or NaN) of one goal of a profile file; none when its study
+    has not run."""
+    errors = {key: label for label, key in _SEED_METRICS["isbi2012"]}
+    if dataset == "isbi2012" and name in errors:
+        study = studies.get(dataset)
+        if study is None:
+            return []
+        return [(errors[name], f"mean of folds {', '.join(map(str, study.units))}",
+                 study.values(study.baseline, MEAN_UNIT, name), _PAPER[(dataset, name)])]
+    if dataset in CTC_DATASETS and name in ("SEG", "direction_SEG", "SEG_both_sequences"):
+        study = (both if name == "SEG_both_sequences" else studies).get(dataset)
+        if study is None:
+            return []
+        if name == "SEG":
+            return [("SEG", "mean of directions (trained on one sequence)", study.values(study.baseline, MEAN_UNIT, "SEG"),
+                     _PAPER[(dataset, "SEG")])]
+        if name == "SEG_both_sequences":
+            return [("SEG", "held-out blocks (trained on both sequences)", pooled(study, study.baseline),
+                     _PAPER[(dataset, "SEG")])]
+        return [("SEG", unit, study.values(study.baseline, unit, "SEG"), np.nan) for unit in study.units]
+    raise UnetlibError(f"unknown goal {name!r} of {dataset}: goals name an ISBI error (pixel_error, rand_error, "
+                       "warping_error) or a cell dataset's SEG, direction_SEG or SEG_both_sequences")
+
+
 def _range(low: float, high: float, digits: int) -> str:
     """``low–high`` with ``digits`` decimals, '–' when undefined (fewer than two seeds)."""
     return "–" if np.isnan(low) else f"{low:.{digits}f}–{high:.{digits}f}"
@@ -247,9 +295,10 @@ SEED_NOTE = (
 
 
 def results_markdown(results: dict[str, ExperimentResult], timings: dict[str, float], profile: str,
-                     studies: dict | None = None, studies_folder: str = "", both: dict | None = None) -> str:
+                     studies: dict | None = None, studies_folder: str = "", both: dict | None = None,
+                     goals: dict | None = None) -> str:
     """The README's results section: machine, revisions, wall times, Table 1 and Table 2, the held-out note,
-    and, when a seed study is given, every number over seeds."""
+    and, when a seed study is given, every number over seeds and the profile's ``goals`` against them."""
     isbi = results["isbi2012_em"]
     hw = isbi.environment.get("hardware", {})
     machine = hw.get("gpu") or f"{hw.get('cpu_model') or 'CPU'}, {hw.get('cpu_count')} cores"
@@ -265,8 +314,14 @@ def results_markdown(results: dict[str, ExperimentResult], timings: dict[str, fl
     lines += ["**Table 1 (ISBI 2012)**", "", to_markdown(table1(isbi, studies.get("isbi2012"))), "",
               "**Table 2 (SEG)**", "", to_markdown(table2(results, studies, both)), "", HELD_OUT_NOTE]
     if studies:
-        seeds = sorted({len(r.study["seeds"]) for r in studies.values()})
+        table = seed_table(studies)
+        seeds = ", ".join(f"{d} {counted(int(n), 'seed')}" for d, n in
+                          table.groupby("Dataset", sort=False)["n seeds"].max().items())
         where = f" (`{studies_folder}`)" if studies_folder else ""
-        lines += ["", f"**Over seeds**{where}: {'/'.join(map(str, seeds))} seeds of the `{profile}` recipe", "",
-                  to_markdown(seed_table(studies)), "", SEED_NOTE]
+        lines += ["", f"**Over seeds**{where}: the `{profile}` recipe with {seeds}", "", to_markdown(table), "",
+                  SEED_NOTE]
+        met = goal_table(goals or {}, studies, both)
+        if len(met):
+            lines += ["", f"**Against the `{profile}` profile's goals** (its file's `goals`; the mean over seeds, "
+                      "met when it is at or beyond the goal)", "", to_markdown(met)]
     return "\n".join(lines) + "\n"
