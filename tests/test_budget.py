@@ -82,8 +82,13 @@ def test_the_curve_counts_each_points_compute_and_compares_widths_at_equal_compu
     equal = budget.equal_compute(curve, "rand_error").iloc[0]
     assert equal.point == "w32-2500" and equal.narrow_from == "width 16, 10,000 steps"
     assert equal.difference == pytest.approx(-0.01)
+    # one seed per point: 0.01 is within 1.96 sqrt(2) 0.005 = 0.0139, the chance difference of two single seeds
     lines = budget.reading(curve, {"the paper": {"rand_error": 0.0382}}, spread={"rand_error": 0.005})
-    assert any("w32-2500 gives 0.07 against 0.08" in line and "larger than the seed spread" in line for line in lines)
+    assert any("w32-2500 gives 0.07 against 0.08" in line and "within the 0.014 by which two single seeds" in line
+               for line in lines), lines
+    lines = budget.reading(curve, {"the paper": {"rand_error": 0.0382}}, spread={"rand_error": 0.003})
+    assert any("w32-2500 gives 0.07 against 0.08" in line and "better by 0.01 (larger than the 0.0083" in line
+               for line in lines), lines
 
 
 def test_each_profile_declares_its_points_and_the_first_is_its_recipe():
@@ -147,7 +152,7 @@ def test_a_wider_point_beyond_the_steps_axis_is_set_against_its_point_of_most_co
     assert row.narrow_flops == curve[curve.point == "w16-5000"].flops.iloc[0] < row.flops
     lines = budget.reading(curve, {}, spread={"rand_error": 0.005})
     assert any(line.strip().startswith("with 6.5 x the compute of the width 16, 5,000 steps") and
-               "worse by 0.02 (larger than the seed spread)" in line for line in lines), lines
+               "worse by 0.02 (larger than the 0.014 by which two single seeds" in line for line in lines), lines
 
 
 def test_a_prediction_is_the_measured_point_within_the_range_and_both_readings_beyond_it():

@@ -193,12 +193,18 @@ def _doubled(flops: float, doublings: float) -> float:
     return flops * 2.0 ** doublings if doublings <= MAX_DOUBLINGS else math.inf
 
 
+#: one seed per point: two single seeds of one recipe differ by at most 1.96 sqrt(2) sd, 95 % of the time (normal seeds
+#: with the seed study's sd), so a difference between two points counts when it is larger than this many sds
+CHANCE_SDS = 1.96 * math.sqrt(2)
+
+
 def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_per_flop: float | None = None,
             spread: dict | None = None) -> list[str]:
     """What the curve says, per error, in sentences: the steps axis's trend per doubling of compute (and over its
     last doubling), the compute at which it would reach each of ``targets`` (name -> {error: value}; in hours
-    of one network at ``seconds_per_flop`` when given), and width against steps at equal compute (against the
-    seed ``spread`` of the cpu recipe, error -> sd, when given: one seed per point)."""
+    of one network at ``seconds_per_flop`` when given), and width against steps at equal compute (with the seed
+    ``spread`` of the cpu recipe, error -> sd, when given: one seed per point, so a difference counts when it is
+    larger than :data:`CHANCE_SDS` sds)."""
     lines, width = [], steps_axis(table)
     base = table[(table.unit == MEAN_UNIT) & (table.width == width)].flops.min()
     for metric in ERRORS:
@@ -242,8 +248,10 @@ def reading(table: pd.DataFrame, targets: dict[str, dict[str, float]], seconds_p
             if math.isnan(row.narrow):
                 continue
             sd = (spread or {}).get(metric)
-            size = "" if sd is None else (" (larger than the seed spread)" if abs(row.difference) > sd else
-                                          " (within the seed spread)")
+            chance = None if sd is None else CHANCE_SDS * sd  # two single seeds of one recipe differ by less, 95 % of the time
+            size = "" if chance is None else (
+                f" ({'larger than' if abs(row.difference) > chance else 'within'} the {chance:.2g} by which two "
+                "single seeds of one recipe differ, 95 % of the time)")
             better = "better" if row.difference < 0 else "worse"
             if row.narrow_flops < 0.95 * row.flops:  # beyond the narrow points: against the one of most compute
                 lines.append(f"  with {row.flops / row.narrow_flops:.1f} x the compute of the {row.narrow_from} "
