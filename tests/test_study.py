@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from unetlib import decisions, recipe, stats, study
+from unetlib import decisions, recipe, stats, study, tables
 from unetlib.atomic import LOCK_NAME, folder_lock
 from unetlib.errors import UnetlibError
 from unetlib.study import MEAN_UNIT, Study, StudyResult
@@ -359,6 +359,25 @@ def test_the_interval_for_one_more_seed_by_hand():
     low, high = stats.prediction_interval([0.5, 0.7, 0.6])  # 0.6 -+ 4.302653 * 0.1 * sqrt(4 / 3)
     assert (low, high) == pytest.approx((0.6 - 0.496828, 0.6 + 0.496828), abs=1e-6)
     assert all(math.isnan(v) for v in stats.prediction_interval([0.5]))
+
+
+def test_the_experiments_number_takes_the_wider_of_the_seed_and_the_unit_reading():
+    def two_units(first, second):
+        return _result([_row("base", s, u, v) for u, values in (("01->02", first), ("02->01", second))
+                        for s, v in enumerate(values)], units=("01->02", "02->01"))
+
+    # units moving in opposite directions: every per-seed mean is 2, so that reading has no width. As independent
+    # networks each unit's share of the mean's variance is 1 / 3 / 4 = 1/12, df = (1/6)^2 / (2 (1/12)^2 / 2) = 4,
+    # t(0.975, 4) = 2.776445: the mean -+ 2.776445 sqrt(1/6) = 1.133478, one more seed -+ 2.776445 sqrt(2/3) = 2.266958
+    mean, low, high, next_low, next_high = stats.number_intervals(two_units([1, 2, 3], [3, 2, 1]), "base", "SEG")
+    assert (mean, low, high) == pytest.approx((2, 2 - 1.133478, 2 + 1.133478), abs=1e-6)
+    assert (next_low, next_high) == pytest.approx((2 - 2.266958, 2 + 2.266958), abs=1e-6)
+    # units moving together: the per-seed reading (1 2 3: -+ 4.302653 / sqrt(3) = 2.484138) is the wider one
+    _, low, high, _, _ = stats.number_intervals(two_units([1, 2, 3], [1, 2, 3]), "base", "SEG")
+    assert (low, high) == pytest.approx((2 - 2.484138, 2 + 2.484138), abs=1e-6)
+    # the README's tables give the experiment's number that way
+    table = tables.seed_table({"DIC-C2DH-HeLa": two_units([1, 2, 3], [3, 2, 1])})
+    assert table.iloc[0]["95 % interval of the mean"] == "0.8665–3.1335"
 
 
 def test_pooled_seg_weighs_each_unit_by_its_cells():

@@ -19,9 +19,9 @@ import pandas as pd
 from scipy import stats
 
 from unetlib.errors import UnetlibError
-from unetlib.study import StudyResult
+from unetlib.study import MEAN_UNIT, StudyResult
 
-__all__ = ["t_interval", "prediction_interval", "pooled", "over_seeds",
+__all__ = ["t_interval", "prediction_interval", "number_intervals", "pooled", "over_seeds",
            "summarize", "compare", "verdict", "VERDICTS", "flag_runs", "FLAG_RATIO",
            "reading", "SUPPORTED", "CONTRADICTED", "NO_EFFECT", "UNDECIDED", "NOT_TESTABLE"]
 
@@ -53,6 +53,30 @@ def prediction_interval(values: Sequence[float], level: float = 0.95) -> tuple[f
         return math.nan, math.nan
     half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / x.size))
     return float(x.mean()) - half, float(x.mean()) + half
+
+
+def number_intervals(result: StudyResult, variant: str, metric: str, level: float = 0.95) -> tuple[float, ...]:
+    """The experiment's number (the mean over its units) over seeds: ``(mean, low, high, next_low, next_high)``,
+    its interval and where one more seed's number should land, the wider of two readings. Over seeds: the
+    per-seed means (:func:`t_interval`, :func:`prediction_interval`). From the units: each unit's own spread,
+    the units taken as independent networks (the units of one seed train with other seeds on other data, so
+    nothing pairs them), Welch-Satterthwaite degrees of freedom. The first alone understates the spread when
+    the units of the seeds at hand happen to move in opposite directions."""
+    per_seed = list(result.values(variant, MEAN_UNIT, metric).values())
+    mean, low, high = t_interval(per_seed, level)
+    next_low, next_high = prediction_interval(per_seed, level)
+    units = [np.asarray(list(result.values(variant, u, metric).values())) for u in result.units]
+    if len(units) < 2 or any(u.size < 2 for u in units):
+        return mean, low, high, next_low, next_high
+    shares = [u.var(ddof=1) / u.size / len(units) ** 2 for u in units]  # each unit's part of the mean's variance
+    if sum(shares) == 0:
+        return mean, low, high, next_low, next_high
+    df = sum(shares) ** 2 / sum(a ** 2 / (u.size - 1) for a, u in zip(shares, units))
+    t = float(stats.t.ppf(0.5 + level / 2, df))
+    half = t * math.sqrt(sum(shares))
+    next_half = t * math.sqrt(sum(a * (u.size + 1) for a, u in zip(shares, units)))  # s^2 (1 + 1/n) / k^2
+    return (mean, min(low, mean - half), max(high, mean + half), min(next_low, mean - next_half),
+            max(next_high, mean + next_half))
 
 
 def pooled(result: StudyResult, variant: str, metric: str = "SEG", weight: str = "objects") -> dict[int, float]:

@@ -17,7 +17,7 @@ from unetlib.atomic import write_text
 from unetlib.data import CTC_DATASETS, DIRECTIONS
 from unetlib.errors import UnetlibError
 from unetlib.results import ExperimentResult
-from unetlib.stats import over_seeds, pooled, prediction_interval, t_interval
+from unetlib.stats import number_intervals, over_seeds, pooled, prediction_interval, t_interval
 from unetlib.study import MEAN_UNIT, read_study
 from unetlib.values import counted
 
@@ -40,8 +40,19 @@ def over_seeds_text(values, digits: int = 4) -> str:
     if not values:
         return "–"
     mean, low, high = t_interval(values)
-    interval = f" [{low:.{digits}f}–{high:.{digits}f}]" if len(values) > 1 else ""
-    return f"{mean:.{digits}f}{interval}"
+    return _interval_text(mean, low, high, digits)
+
+
+def _number_text(result, metric: str, digits: int = 4) -> str:
+    """The experiment's number of a seed study's recipe as ``mean [low–high]`` (:func:`~unetlib.stats.number_intervals`)."""
+    if not result.values(result.baseline, MEAN_UNIT, metric):
+        return "–"
+    mean, low, high, _, _ = number_intervals(result, result.baseline, metric)
+    return _interval_text(mean, low, high, digits)
+
+
+def _interval_text(mean: float, low: float, high: float, digits: int) -> str:
+    return f"{mean:.{digits}f}" + ("" if np.isnan(low) else f" [{low:.{digits}f}–{high:.{digits}f}]")
 
 
 def table1(result: ExperimentResult | None, study=None) -> pd.DataFrame:
@@ -67,8 +78,7 @@ def table1(result: ExperimentResult | None, study=None) -> pd.DataFrame:
         n = len(study.values(study.baseline, MEAN_UNIT, "pixel_error"))
         rows.append({"Rank": "", "Group": f"u-net, this kit, {n} seeds: mean [95 % interval]",
                      "Source": "held-out training sections, the same folds",
-                     **{c: over_seeds_text(study.values(study.baseline, MEAN_UNIT, k).values(),
-                                           6 if k == "warping_error" else 4) for c, k in zip(_T1_COLS, _T1_KEYS)}})
+                     **{c: _number_text(study, k, 6 if k == "warping_error" else 4) for c, k in zip(_T1_COLS, _T1_KEYS)}})
     return pd.DataFrame(rows)
 
 
@@ -100,7 +110,7 @@ def table2(results: dict[str, ExperimentResult], studies: dict | None = None, bo
         seeds = "/".join(str(n) for n in sorted({len(r.values(r.baseline, MEAN_UNIT, "SEG")) for r in cross.values()}))
         rows.append({"Name": f"u-net, this kit, {seeds} seeds: mean [95 % interval]",
                      "Source": "train on one sequence, test on the other",
-                     **{c: over_seeds_text(r.values(r.baseline, MEAN_UNIT, "SEG").values()) for c, r in cross.items()}})
+                     **{c: _number_text(r, "SEG") for c, r in cross.items()}})
     blocks = {c: both[n] for c, n in zip(cols, names) if n in (both or {})}
     if blocks:
         pooled_seg = {c: pooled(r, r.baseline) for c, r in blocks.items()}
@@ -163,8 +173,11 @@ def seed_table(studies: dict, variant: str | None = None) -> pd.DataFrame:
                 if not values:
                     continue
                 x = over_seeds(values.values())
-                _, low, high = t_interval(list(values.values()))
-                next_low, next_high = prediction_interval(list(values.values()))
+                if unit == MEAN_UNIT:
+                    _, low, high, next_low, next_high = number_intervals(result, name, metric)
+                else:
+                    (_, low, high), (next_low, next_high) = t_interval(list(values.values())), prediction_interval(
+                        list(values.values()))
                 digits = 6 if metric == "warping_error" else 4
                 where = ("mean of " + ("folds " if dataset == "isbi2012" else "directions ") +
                          ", ".join(str(u) for u in result.units)) if unit == MEAN_UNIT else (
@@ -186,10 +199,12 @@ def goal_table(goals: dict, studies: dict, both: dict | None = None) -> pd.DataF
     rows = []
     for dataset, named in goals.items():
         for name, goal in named.items():
-            for metric, unit, values, paper_value in _goal_values(dataset, name, studies, both or {}):
+            for metric, unit, values, number, paper_value in _goal_values(dataset, name, studies, both or {}):
                 if not values:
                     continue
-                x, (_, low, high) = over_seeds(values.values()), t_interval(list(values.values()))
+                x = over_seeds(values.values())
+                _, low, high = number_intervals(number, number.baseline, name)[:3] if number else t_interval(
+                    list(values.values()))
                 digits = 6 if name == "warping_error" else 4
                 lower = name.endswith("_error")
                 rows.append({"Dataset": dataset, "Metric": metric, "Unit": unit, "Goal": f"{'≤' if lower else '≥'} {goal:g}",
@@ -200,27 +215,27 @@ def goal_table(goals: dict, studies: dict, both: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _goal_values(dataset: str, name: str, studies: dict, both: dict) -> list[tuple[str, str, dict, float]]:
-    """(metric, unit, seed -> value, the paper's number or NaN) of one goal of a profile file; none when its study
-    has not run."""
+def _goal_values(dataset: str, name: str, studies: dict, both: dict) -> list[tuple]:
+    """(metric, unit, seed -> value, the study when the value is its experiment's number (the mean over units) or
+    None, the paper's number or NaN) of one goal of a profile file; none when its study has not run."""
     errors = {key: label for label, key in _SEED_METRICS["isbi2012"]}
     if dataset == "isbi2012" and name in errors:
         study = studies.get(dataset)
         if study is None:
             return []
         return [(errors[name], f"mean of folds {', '.join(map(str, study.units))}",
-                 study.values(study.baseline, MEAN_UNIT, name), _PAPER[(dataset, name)])]
+                 study.values(study.baseline, MEAN_UNIT, name), study, _PAPER[(dataset, name)])]
     if dataset in CTC_DATASETS and name in ("SEG", "direction_SEG", "SEG_both_sequences"):
         study = (both if name == "SEG_both_sequences" else studies).get(dataset)
         if study is None:
             return []
         if name == "SEG":
             return [("SEG", "mean of directions (trained on one sequence)", study.values(study.baseline, MEAN_UNIT, "SEG"),
-                     _PAPER[(dataset, "SEG")])]
+                     study, _PAPER[(dataset, "SEG")])]
         if name == "SEG_both_sequences":
-            return [("SEG", "held-out blocks (trained on both sequences)", pooled(study, study.baseline),
+            return [("SEG", "held-out blocks (trained on both sequences)", pooled(study, study.baseline), None,
                      _PAPER[(dataset, "SEG")])]
-        return [("SEG", unit, study.values(study.baseline, unit, "SEG"), np.nan) for unit in study.units]
+        return [("SEG", unit, study.values(study.baseline, unit, "SEG"), None, np.nan) for unit in study.units]
     raise UnetlibError(f"unknown goal {name!r} of {dataset}: goals name an ISBI error (pixel_error, rand_error, "
                        "warping_error) or a cell dataset's SEG, direction_SEG or SEG_both_sequences")
 
@@ -290,7 +305,10 @@ SEED_NOTE = (
     "another draw); "
     "mean with the 95 % Student-t interval of the mean, standard deviation (n - 1), min and max over seeds, and "
     "where one more seed should land (95 % prediction interval: mean -+ t sd sqrt(1 + 1/n)), per unit and for "
-    "the experiment's number (the mean of its units, seed by seed)."
+    "the experiment's number (the mean of its units, seed by seed). For the experiment's number both intervals are "
+    "the wider of two readings: over the per-seed means, and from each unit's own spread with the units taken as "
+    "independent networks (one seed's units train with other seeds on other data; Welch-Satterthwaite degrees of "
+    "freedom), so that units that happen to move in opposite directions over the seeds at hand do not narrow it."
 )
 
 
